@@ -1,0 +1,202 @@
+"""download commands: models list / info, predict, license, check-preprocess, diagnose, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+models_app = typer.Typer(help="Browse models and their cards.", no_args_is_help=True)
+diagnose_app = typer.Typer(help="Diagnostic experiments.", no_args_is_help=True)
+
+WeightsOpt = typer.Option(None, "--weights", "-w", help="Local weights file (safetensors or tensors-only .pth).")
+TrustPickle = typer.Option(False, "--trust-pickle", help="Allow unpickling a checkpoint (runs code from the file).")
+TrustCode = typer.Option(False, "--trust-remote-code", help="Allow torch.hub to run the repo's hubconf.py.")
+NoStrict = typer.Option(False, "--no-strict", help="Load weights even if some tensors do not match (a report is printed).")
+
+
+def _load(model_id: str, weights, trust_pickle: bool, trust_remote_code: bool, no_strict: bool = False):
+    import visiontune as vt
+
+    p = vt.load(model_id, weights=weights, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code,
+                strict=not no_strict)
+    if p.load_report is not None:
+        console.print(f"[dim]weights: {p.load_report.details()}[/]")
+    return p
+
+
+def models_list(pattern: Optional[str] = typer.Argument(None, help="Substring or glob, e.g. 'resnet*'."),
+                source: Optional[str] = typer.Option(None, "--source", "-s", help="torchvision or timm."),
+                pretrained: bool = typer.Option(False, "--pretrained", help="Only models with published weights."),
+                as_json: bool = typer.Option(False, "--json")):
+    """List model ids (torchvision and timm registries, offline)."""
+    from visiontune.hub import list_models
+
+    rows = list_models(pattern, source, pretrained)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    t = Table(title=f"{len(rows)} models")
+    t.add_column("id")
+    t.add_column("task")
+    t.add_column("weights")
+    t.add_column("cached")
+    for r in rows:
+        w = r["weights"]
+        t.add_row(r["id"], r["task"], ", ".join(w[:4]) + (f" (+{len(w) - 4})" if len(w) > 4 else ""),
+                  {True: "yes", False: "no", None: "-"}[r["cached"]])
+    console.print(t)
+
+
+def models_info(model_id: str, weights: Optional[Path] = WeightsOpt, as_json: bool = typer.Option(False, "--json"),
+                trust_pickle: bool = TrustPickle, trust_remote_code: bool = TrustCode):
+    """Show a model's card: preprocessing, classes, licence, params, published metrics (no download)."""
+    from visiontune.hub.loader import describe
+
+    p = describe(model_id, weights=weights, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
+    if as_json:
+        typer.echo(p.card.model_dump_json(indent=1))
+        return
+    t = Table(title=p.card.model_id, show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value", overflow="fold")
+    for k, v in p.card.rows():
+        t.add_row(k, v)
+    t.add_row("eval transform", p.preprocess.describe())
+    if "weights_cached" in p.card.extra:
+        t.add_row("weights cached", f"{p.card.extra['weights_cached']} ({p.card.extra['cache_path']})")
+    console.print(t)
+
+
+def predict(model_id: str, images: List[Path] = typer.Argument(..., help="Image files or folders."),
+            topk: int = typer.Option(5, "--topk", "-k"), batch_size: int = typer.Option(32, "--batch-size"),
+            weights: Optional[Path] = WeightsOpt, trust_pickle: bool = TrustPickle, trust_remote_code: bool = TrustCode,
+            as_json: bool = typer.Option(False, "--json")):
+    """Top-k classes for images, each preprocessed as the weights expect (also for saved models)."""
+    files: list[Path] = []
+    for im in images:
+        if im.is_dir():
+            files += sorted(f for f in im.rglob("*") if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+        else:
+            files.append(im)
+    artifact = Path(model_id)
+    if artifact.suffix in (".onnx", ".pt", ".ts") and artifact.is_file():
+        try:
+            from visiontune.export import predict_artifact
+        except ImportError:
+            predict_artifact = None
+        if predict_artifact is not None:
+            preds = predict_artifact(artifact, files, topk=topk)
+            _print_preds(preds, as_json)
+            return
+    p = _load(model_id, weights, trust_pickle, trust_remote_code)
+    _print_preds(p.predict([str(f) for f in files], topk=topk, batch_size=batch_size), as_json)
+
+
+def _print_preds(preds, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([x.to_dict() for x in preds], indent=1))
+        return
+    for x in preds:
+        tops = "  ".join(f"{lab} [bold]{pr:.3f}[/]" for lab, pr in zip(x.labels, x.probs))
+        console.print(f"{x.source}: {tops}", highlight=False)
+
+
+def license_cmd(model_id: str, trust_pickle: bool = TrustPickle, trust_remote_code: bool = TrustCode):
+    """Say plainly what the model's code and weights licences allow."""
+    from visiontune.hub.licenses import explain, is_copyleft
+    from visiontune.hub.loader import describe
+
+    if model_id.startswith(("yolo:", "ultralytics:")):
+        from visiontune.hub.sources.yolo import AGPL_NOTICE
+
+        console.print(f"[bold]{model_id}[/]\ncode: AGPL-3.0\nweights: AGPL-3.0\n\n{explain('agpl-3.0')}\n\n{AGPL_NOTICE}")
+        return
+    card = describe(model_id, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code).card
+    console.print(f"[bold]{card.model_id}[/]")
+    for what, lic in (("code", card.license_code), ("weights", card.license_weights)):
+        flag = " [red](copyleft)[/]" if is_copyleft(lic) else ""
+        console.print(f"[bold]{what}[/]: {lic or 'not stated'}{flag}\n  {explain(lic)}")
+    for n in card.license_notes:
+        console.print(f"- {n}")
+
+
+def check_preprocess_cmd(model_id: str,
+                         transform: str = typer.Option(..., "--transform", "-t",
+                                                       help="YAML file or inline YAML, e.g. \"{resize: 256, crop: 224, mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}\""),
+                         weights: Optional[Path] = WeightsOpt):
+    """Compare your preprocessing with the one the weights expect; name every mismatch."""
+    import yaml
+
+    from visiontune.hub.check import check_preprocess
+    from visiontune.hub.loader import describe
+
+    spec = yaml.safe_load(Path(transform).read_text()) if Path(transform).is_file() else yaml.safe_load(transform)
+    if not isinstance(spec, dict):
+        raise typer.BadParameter("the transform must be a YAML mapping (resize, crop, interpolation, mean, std, ...)")
+    p = describe(model_id, weights=weights)
+    found = check_preprocess(p, spec)
+    console.print(f"card: {p.preprocess.describe()}  [dim]({p.card.preprocess_source})[/]")
+    if not found:
+        console.print("[green]OK[/]: the transform matches the card.")
+        return
+    for m in found:
+        console.print(f"[red]✗[/] {m}", highlight=False)
+    raise typer.Exit(1)
+
+
+def normalization_sweep_cmd(model_id: str, data: Path = typer.Option(..., "--data", "-d", help="Folder with labels.csv (file,index) or class folders."),
+                            weights: Optional[Path] = WeightsOpt, limit: Optional[int] = typer.Option(None, "--limit"),
+                            plot: Path = typer.Option(Path("normalization_sweep.png"), "--plot"),
+                            scales: str = typer.Option("0,0.25,0.5,0.75,1", "--scales"),
+                            trust_pickle: bool = TrustPickle):
+    """Accuracy as the mean/std normalisation is scaled from 0 (none) to 1 (correct)."""
+    from visiontune.hub.check import normalization_sweep
+
+    p = _load(model_id, weights, trust_pickle, False)
+    rows = normalization_sweep(p, data, [float(s) for s in scales.split(",")], limit=limit, plot=plot)
+    t = Table(title=f"normalisation sweep — {p.card.model_id} (n={rows[0]['n']})")
+    for c in ("scale", "mean", "std", "top-1", "top-5"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(f"{r['scale']:.2f}", "(" + ", ".join(f"{v:.3f}" for v in r["mean"]) + ")",
+                  "(" + ", ".join(f"{v:.3f}" for v in r["std"]) + ")", f"{100 * r['top1']:.1f}%", f"{100 * r['top5']:.1f}%")
+    console.print(t)
+    console.print(f"plot: {plot}")
+
+
+def compare_cmd(model_ids: List[str] = typer.Argument(..., help="Two or more model ids."),
+                image: Path = typer.Option(..., "--image", "-i"), topk: int = typer.Option(5, "--topk", "-k"),
+                trust_remote_code: bool = TrustCode):
+    """Each model's top-k on one image, side by side, each with its own preprocessing."""
+    import visiontune as vt
+
+    t = Table(title=f"{image.name}: top-{topk}")
+    t.add_column("rank")
+    cols = []
+    for mid in model_ids:
+        p = vt.load(mid, trust_remote_code=trust_remote_code)
+        pred = p.predict([str(image)], topk=topk)[0]
+        cols.append([f"{lab} {pr:.3f}" for lab, pr in zip(pred.labels, pred.probs)])
+        t.add_column(f"{mid}\n[dim]{p.preprocess.describe()}[/]")
+    for i in range(topk):
+        t.add_row(str(i + 1), *[c[i] if i < len(c) else "" for c in cols])
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    models_app.command("list")(models_list)
+    models_app.command("info")(models_info)
+    app.add_typer(models_app, name="models")
+    app.command("predict")(predict)
+    app.command("license")(license_cmd)
+    app.command("check-preprocess")(check_preprocess_cmd)
+    diagnose_app.command("normalization-sweep")(normalization_sweep_cmd)
+    app.add_typer(diagnose_app, name="diagnose")
+    app.command("compare")(compare_cmd)

@@ -1,0 +1,1 @@
+"""One module per front door. Each exposes ``build(mid, opts) -> Pretrained``."""

@@ -1,0 +1,169 @@
+"""Hugging Face: ``hf:microsoft/resnet-50[@revision]`` (or a local save_pretrained folder).
+
+Auto classes pick the task from the config's architecture; the image processor is the
+preprocessing. Cache first (``local_files_only``); a download is only tried when the Hub is
+reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from visiontune.errors import WeightsNotCachedError, require
+from visiontune.hub import offline
+from visiontune.hub.card import Card
+from visiontune.hub.ids import ModelId
+from visiontune.hub.preprocess import Preprocess, interpolation_name
+from visiontune.hub.pretrained import Pretrained
+from visiontune.hub.sources._common import LoadOptions, finish, load_local_weights
+
+TASKS = [
+    ("ForImageClassification", "classification", "AutoModelForImageClassification"),
+    ("ForObjectDetection", "detection", "AutoModelForObjectDetection"),
+    ("ForSemanticSegmentation", "segmentation", "AutoModelForSemanticSegmentation"),
+    ("ForUniversalSegmentation", "segmentation", "AutoModelForUniversalSegmentation"),
+    ("ForInstanceSegmentation", "segmentation", "AutoModelForInstanceSegmentation"),
+    ("ForDepthEstimation", "depth", "AutoModelForDepthEstimation"),
+    ("ForZeroShotImageClassification", "zero-shot-classification", "AutoModelForZeroShotImageClassification"),
+]
+
+
+def task_for(config) -> tuple[str, str]:
+    for arch in getattr(config, "architectures", None) or []:
+        for suffix, task, auto in TASKS:
+            if arch.endswith(suffix):
+                return task, auto
+    return "features", "AutoModel"
+
+
+def _cached(transformers, name: str, revision: str | None, fn):
+    """Call ``fn(local_files_only=True)``; on a cache miss, download only if the Hub answers."""
+    try:
+        return fn(local_files_only=True)
+    except (OSError, ValueError) as e:
+        local_dir = os.path.isdir(name)
+        if local_dir or not offline.can_reach("huggingface.co"):
+            repo_dir = offline.hf_cache_dir() / ("models--" + name.replace("/", "--"))
+            raise WeightsNotCachedError(
+                f"Hugging Face model {name}{'@' + revision if revision else ''} is not in the local cache "
+                f"({repo_dir}) and the Hub cannot be reached ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                f"On a machine with network run `huggingface-cli download {name}` and copy its HF_HOME here "
+                "(or set HF_HOME to it), or pass a folder written by save_pretrained as 'hf:/path/to/folder'.",
+                filename="config.json", directory=str(repo_dir),
+            ) from None
+        return fn(local_files_only=False)
+
+
+def _hub_license(name: str, revision: str | None) -> str | None:
+    """The licence the repo's model card states (YAML front matter of README.md), if cached."""
+    try:
+        if os.path.isdir(name):
+            readme = Path(name) / "README.md"
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            p = try_to_load_from_cache(name, "README.md", revision=revision, cache_dir=str(offline.hf_cache_dir()))
+            readme = Path(p) if isinstance(p, str) else None
+        if readme is None or not readme.is_file():
+            return None
+        text = readme.read_text(encoding="utf-8", errors="replace")
+        m = re.match(r"^---\s*\n(.*?)\n---", text, re.S)
+        if not m:
+            return None
+        import yaml
+
+        meta = yaml.safe_load(m.group(1)) or {}
+        lic = meta.get("license")
+        return str(lic) if lic else None
+    except Exception:
+        return None
+
+
+def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
+    size = getattr(proc, "size", None) or {}
+    if not isinstance(size, dict):
+        size = {"shortest_edge": int(size)}
+    crop = getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else None
+    crop_pct = getattr(proc, "crop_pct", None)
+    resample = getattr(proc, "resample", 2)
+    interp = interpolation_name(int(resample) if not isinstance(resample, str) else resample)
+    mean = tuple(proc.image_mean) if getattr(proc, "do_normalize", True) and getattr(proc, "image_mean", None) else None
+    std = tuple(proc.image_std) if mean is not None else None
+    resize: int | tuple[int, int] | None
+    crop_hw: tuple[int, int] | None = None
+    if "height" in size and "width" in size:
+        resize = (int(size["height"]), int(size["width"]))
+    elif "shortest_edge" in size:
+        s = int(size["shortest_edge"])
+        if crop_pct is not None:  # ConvNeXt-style processor: resize s/crop_pct then crop s (below 384)
+            if s < 384:
+                resize, crop_hw = int(s / crop_pct), (s, s)
+            else:
+                resize = (s, s)
+        else:
+            resize = s
+    else:
+        resize = None
+    if crop and crop_hw is None:
+        crop_hw = (int(crop["height"]), int(crop["width"])) if isinstance(crop, dict) else (int(crop), int(crop))
+    if getattr(proc, "do_resize", True) is False:
+        resize = None
+    pre = Preprocess(resize=resize, crop=crop_hw, interpolation=interp, mean=mean, std=std)
+    size_hw = pre.input_size
+    fields = dict(resize_size=pre.resize, crop_size=(crop_hw[0] if crop_hw and crop_hw[0] == crop_hw[1] else crop_hw),
+                  crop_pct=crop_pct, interpolation=interp, mean=mean, std=std,
+                  input_size=(3, *size_hw) if size_hw else None)
+    return pre, fields
+
+
+def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    transformers = require("transformers", "hf", "Loading Hugging Face models")
+    name, rev = mid.name, mid.weights
+    rev_kw = {"revision": rev} if rev else {}
+    config = _cached(transformers, name, rev,
+                     lambda **kw: transformers.AutoConfig.from_pretrained(name, **rev_kw, **kw))
+    task, auto_name = task_for(config)
+    auto = getattr(transformers, auto_name)
+    proc = None
+    try:
+        proc = _cached(transformers, name, rev,
+                       lambda **kw: transformers.AutoImageProcessor.from_pretrained(name, **rev_kw, **kw))
+    except WeightsNotCachedError:
+        proc = None
+    load_report, sha, weights_file = None, None, None
+    if opts.weights:
+        model = auto.from_config(config)
+        load_report, sha = load_local_weights(model, opts, source="hf")
+        weights_file = str(opts.weights)
+    elif opts.pretrained:
+        model = _cached(transformers, name, rev, lambda **kw: auto.from_pretrained(name, **rev_kw, **kw))
+    else:
+        model = auto.from_config(config)
+
+    id2label = getattr(config, "id2label", None) or {}
+    names = [id2label[i] for i in sorted(id2label)] if id2label else None
+    if names and all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        names = None
+    loaded = bool(opts.weights) or opts.pretrained
+    card = Card(source="hf", name=name, model_id=str(mid), weights=rev or ("main" if loaded else None), task=task,
+                pretrained=loaded, license_code="Apache-2.0 (transformers)",
+                license_weights=_hub_license(name, rev) if loaded else None,
+                class_names=names if loaded else None,
+                num_classes=len(names) if names else getattr(config, "num_labels", None),
+                weights_file=weights_file, weights_sha256=sha, extra={"architecture": (config.architectures or ["?"])[0]})
+    if proc is not None:
+        pre, fields = preprocess_from_processor(proc)
+        for k, v in fields.items():
+            setattr(card, k, v)
+        card.preprocess_source = f"Hugging Face {type(proc).__name__} of {name}"
+    else:
+        from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+        pre = Preprocess(resize=256, crop=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        card.preprocess_source = "assumed ImageNet defaults: the repo has no image processor config"
+    if loaded and card.license_weights is None:
+        card.license_notes.append("The model repo states no licence in its card; treat as all rights reserved.")
+    card = finish(model, card, opts)
+    return Pretrained(model, card, pre, native=proc, load_report=load_report)

