@@ -92,6 +92,7 @@ class LoadReport:
     unused: list[str] = field(default_factory=list)  # checkpoint tensors that fit nowhere
     shape_mismatch: list[tuple[str, tuple, tuple]] = field(default_factory=list)
     skipped_buffers: list[str] = field(default_factory=list)  # e.g. num_batches_tracked
+    expected_missing: list[str] = field(default_factory=list)  # allowed to stay (e.g. a new head)
 
     @property
     def complete(self) -> bool:
@@ -104,6 +105,8 @@ class LoadReport:
         )
         if self.shape_mismatch:
             s += f", {len(self.shape_mismatch)} with other shapes"
+        if self.expected_missing:
+            s += f" ({len(self.expected_missing)} tensors of the replaced head not loaded, as expected)"
         return s
 
     def details(self, limit: int = 20) -> str:
@@ -251,7 +254,8 @@ def load_into(
             by_name = by_order
     report, assign = by_name
 
-    bad_missing = [k for k in report.missing if not _match_patterns(k, allow_missing)]
+    report.expected_missing = [k for k in report.missing if _match_patterns(k, allow_missing)]
+    report.missing = bad_missing = [k for k in report.missing if not _match_patterns(k, allow_missing)]
     bad_shape = [m for m in report.shape_mismatch if not _match_patterns(m[0], allow_missing)]
     if strict and (bad_missing or report.unused or bad_shape):
         raise CheckpointMismatchError(

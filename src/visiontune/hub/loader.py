@@ -11,6 +11,8 @@ from visiontune.hub.sources._common import LoadOptions
 
 
 def _dispatch(model_id: str | ModelId, opts: LoadOptions) -> Pretrained:
+    if isinstance(model_id, os.PathLike):
+        model_id = os.fspath(model_id)
     mid = model_id if isinstance(model_id, ModelId) else parse_model_id(model_id)
     if mid.source == "torchvision":
         from visiontune.hub.sources import tv as src

@@ -81,11 +81,22 @@ def _hub_license(name: str, revision: str | None) -> str | None:
         return None
 
 
-def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
-    size = getattr(proc, "size", None) or {}
+def _as_dict(size) -> dict:
+    """Image processors keep sizes as dicts (transformers 4) or SizeDict dataclasses (5)."""
+    if size is None:
+        return {}
+    if isinstance(size, (int, float)):
+        return {"shortest_edge": int(size)}
     if not isinstance(size, dict):
-        size = {"shortest_edge": int(size)}
-    crop = getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else None
+        import dataclasses
+
+        size = dataclasses.asdict(size) if dataclasses.is_dataclass(size) else dict(vars(size))
+    return {k: v for k, v in size.items() if v is not None}
+
+
+def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
+    size = _as_dict(getattr(proc, "size", None))
+    crop = _as_dict(getattr(proc, "crop_size", None)) if getattr(proc, "do_center_crop", False) else None
     crop_pct = getattr(proc, "crop_pct", None)
     resample = getattr(proc, "resample", 2)
     interp = interpolation_name(int(resample) if not isinstance(resample, str) else resample)
@@ -107,7 +118,7 @@ def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
     else:
         resize = None
     if crop and crop_hw is None:
-        crop_hw = (int(crop["height"]), int(crop["width"])) if isinstance(crop, dict) else (int(crop), int(crop))
+        crop_hw = (int(crop["height"]), int(crop["width"])) if "height" in crop else (int(crop["shortest_edge"]),) * 2
     if getattr(proc, "do_resize", True) is False:
         resize = None
     pre = Preprocess(resize=resize, crop=crop_hw, interpolation=interp, mean=mean, std=std)
@@ -121,7 +132,9 @@ def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     transformers = require("transformers", "hf", "Loading Hugging Face models")
     name, rev = mid.name, mid.weights
-    rev_kw = {"revision": rev} if rev else {}
+    rev_kw: dict = {"revision": rev} if rev else {}
+    if not os.path.isdir(name):
+        rev_kw["cache_dir"] = str(offline.hf_cache_dir())  # read now, not at transformers' import
     config = _cached(transformers, name, rev,
                      lambda **kw: transformers.AutoConfig.from_pretrained(name, **rev_kw, **kw))
     task, auto_name = task_for(config)

@@ -117,8 +117,8 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         path = _cached_weights(dict(model.pretrained_cfg))
         weights_file, loaded = (str(path) if path else None), True
     elif opts.pretrained:
-        probe = timm.create_model(name, pretrained=False)
-        cfg = dict(probe.pretrained_cfg)
+        pcfg = timm.models.get_pretrained_cfg(name)  # no model built just to read the config
+        cfg = pcfg.to_dict() if pcfg is not None else {}
         if not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
             raise WeightsNotCachedError(f"timm publishes no pretrained weights for {name}; use pretrained=False")
         path = _cached_weights(cfg)
