@@ -1,0 +1,29 @@
+"""The repository keeps its promises: CI runs exactly the README's commands."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"Install the development extras.*?```bash\n(.*?)```", text, re.S).group(1)
+    return [ln.strip() for ln in block.strip().splitlines()]
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    install, test = _readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+    pip_part = install.split("&& ", 2)[-1]  # the venv is created by CI itself
+    assert pip_part in ci
+    assert test in ci.splitlines()
+
+
+def test_every_cli_module_registers():
+    from visiontune.cli.main import COMMAND_MODULES, app
+
+    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for expected in ("models", "predict", "license", "check-preprocess", "diagnose", "compare"):
+        assert expected in names
+    assert "hub" in COMMAND_MODULES
