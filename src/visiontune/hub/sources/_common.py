@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from visiontune.hub.card import Card
-from visiontune.hub.checkpoint import LoadReport, load_into, load_state_dict_file, sha256_file
+from visiontune.hub.checkpoint import LoadReport, load_into, load_state_dict_file, resolve_weights_path, sha256_file
 from visiontune.hub.heads import find_head, replace_head
 
 
@@ -32,7 +31,7 @@ def load_local_weights(model: nn.Module, opts: LoadOptions, *, source: str) -> t
     When a new head will be put on afterwards (``num_classes``), the old head's tensors may be
     missing from the file without failing the strict check.
     """
-    path = Path(opts.weights).expanduser()
+    path = resolve_weights_path(opts.weights)
     sd = load_state_dict_file(path, trust_pickle=opts.trust_pickle)
     allow: tuple[str, ...] = ()
     if opts.num_classes is not None:
