@@ -256,3 +256,28 @@ def test_bare_weights_file_is_explained(tmp_path):
     torch.save({"a": torch.zeros(1)}, f)
     with pytest.raises(VisiontuneError, match="weights="):
         vt.load(f"file:{f}")
+
+
+def test_compare_across_hubs_each_with_its_own_preprocessing(isolated_caches, tmp_path):
+    import timm
+    import torchvision
+    from safetensors.torch import save_file
+    from typer.testing import CliRunner
+
+    from visiontune.cli.main import app
+
+    torch_home, hf_home = isolated_caches
+    ck = torch_home / "hub" / "checkpoints"
+    ck.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), ck / "resnet18-f37072fd.pth")
+    src = tmp_path / "timm"
+    src.mkdir()
+    save_file(timm.create_model("resnet18", pretrained=False).state_dict(), src / "model.safetensors")
+    fill_hf_cache(hf_home, "timm/resnet18.a1_in1k", src)
+    img = tmp_path / "cat.png"
+    Image.new("RGB", (120, 90), (120, 60, 30)).save(img)
+    r = CliRunner().invoke(app, ["compare", "torchvision:resnet18", "timm:resnet18.a1_in1k", "--image", str(img), "-k", "3"],
+                           catch_exceptions=False, env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "resize 256 (bilinear)" in r.output and "resize 235 (bicubic)" in r.output
+    assert r.output.count("\n") >= 5
