@@ -44,6 +44,9 @@ def test_run_end_to_end_three_deliverables(tmp_path, digits):
     # 3. the audit: ranked mistakes and the report
     assert (run_dir / "audit" / "mistakes.csv").is_file() and (run_dir / "audit" / "report.html").is_file()
     assert "audit report" in r.output
+    summary = json.loads((run_dir / "audit" / "summary.json").read_text())
+    assert summary["timings"]["images_computed"] == 0  # the audit reused the probe's cached features
+    assert summary["metrics"]["n_images"] == 30  # the run's own val split (25% of 120), not a new one
 
     # the saved model reloads with its own preprocessing and reproduces the recorded val accuracy
     recorded = record["summary"]["val/acc"]

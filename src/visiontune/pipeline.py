@@ -136,6 +136,9 @@ def run(config: str | Path | dict, *, resume: bool = True, overrides: dict[str, 
 
     console = console or Console()
     rc, tc = load_config(config, overrides)
+    if rc.audit.enabled and tc.strategy == "linear" and "feature_cache" not in rc.train and tc.feature_cache == "memory":
+        # the audit (a separate step) reuses the features the linear probe computed: keep them on disk
+        tc = tc.model_copy(update={"feature_cache": "disk"})
     root = Path(rc.root)
     timings: dict[str, float] = {}
     run_dir = root / tc.name if tc.name else None

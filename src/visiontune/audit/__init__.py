@@ -1,0 +1,17 @@
+"""Audit a classifier on a dataset: hardest mistakes, label errors, duplicates and leaks, an HTML
+report, and an optional FiftyOne export.
+
+    from visiontune.audit import audit
+    result = audit("runs/pets-linear", data="data/pets", split="val")
+    result.mistakes.head(), result.label_issues.head(), result.report_path
+"""
+
+from visiontune.audit.core import AuditResult, VersionComparison, audit, compare_versions, print_summary
+from visiontune.audit.duplicates import find_duplicates
+from visiontune.audit.fiftyone_export import FiftyOneUnavailable, export_fiftyone
+from visiontune.audit.label_issues import out_of_sample_probs, rank_label_issues
+
+__all__ = [
+    "AuditResult", "FiftyOneUnavailable", "VersionComparison", "audit", "compare_versions",
+    "export_fiftyone", "find_duplicates", "out_of_sample_probs", "print_summary", "rank_label_issues",
+]
