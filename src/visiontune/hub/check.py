@@ -157,7 +157,7 @@ def labelled_images(data: str | Path, class_names: Sequence[str] | None, limit: 
 
 
 @torch.inference_mode()
-def _prepared(p: Pretrained, items, batch_size: int = 32, progress: bool = True):
+def prepare_images(p: Pretrained, items) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode, resize and crop once; normalisation is applied later (cheap to vary)."""
     from visiontune.data import read_image
 
@@ -185,46 +185,59 @@ def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_s
 
 def evaluate(p: Pretrained, data, limit: int | None = None) -> dict:
     items = labelled_images(data, p.card.class_names, limit)
-    x, y = _prepared(p, items)
+    x, y = prepare_images(p, items)
     t1, t5 = accuracy(p, x, y, p.preprocess.mean, p.preprocess.std)
     return {"n": len(items), "top1": t1, "top5": t5}
 
 
-def normalization_sweep(p: Pretrained, data, scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
-                        limit: int | None = None, plot: str | Path | None = None) -> list[dict]:
-    """Accuracy as the normalisation goes from none (scale 0: mean 0, std 1) to the card's (1).
+def sweepprepare_images(p: Pretrained, x: torch.Tensor, y: torch.Tensor,
+                   scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> list[dict]:
+    """The sweep on images already resized and cropped (``prepare_images``): only normalisation varies.
 
     At scale a: mean_a = a·mean, std_a = 1 + a·(std − 1).
     """
     if p.preprocess.mean is None:
         raise VisiontuneError(f"{p.card.model_id} takes un-normalised input: nothing to sweep")
-    items = labelled_images(data, p.card.class_names, limit)
-    x, y = _prepared(p, items)
     rows = []
     for a in scales:
         mean = [a * m for m in p.preprocess.mean]
         std = [1 + a * (s - 1) for s in p.preprocess.std]
         t1, t5 = accuracy(p, x, y, mean, std)
-        rows.append({"scale": a, "mean": mean, "std": std, "top1": t1, "top5": t5, "n": len(items)})
+        rows.append({"scale": a, "mean": mean, "std": std, "top1": t1, "top5": t5, "n": len(x)})
+    return rows
+
+
+def plot_sweep(rows: list[dict], title: str, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot([r["scale"] for r in rows], [100 * r["top1"] for r in rows], "o-", label="top-1")
+    ax.plot([r["scale"] for r in rows], [100 * r["top5"] for r in rows], "s--", label="top-5")
+    ax.set_xlabel("normalisation scale (0 = none, 1 = the card's mean/std)")
+    ax.set_ylabel(f"accuracy % (n={rows[0]['n']})")
+    ax.set_title(title)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def normalization_sweep(p: Pretrained, data, scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+                        limit: int | None = None, plot: str | Path | None = None) -> list[dict]:
+    """Accuracy as the normalisation goes from none (scale 0: mean 0, std 1) to the card's (1)."""
+    if p.preprocess.mean is None:
+        raise VisiontuneError(f"{p.card.model_id} takes un-normalised input: nothing to sweep")
+    x, y = prepare_images(p, labelled_images(data, p.card.class_names, limit))
+    rows = sweepprepare_images(p, x, y, scales)
     if plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-        ax.plot([r["scale"] for r in rows], [100 * r["top1"] for r in rows], "o-", label="top-1")
-        ax.plot([r["scale"] for r in rows], [100 * r["top5"] for r in rows], "s--", label="top-5")
-        ax.set_xlabel("normalisation scale (0 = none, 1 = the card's mean/std)")
-        ax.set_ylabel(f"accuracy % (n={len(items)})")
-        ax.set_title(f"Normalisation sweep: {p.card.model_id}")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        Path(plot).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(plot)
-        plt.close(fig)
+        plot_sweep(rows, f"Normalisation sweep: {p.card.model_id}", plot)
     return rows
 
 
@@ -241,4 +254,4 @@ def compare_models(ids: Sequence[str], image, topk: int = 5, **load_kw) -> dict[
 
 
 __all__ = ["Mismatch", "check_preprocess", "compare_models", "describe_transform", "evaluate",
-           "labelled_images", "normalization_sweep"]
+           "labelled_images", "normalization_sweep", "plot_sweep", "sweep_prepared"]
