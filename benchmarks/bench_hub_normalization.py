@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import visiontune as vt  # noqa: E402
-from visiontune.hub.check import _prepared, accuracy, labelled_images, plot_sweep, sweep_prepared  # noqa: E402
+from visiontune.hub.check import accuracy, labelled_images, plot_sweep, prepare_images, sweep_prepared  # noqa: E402
 from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 ASSETS = Path(os.environ.get("VISIONTUNE_ASSETS", Path(__file__).resolve().parents[2] / "shared" / "assets"))
@@ -35,7 +35,7 @@ def main() -> None:
     data = ASSETS / "imagenet-sample-1k"
     t0 = time.perf_counter()
     x, y = prepare_images(p, labelled_images(data, p.card.class_names, args.limit))  # decoded and resized once
-    rows = sweepprepare_images(p, x, y, scales=(0.0, 0.25, 0.5, 0.75, 1.0))
+    rows = sweep_prepared(p, x, y, scales=(0.0, 0.25, 0.5, 0.75, 1.0))
     plot_sweep(rows, f"Normalisation sweep: {p.card.model_id}", args.plot)
     t_sweep = time.perf_counter() - t0
     wrong1, wrong5 = accuracy(p, x, y, IMAGENET_MEAN, IMAGENET_STD)  # the classic hand-copied constants

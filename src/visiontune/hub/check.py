@@ -190,7 +190,7 @@ def evaluate(p: Pretrained, data, limit: int | None = None) -> dict:
     return {"n": len(items), "top1": t1, "top5": t5}
 
 
-def sweepprepare_images(p: Pretrained, x: torch.Tensor, y: torch.Tensor,
+def sweep_prepared(p: Pretrained, x: torch.Tensor, y: torch.Tensor,
                    scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> list[dict]:
     """The sweep on images already resized and cropped (``prepare_images``): only normalisation varies.
 
@@ -235,7 +235,7 @@ def normalization_sweep(p: Pretrained, data, scales: Sequence[float] = (0.0, 0.2
     if p.preprocess.mean is None:
         raise VisiontuneError(f"{p.card.model_id} takes un-normalised input: nothing to sweep")
     x, y = prepare_images(p, labelled_images(data, p.card.class_names, limit))
-    rows = sweepprepare_images(p, x, y, scales)
+    rows = sweep_prepared(p, x, y, scales)
     if plot:
         plot_sweep(rows, f"Normalisation sweep: {p.card.model_id}", plot)
     return rows
