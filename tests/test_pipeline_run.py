@@ -85,7 +85,7 @@ def test_config_errors_name_key_and_allowed_values(tmp_path):
                          ids=lambda p: p.name)
 def test_examples_validate(example):
     text = example.read_text()
-    if "detector:" in text or "kind: detect" in text:
+    if text.lstrip("#").find("backbone:") >= 0 and "train:" not in text:
         pytest.skip("detection example: validated by the detect tests")
     rc, tc = load_config(example)
     assert tc.model and tc.data and rc.name

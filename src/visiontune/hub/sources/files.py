@@ -49,6 +49,14 @@ def load_saved(directory: Path, opts: LoadOptions, loader) -> Pretrained:
     """Rebuild the architecture from its base id (no pretrained download), re-apply the head,
     then load ``model.safetensors`` strictly."""
     doc = json.loads((directory / CARD_FILE).read_text())
+    if isinstance(doc.get("detect"), dict):
+        # A saved detector rebuilds from its recipe (visiontune.detect writes and reads it).
+        from visiontune.detect.models import load_saved as load_saved_detector
+
+        det = load_saved_detector(directory)
+        card = Card.model_validate(doc["card"]) if isinstance(doc.get("card"), dict) else Card(
+            source="file", name=directory.name, model_id=str(directory), task="detection")
+        return Pretrained(det.model, card, Preprocess(resize=None, crop=None, mean=None, std=None), native=det)
     if doc.get("format") != SAVED_FORMAT:
         raise VisiontuneError(f"{directory / CARD_FILE} is not a visiontune model card (format={doc.get('format')!r})")
     card = Card.model_validate(doc["card"])

@@ -1,0 +1,339 @@
+"""Detectors composed from a YAML / dict: backbone + FPN neck + head + anchors + image sizes.
+
+```yaml
+backbone:
+  source: timm                 # timm (any features_only model) | torchvision
+  name: mobilenetv3_small_100
+  pretrained: false            # timm: its pretrained weights from the local cache
+  weights: null                # a local weights file (safetensors / weights-only .pth)
+  out_indices: [2, 3, 4]       # stages feeding the neck (timm numbering: 0 = first stage)
+  trainable_layers: 3          # stages trained, counted from the top (null: all)
+  frozen_bn: true              # BatchNorm -> FrozenBatchNorm2d (default: true when pretrained)
+neck:
+  channels: 128                # FPN width
+  extra: auto                  # auto | none | pool | p6p7 (auto: pool for Faster R-CNN, p6p7 otherwise)
+head:
+  type: faster_rcnn            # faster_rcnn | retinanet | fcos
+  kwargs: {}                   # passed to torchvision's FasterRCNN / RetinaNet / FCOS
+anchors:                       # optional; default: derived from the feature strides
+  sizes: [32, 64, 128, 256]    # one per FPN level (or a list per level)
+  aspect_ratios: [0.5, 1.0, 2.0]
+image: {min_size: 128, max_size: 160}
+classes: [cat, dog]            # or num_classes: 2 (without background)
+```
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch import nn
+
+from visiontune.errors import ConfigError
+
+
+class BackboneCfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["timm", "torchvision"] = "timm"
+    name: str
+    pretrained: bool = False
+    weights: str | None = None
+    out_indices: list[int] | None = None
+    trainable_layers: int | None = None
+    frozen_bn: bool | None = None
+
+
+class NeckCfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channels: int = Field(128, gt=0)
+    extra: Literal["auto", "none", "pool", "p6p7"] = "auto"
+
+
+class HeadCfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["faster_rcnn", "retinanet", "fcos"] = "faster_rcnn"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnchorsCfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sizes: list[int | float | list[int | float]] | None = None
+    aspect_ratios: list[float | list[float]] | None = None
+
+
+class ImageCfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_size: int = Field(512, gt=0)
+    max_size: int = Field(683, gt=0)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+class ComposeConfig(BaseModel):
+    """The schema of a composed detector; `ConfigError` names the bad key."""
+
+    model_config = ConfigDict(extra="forbid")
+    backbone: BackboneCfg
+    neck: NeckCfg = Field(default_factory=NeckCfg)
+    head: HeadCfg = Field(default_factory=HeadCfg)
+    anchors: AnchorsCfg = Field(default_factory=AnchorsCfg)
+    image: ImageCfg = Field(default_factory=ImageCfg)
+    classes: list[str] | None = None
+    num_classes: int | None = None
+
+    @model_validator(mode="after")
+    def _classes(self):
+        if self.classes is None and self.num_classes is None:
+            raise ValueError("give classes: [names] or num_classes: N")
+        if self.classes is not None and self.num_classes is not None and len(self.classes) != self.num_classes:
+            raise ValueError(f"classes has {len(self.classes)} names but num_classes is {self.num_classes}")
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes) if self.classes is not None else [f"class{i}" for i in range(self.num_classes)]
+
+
+def parse_config(cfg) -> ComposeConfig:
+    """A path to YAML, a dict or a ComposeConfig -> validated ComposeConfig."""
+    if isinstance(cfg, ComposeConfig):
+        return cfg
+    where = "config"
+    if isinstance(cfg, (str, Path)):
+        import yaml
+
+        where = str(cfg)
+        try:
+            cfg = yaml.safe_load(Path(cfg).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read detector config {where}: {e}") from e
+    if isinstance(cfg, dict) and "detector" in cfg and "backbone" not in cfg:
+        cfg = cfg["detector"]
+    try:
+        return ComposeConfig.model_validate(cfg)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid detector config {where}: {msgs}") from None
+
+
+# ----------------------------------------------------------------------------- backbones
+class StagedBody(nn.Module):
+    """Runs ``stages`` in order and returns the outputs of the selected ones (cuts the rest)."""
+
+    def __init__(self, stages: list[nn.Module], out_indices: list[int]):
+        super().__init__()
+        last = max(out_indices)
+        self.stages = nn.ModuleList(stages[: last + 1])
+        self.out_indices = list(out_indices)
+
+    def forward(self, x):
+        outs = []
+        for i, st in enumerate(self.stages):
+            x = st(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return outs
+
+
+class TimmBody(nn.Module):
+    """A timm ``features_only`` model; ``stages`` = stem, then each block / layer (input side first)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        taps = [info["module"] for info in model.feature_info.get_dicts()]
+        units: list[nn.Module] = []
+        stem: list[nn.Module] = []
+        for n, m in model.named_children():
+            if any(t.startswith(n + ".") for t in taps):
+                units += list(m.children())
+            elif n in taps or n.startswith(("layer", "stages", "blocks", "features")):
+                units.append(m)
+            elif not units and any(True for _ in m.parameters()):
+                stem.append(m)
+            elif any(True for _ in m.parameters()):
+                units.append(m)
+        self.stages = [nn.ModuleList(stem)] * bool(stem) + units
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def _timm_body(cfg: BackboneCfg):
+    import timm
+
+    kw: dict[str, Any] = {"features_only": True, "pretrained": cfg.pretrained or cfg.weights is not None}
+    if cfg.out_indices is not None:
+        kw["out_indices"] = tuple(cfg.out_indices)
+    if cfg.weights is not None:
+        kw["pretrained_cfg_overlay"] = {"file": str(cfg.weights)}
+    try:
+        model = timm.create_model(cfg.name, **kw)
+    except RuntimeError as e:
+        raise ConfigError(f"backbone.name: timm cannot build {cfg.name!r} with features_only: {e}") from e
+    except Exception as e:
+        if "Unknown model" in str(e):
+            raise ConfigError(f"backbone.name: timm has no model {cfg.name!r}") from e
+        from visiontune.errors import WeightsNotCachedError
+
+        if cfg.pretrained:
+            raise WeightsNotCachedError(f"timm weights for {cfg.name} are not cached ({e}); pass "
+                                        "backbone.weights: PATH or pretrained: false") from e
+        raise
+    info = model.feature_info
+    return TimmBody(model), info.channels(), info.reduction()
+
+
+def _torchvision_stages(name: str) -> tuple[nn.Module, list[nn.Module]]:
+    import torchvision.models as tvm
+
+    try:
+        model = tvm.get_model(name, weights=None)
+    except ValueError as e:
+        raise ConfigError(f"backbone.name: torchvision has no model {name!r}") from e
+    if hasattr(model, "layer1"):  # ResNet / ResNeXt / Wide ResNet
+        stem = nn.Sequential(model.conv1, model.bn1, model.relu)
+        stages = [stem, nn.Sequential(model.maxpool, model.layer1), model.layer2, model.layer3, model.layer4]
+        return model, stages
+    feats = getattr(model, "features", None)
+    if not isinstance(feats, nn.Sequential):
+        raise ConfigError(f"backbone.name: torchvision {name} has neither layer1..4 nor a .features "
+                          "Sequential; use a ResNet / MobileNet / EfficientNet / ConvNeXt / VGG family model or timm")
+    # group blocks into stages that end where the resolution next halves
+    x = torch.zeros(1, 3, 64, 64)
+    groups, cur = [], []
+    with torch.no_grad():
+        feats.eval()
+        for blk in feats:
+            y = blk(x)
+            if y.shape[-1] < x.shape[-1] and cur:
+                groups.append(cur)
+                cur = []
+            cur.append(blk)
+            x = y
+        groups.append(cur)
+    return model, [nn.Sequential(*g) for g in groups]
+
+
+def _torchvision_body(cfg: BackboneCfg, load_weights: bool):
+    model, stages = _torchvision_stages(cfg.name)
+    if load_weights and cfg.weights is not None:
+        from visiontune.hub.checkpoint import load_into, load_state_dict_file
+
+        sd = load_state_dict_file(cfg.weights)
+        rep = load_into(model, sd, strict=False, source=str(cfg.weights))
+        if rep.shape_mismatch or rep.unused:
+            # Same names, other meaning (e.g. older torchvision key layouts): align purely by
+            # order and shape, as the names mislead.
+            rep = load_into(model, {f"ckpt::{k}": v for k, v in sd.items()}, strict=False,
+                            source=str(cfg.weights))
+        lost = [k for k in rep.missing if not k.startswith(("fc.", "classifier."))]
+        if lost or rep.unused or rep.shape_mismatch:
+            raise ConfigError(f"backbone.weights {cfg.weights} does not fit torchvision {cfg.name}: {rep.details(8)}")
+    elif load_weights and cfg.pretrained:
+        import torchvision.models as tvm
+
+        w = tvm.get_model_weights(cfg.name).DEFAULT
+        model.load_state_dict(w.get_state_dict(progress=False))
+    n = len(stages)
+    out_idx = cfg.out_indices or list(range(max(0, n - 3), n))
+    if any(i < 0 or i >= n for i in out_idx):
+        raise ConfigError(f"backbone.out_indices {out_idx}: torchvision {cfg.name} has stages 0..{n - 1}")
+    x = torch.zeros(1, 3, 64, 64)
+    chans, reds = [], []
+    with torch.no_grad():
+        for i, st in enumerate(stages):
+            st.eval()
+            x = st(x)
+            chans.append(x.shape[1])
+            reds.append(64 // x.shape[-1])
+    body = StagedBody(stages, out_idx)
+    return body, [chans[i] for i in out_idx], [reds[i] for i in out_idx]
+
+
+class FPNBackbone(nn.Module):
+    """Body + torchvision FeaturePyramidNetwork -> OrderedDict of maps, with ``out_channels``."""
+
+    def __init__(self, body: nn.Module, in_channels: list[int], channels: int, extra: str):
+        super().__init__()
+        from torchvision.ops.feature_pyramid_network import (
+            FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7,
+        )
+
+        self.body = body
+        block = {"pool": LastLevelMaxPool(), "p6p7": LastLevelP6P7(channels, channels), "none": None}[extra]
+        self.fpn = FeaturePyramidNetwork(in_channels, channels, extra_blocks=block)
+        self.out_channels = channels
+
+    def forward(self, x):
+        feats = self.body(x)
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
+
+
+def build_composed(cfg, load_backbone_weights: bool = True) -> nn.Module:
+    """Build a trainable torchvision detector from a composed config (see module docstring).
+    ``load_backbone_weights=False`` skips the backbone's pretrained weights (used when a saved
+    detector is restored: its own state dict follows)."""
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from .models import _anchor_generator, freeze_backbone, freeze_batchnorm, normalise_anchors
+
+    cfg = parse_config(cfg)
+    b = cfg.backbone
+    if b.source == "timm":
+        if not load_backbone_weights:
+            b = b.model_copy(update={"pretrained": False, "weights": None})
+        body, chans, reds = _timm_body(b)
+    else:
+        body, chans, reds = _torchvision_body(b, load_backbone_weights)
+    pretrained = cfg.backbone.pretrained or cfg.backbone.weights is not None
+    if cfg.backbone.frozen_bn if cfg.backbone.frozen_bn is not None else pretrained:
+        freeze_batchnorm(body)
+    head = cfg.head.type
+    extra = cfg.neck.extra if cfg.neck.extra != "auto" else ("pool" if head == "faster_rcnn" else "p6p7")
+    backbone = FPNBackbone(body, chans, cfg.neck.channels, extra)
+    strides = list(reds) + ([reds[-1] * 2] if extra == "pool" else [reds[-1] * 2, reds[-1] * 4] if extra == "p6p7" else [])
+    levels = len(strides)
+    if cfg.anchors.sizes is not None:
+        sizes, ratios = normalise_anchors(cfg.anchors.sizes, cfg.anchors.aspect_ratios, levels)
+    elif head == "fcos":
+        sizes, ratios = [[s] for s in strides], [[1.0]] * levels
+    elif head == "retinanet":
+        sizes = [[int(4 * s * 2 ** (k / 3)) for k in range(3)] for s in strides]
+        ratios = [list(cfg.anchors.aspect_ratios or [0.5, 1.0, 2.0])] * levels
+        sizes, ratios = normalise_anchors(sizes, ratios, levels)
+    else:
+        sizes, ratios = normalise_anchors([[8 * s] for s in strides], cfg.anchors.aspect_ratios, levels)
+    anchors = _anchor_generator(sizes, ratios)
+    nc = len(cfg.class_names) + 1  # + background
+    kw = dict(min_size=cfg.image.min_size, max_size=cfg.image.max_size,
+              image_mean=cfg.image.mean, image_std=cfg.image.std, **cfg.head.kwargs)
+    try:
+        if head == "faster_rcnn":
+            names = [str(i) for i in range(len(chans))]
+            pool = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
+            model = FasterRCNN(backbone, num_classes=nc, rpn_anchor_generator=anchors, box_roi_pool=pool, **kw)
+        elif head == "retinanet":
+            model = RetinaNet(backbone, num_classes=nc, anchor_generator=anchors, **kw)
+        else:
+            model = FCOS(backbone, num_classes=nc, anchor_generator=anchors, **kw)
+    except TypeError as e:
+        raise ConfigError(f"head.kwargs: {e}") from e
+    freeze_backbone(model, cfg.backbone.trainable_layers)
+    return model
+
+
+def composed_detector(cfg, load_backbone_weights: bool = True):
+    """A `Detector` for a composed config (untrained head; backbone weights as configured)."""
+    from .detector import Detector
+
+    cfg = parse_config(cfg)
+    model = build_composed(cfg, load_backbone_weights=load_backbone_weights)
+    recipe = {"builder": "composed", "config": cfg.model_dump(mode="json")}
+    name = f"composed:{cfg.backbone.source}:{cfg.backbone.name}+{cfg.head.type}"
+    return Detector.from_torchvision(model, ["__background__", *cfg.class_names], name, config=recipe)

@@ -1,0 +1,480 @@
+"""Building, adapting, saving and loading detectors.
+
+A detector is rebuilt from a *recipe* (JSON-able dict), so a fine-tuned or composed detector saved
+as ``model.safetensors`` + ``visiontune.json`` reloads exactly:
+
+``{"builder": "torchvision", "arch": "fasterrcnn_resnet50_fpn_v2", "num_classes": 4,
+   "anchor_sizes": [[32], ...], "aspect_ratios": [[0.5, 1, 2], ...], "min_size": 512, ...}``
+``{"builder": "composed", "config": {...}}`` (see `visiontune.detect.compose`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from visiontune.errors import (
+    CheckpointMismatchError, ConfigError, ModelIdError, WeightsNotCachedError, require,
+)
+
+from .detector import Detector, TorchvisionAdapter, UltralyticsAdapter, _names_list, check_id
+
+log = logging.getLogger("visiontune.detect")
+
+AGPL_NOTICE = (
+    "Ultralytics YOLO is licensed AGPL-3.0 (code and weights): using it in a product you "
+    "distribute or serve over a network obliges you to publish that product's source under "
+    "AGPL-3.0, unless you hold an Ultralytics Enterprise licence."
+)
+FORMAT = "visiontune-detector/1"
+
+
+# ----------------------------------------------------------------------------- recipes
+def _tv_builder(arch: str):
+    import torchvision.models as tvm
+    import torchvision.models.detection as tvd
+
+    if arch not in tvm.list_models(module=tvd):
+        raise ModelIdError(
+            f"torchvision has no detection model {arch!r}; available: {', '.join(tvm.list_models(module=tvd))}")
+    return tvm.get_model_builder(arch)
+
+
+def _anchor_generator(sizes, ratios):
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    return AnchorGenerator(tuple(tuple(int(s) for s in lvl) for lvl in sizes),
+                           tuple(tuple(float(r) for r in lvl) for lvl in ratios))
+
+
+def default_anchors(arch_or_model) -> tuple[list[list[int]], list[list[float]]] | None:
+    """The anchor sizes / aspect ratios a torchvision detector uses (None: anchor-free or SSD)."""
+    model = arch_or_model if isinstance(arch_or_model, nn.Module) else build_from_recipe(
+        {"builder": "torchvision", "arch": arch_or_model, "num_classes": 2})
+    gen = getattr(getattr(model, "rpn", None), "anchor_generator", None) or getattr(model, "anchor_generator", None)
+    if gen is None or not hasattr(gen, "sizes"):
+        return None
+    return [list(map(int, s)) for s in gen.sizes], [list(map(float, r)) for r in gen.aspect_ratios]
+
+
+def normalise_anchors(sizes, ratios, levels: int) -> tuple[list[list[int]], list[list[float]]]:
+    """Accept one size per level (``[32, 64, ...]``) or lists per level, and one ratio list for all
+    levels or one per level; check they fit ``levels`` feature maps."""
+    if sizes is None:
+        raise ConfigError("anchor sizes are missing")
+    sizes = [[int(s)] if isinstance(s, (int, float)) else [int(x) for x in s] for s in sizes]
+    if ratios is None:
+        ratios = [0.5, 1.0, 2.0]
+    if all(isinstance(r, (int, float)) for r in ratios):
+        ratios = [[float(r) for r in ratios]] * len(sizes)
+    ratios = [[float(x) for x in r] for r in ratios]
+    if len(sizes) != levels:
+        raise ConfigError(f"anchors: {len(sizes)} size levels given, the model has {levels} feature maps; "
+                          f"give one size (or list of sizes) per level")
+    if len(ratios) != len(sizes):
+        raise ConfigError(f"anchors: {len(ratios)} aspect-ratio lists for {len(sizes)} levels")
+    if any(s <= 0 for lvl in sizes for s in lvl) or any(r <= 0 for lvl in ratios for r in lvl):
+        raise ConfigError("anchors: sizes and aspect ratios must be positive")
+    n = {len(a) * len(b) for a, b in zip(sizes, ratios)}
+    if len(n) != 1:
+        raise ConfigError("anchors: every level needs the same number of sizes x ratios (one shared head)")
+    return sizes, ratios
+
+
+def build_from_recipe(recipe: dict) -> nn.Module:
+    """Build an (untrained) detector from its recipe."""
+    builder = recipe.get("builder")
+    if builder == "composed":
+        from .compose import build_composed
+
+        return build_composed(recipe["config"], load_backbone_weights=recipe.get("load_backbone_weights", False))
+    if builder != "torchvision":
+        raise ConfigError(f"unknown detector builder {builder!r} in recipe (torchvision | composed)")
+    arch = recipe["arch"]
+    kwargs: dict[str, Any] = dict(recipe.get("kwargs") or {})
+    kwargs.update(weights=None, weights_backbone=None, num_classes=int(recipe["num_classes"]))
+    for k in ("min_size", "max_size"):
+        if recipe.get(k):
+            if arch.startswith("ssd"):
+                raise ConfigError(f"{arch} has a fixed input size; {k} cannot be set")
+            kwargs[k] = int(recipe[k])
+    model = _tv_builder(arch)(**kwargs)
+    if recipe.get("anchor_sizes") is not None:
+        set_anchors(model, recipe["anchor_sizes"], recipe.get("aspect_ratios"))
+    if recipe.get("frozen_bn"):  # pretrained backbones keep their BatchNorm statistics
+        freeze_batchnorm(model.backbone)
+    return model
+
+
+def set_anchors(model: nn.Module, sizes, ratios=None) -> nn.Module:
+    """Give a Faster / Mask R-CNN or RetinaNet custom anchors. Only the layers whose shape depends
+    on the number of anchors per location (RPN ``cls_logits`` / ``bbox_pred``, RetinaNet's final
+    classification / regression convs) are re-created; every other head conv is kept as it is."""
+    import torch.nn.init as init
+
+    if hasattr(model, "rpn"):
+        gen_owner, attr = model.rpn, "anchor_generator"
+    elif hasattr(model, "anchor_generator") and hasattr(model.head, "classification_head") \
+            and hasattr(model.head.classification_head, "num_anchors"):
+        gen_owner, attr = model, "anchor_generator"
+    else:
+        raise ConfigError(f"custom anchors are supported for Faster/Mask R-CNN and RetinaNet, not "
+                          f"{type(model).__name__} (anchor-free or fixed SSD priors)")
+    levels = len(getattr(gen_owner, attr).sizes)
+    sizes, ratios = normalise_anchors(sizes, ratios, levels)
+    gen = _anchor_generator(sizes, ratios)
+    setattr(gen_owner, attr, gen)
+    a = gen.num_anchors_per_location()[0]
+    if hasattr(model, "rpn"):
+        head = model.rpn.head
+        if head.cls_logits.out_channels != a:
+            c = head.cls_logits.in_channels
+            head.cls_logits, head.bbox_pred = nn.Conv2d(c, a, 1), nn.Conv2d(c, a * 4, 1)
+            for layer in (head.cls_logits, head.bbox_pred):
+                init.normal_(layer.weight, std=0.01)
+                init.constant_(layer.bias, 0)
+    else:
+        cls, reg = model.head.classification_head, model.head.regression_head
+        if cls.num_anchors != a:
+            c = cls.cls_logits.in_channels
+            prior = float(cls.cls_logits.bias.detach().flatten()[0])
+            cls.cls_logits = nn.Conv2d(c, a * cls.num_classes, 3, padding=1)
+            init.normal_(cls.cls_logits.weight, std=0.01)
+            init.constant_(cls.cls_logits.bias, prior)
+            reg.bbox_reg = nn.Conv2d(c, a * 4, 3, padding=1)
+            init.normal_(reg.bbox_reg.weight, std=0.01)
+            init.zeros_(reg.bbox_reg.bias)
+            cls.num_anchors = a
+    return model
+
+
+# ----------------------------------------------------------------------------- weight transfer
+@dataclass
+class TransferReport:
+    """What a pretrained state dict gave a new detector."""
+
+    kept: list[str] = field(default_factory=list)
+    reinitialised: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # key, new, old shape
+    missing: list[str] = field(default_factory=list)   # new tensors the checkpoint lacks
+    unused: list[str] = field(default_factory=list)    # checkpoint tensors with no place
+
+    def summary(self) -> str:
+        return (f"{len(self.kept)} pretrained tensors kept, {len(self.reinitialised)} re-initialised "
+                f"(shape changed), {len(self.missing)} new, {len(self.unused)} unused")
+
+    def details(self, limit: int = 30) -> str:
+        lines = [self.summary()]
+        for k, new, old in self.reinitialised[:limit]:
+            lines.append(f"  re-initialised {k}: pretrained {tuple(old)} -> now {tuple(new)}")
+        for title, items in (("new", self.missing), ("unused", self.unused)):
+            if items:
+                lines.append(f"  {title}: " + ", ".join(items[:limit]) + (" …" if len(items) > limit else ""))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"kept": len(self.kept), "reinitialised": [[k, list(a), list(b)] for k, a, b in self.reinitialised],
+                "missing": self.missing, "unused": self.unused}
+
+
+def transfer_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> TransferReport:
+    """Copy every tensor of ``state_dict`` whose name and shape fit ``model``; report the rest
+    (heads sized for other classes or anchors are re-initialised, never half-loaded)."""
+    target = model.state_dict()
+    rep = TransferReport()
+    with torch.no_grad():
+        for k, v in target.items():
+            if k.endswith("num_batches_tracked"):
+                continue
+            src = state_dict.get(k)
+            if src is None:
+                rep.missing.append(k)
+            elif tuple(src.shape) != tuple(v.shape):
+                rep.reinitialised.append((k, tuple(v.shape), tuple(src.shape)))
+            else:
+                v.copy_(src.to(v.dtype))
+                rep.kept.append(k)
+    rep.unused = [k for k in state_dict if k not in target and not k.endswith("num_batches_tracked")]
+    return rep
+
+
+# ----------------------------------------------------------------------------- freezing
+def backbone_stages(model: nn.Module) -> list[nn.Module]:
+    """The backbone's stages, input side first (what ``trainable_layers`` counts from the top)."""
+    body = getattr(getattr(model, "backbone", None), "body", None)
+    if body is None:
+        body = getattr(model, "backbone", None)
+    if body is None:
+        raise ConfigError(f"{type(model).__name__} has no .backbone to freeze")
+    if hasattr(body, "stages"):  # composed backbones
+        return list(body.stages)
+    names = [n for n, _ in body.named_children()]
+    if "layer1" in names:  # ResNet-style IntermediateLayerGetter
+        stem = [m for n, m in body.named_children() if n in ("conv1", "bn1")]
+        return [nn.ModuleList(stem)] + [getattr(body, f"layer{i}") for i in range(1, 5) if hasattr(body, f"layer{i}")]
+    if isinstance(body, nn.Sequential) or names:
+        features = getattr(body, "features", body)
+        return [m for m in features.children() if any(True for _ in m.parameters())]
+    return [body]
+
+
+def freeze_backbone(model: nn.Module, trainable_layers: int | None) -> dict:
+    """Train only the last ``trainable_layers`` backbone stages (None: leave as is; 0: freeze all).
+    The neck (FPN) and heads always train. Returns a summary for the run record."""
+    if trainable_layers is None:
+        return {}
+    stages = backbone_stages(model)
+    if not 0 <= trainable_layers <= len(stages):
+        raise ConfigError(f"trainable_backbone_layers must be in 0..{len(stages)} for this backbone, "
+                          f"got {trainable_layers}")
+    frozen = stages[: len(stages) - trainable_layers]
+    for st in stages:
+        for p in st.parameters():
+            p.requires_grad_(True)
+    for st in frozen:
+        for p in st.parameters():
+            p.requires_grad_(False)
+    n_tr = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    return {"trainable_backbone_layers": trainable_layers, "backbone_stages": len(stages),
+            "trainable_params": n_tr, "total_params": n_all}
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace BatchNorm2d layers by FrozenBatchNorm2d with the same statistics (detection
+    batches are too small to estimate them)."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            f = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            with torch.no_grad():
+                if child.affine:
+                    f.weight.copy_(child.weight)
+                    f.bias.copy_(child.bias)
+                if child.track_running_stats:
+                    f.running_mean.copy_(child.running_mean)
+                    f.running_var.copy_(child.running_var)
+            setattr(module, name, f)
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
+# ----------------------------------------------------------------------------- loading
+def _vt_load():
+    try:
+        import visiontune
+
+        return getattr(visiontune, "load", None)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def model_num_classes(model: nn.Module) -> int:
+    """Number of class outputs (background included) of a torchvision detector; 0 if unknown."""
+    pred = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if pred is not None and hasattr(pred, "cls_score"):
+        return int(pred.cls_score.out_features)
+    head = getattr(getattr(model, "head", None), "classification_head", None)
+    return int(getattr(head, "num_classes", 0) or getattr(head, "num_columns", 0) or 0)
+
+
+def coco_category_names() -> list[str]:
+    """torchvision's COCO names: index = COCO category id (0 = background, 'N/A' = unused ids)."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+
+
+def _torchvision_pretrained_state(arch: str, tag: str | None) -> tuple[dict, list[str], str]:
+    """Pretrained state dict, class names and weights name for a torchvision detector id."""
+    import torchvision.models as tvm
+
+    from visiontune.hub.checkpoint import load_state_dict_file
+
+    enum = tvm.get_model_weights(arch)
+    w = enum.DEFAULT if tag in (None, "DEFAULT") else enum[tag]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+    if not path.is_file():
+        from visiontune.hub import offline
+
+        if offline.offline_forced() or not offline.can_reach("download.pytorch.org"):
+            raise WeightsNotCachedError(
+                f"torchvision weights {type(w).__name__}.{w.name} are not cached and the network is off. "
+                f"Put {path.name} (from {w.url}) in {path.parent}, or pass weights=PATH / pretrained=False.",
+                filename=path.name, directory=str(path.parent))
+        return w.get_state_dict(progress=True), list(w.meta["categories"]), f"{type(w).__name__}.{w.name}"
+    return load_state_dict_file(path), list(w.meta["categories"]), f"{type(w).__name__}.{w.name}"
+
+
+def load_detector(source, *, pretrained: bool = True, weights: str | os.PathLike | None = None,
+                  class_names: Sequence[str] | None = None, trust_pickle: bool = False,
+                  device: str | torch.device | None = None, **kwargs) -> Detector:
+    """See `Detector.load`. ``weights=PATH`` loads a local state dict (safetensors, or a
+    ``torch.load(weights_only=True)`` file; pickle only with ``trust_pickle=True``)."""
+    det = _load(source, pretrained=pretrained, weights=weights, class_names=class_names,
+                trust_pickle=trust_pickle, **kwargs)
+    return det.to(device) if device is not None else det
+
+
+def _load(source, *, pretrained, weights, class_names, trust_pickle, **kwargs) -> Detector:
+    if isinstance(source, Detector):
+        return source
+    if hasattr(source, "card") and hasattr(source, "model"):
+        return from_pretrained(source)
+    if _is_ultralytics(source):
+        names = _names_list(getattr(source, "names", None) or class_names or [])
+        return Detector(UltralyticsAdapter(source), names, "yolo:" + str(getattr(source, "ckpt_path", "") or ""))
+    if isinstance(source, nn.Module):
+        if class_names is None:
+            raise ConfigError("Detector.load(nn.Module) needs class_names=")
+        return Detector.from_torchvision(source, class_names)
+    if callable(source) and not isinstance(source, (str, os.PathLike)):
+        return Detector.from_callable(source, class_names)
+    text = str(source)
+    local = Path(text[5:] if text.startswith("file:") else text)
+    if (local / "visiontune.json").is_file():
+        return load_saved(local)
+    src, name = check_id(text)
+    src = {"ultralytics": "yolo"}.get(src, src)
+    if src == "yolo":
+        return _load_yolo(name)
+    vt_load = _vt_load()
+    if vt_load is not None and src in ("torchvision", "hf") and not kwargs:
+        try:
+            p = vt_load(text, pretrained=pretrained, weights=weights, trust_pickle=trust_pickle)
+        except TypeError:  # an older hub signature
+            p = vt_load(text)
+        return from_pretrained(p)
+    if src == "torchvision":
+        arch, _, tag = name.partition("@")
+        recipe = {"builder": "torchvision", "arch": arch, "num_classes": None, **kwargs}
+        names = coco_category_names()
+        state = None
+        if weights is not None:
+            from visiontune.hub.checkpoint import load_state_dict_file
+
+            state = load_state_dict_file(weights, trust_pickle=trust_pickle)
+        elif pretrained:
+            state, names, _ = _torchvision_pretrained_state(arch, tag or None)
+        recipe["num_classes"] = len(class_names or names)
+        model = build_from_recipe(recipe)
+        if state is not None:
+            from visiontune.hub.checkpoint import load_into
+
+            load_into(model, state, strict=True, source=str(weights or arch))
+        return Detector.from_torchvision(model, list(class_names or names), text, config=recipe)
+    if src == "hf":
+        return _load_hf(name)
+    raise ModelIdError(f"unknown detector source {src!r} in {text!r}; use torchvision:, hf:, yolo: or a saved directory")
+
+
+def _is_ultralytics(obj) -> bool:
+    return type(obj).__module__.startswith("ultralytics") and hasattr(obj, "predict")
+
+
+def _load_yolo(name: str) -> Detector:
+    ul = require("ultralytics", "yolo", "Ultralytics YOLO detectors")
+    log.warning(AGPL_NOTICE)
+    try:
+        model = ul.YOLO(name)
+    except Exception as e:  # ultralytics raises plain Exceptions for missing files / offline
+        if isinstance(e, (KeyboardInterrupt, MemoryError)):
+            raise
+        raise WeightsNotCachedError(
+            f"Ultralytics could not load {name!r}: {e}. Offline, pass the path of a local .pt file "
+            "(yolo:/path/yolo11n.pt) or a model YAML (yolo:yolo11n.yaml builds untrained).") from e
+    return Detector(UltralyticsAdapter(model), _names_list(model.names), f"yolo:{name}")
+
+
+def _load_hf(name: str, model=None, processor=None) -> Detector:
+    tr = require("transformers", "hf", "Hugging Face object detectors")
+    try:
+        processor = processor or tr.AutoImageProcessor.from_pretrained(name)
+        model = model or tr.AutoModelForObjectDetection.from_pretrained(name)
+    except OSError as e:
+        raise WeightsNotCachedError(
+            f"Hugging Face model {name!r} is not in the local cache and cannot be downloaded: {e}. "
+            "Download it once with network (or copy the HF cache) or pass a local directory.") from e
+    return Detector.from_hf(model, processor, f"hf:{name}")
+
+
+def from_pretrained(p) -> Detector:
+    """Wrap a hub `Pretrained` whose ``card.task == 'detection'``."""
+    card = p.card
+    task = getattr(card, "task", "detection")
+    if task not in ("detection", "instance_segmentation", "keypoints"):
+        raise ConfigError(f"{card.model_id} is a {task} model, not a detector")
+    source = getattr(card, "source", "")
+    names = list(card.class_names or [])
+    if source == "hf":
+        processor = getattr(p, "processor", None) or getattr(getattr(p, "preprocess", None), "processor", None)
+        return _load_hf(card.name, model=p.model, processor=processor)
+    if source in ("yolo", "ultralytics"):
+        log.warning(AGPL_NOTICE)
+        model = getattr(p, "yolo", None) or p.model
+        return Detector(UltralyticsAdapter(model), names or _names_list(model.names), card.model_id, card=card)
+    if not names:
+        n = int(card.num_classes or 0) or model_num_classes(p.model)
+        names = coco_category_names() if n == 91 else [str(i) for i in range(n)]
+    arch = card.name.split("@")[0]
+    recipe = {"builder": "torchvision", "arch": arch, "num_classes": len(names)}
+    return Detector(TorchvisionAdapter(p.model.eval()), names, card.model_id, card=card, config=recipe)
+
+
+# ----------------------------------------------------------------------------- save / load
+def save_detector(det: Detector, directory, metrics: dict | None = None, training: dict | None = None) -> Path:
+    """``model.safetensors`` + ``visiontune.json`` (card + recipe), written atomically."""
+    from safetensors.torch import save_file
+
+    if det.config is None or not isinstance(det.model, nn.Module):
+        raise ConfigError("only torchvision / composed detectors (with a recipe) can be saved this way; "
+                          "save Ultralytics models with their own .save()")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in det.model.state_dict().items()}
+    card = {
+        "source": "visiontune", "name": det.model_id, "model_id": det.model_id, "task": "detection",
+        "num_classes": len(det.class_names), "class_names": det.class_names,
+        "num_params": sum(p.numel() for p in det.model.parameters()), "metrics": metrics or {},
+        "base_id": det.model_id,
+    }
+    meta = {"format": FORMAT, "card": card, "detect": {"recipe": det.config}, "training": training or {}}
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": FORMAT})
+        with open(os.path.join(tmp, "visiontune.json"), "w") as f:
+            json.dump(meta, f, indent=2, default=str)
+        os.replace(os.path.join(tmp, "model.safetensors"), directory / "model.safetensors")
+        os.replace(os.path.join(tmp, "visiontune.json"), directory / "visiontune.json")
+    return directory
+
+
+def load_saved(directory) -> Detector:
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "visiontune.json").read_text())
+        recipe = meta["detect"]["recipe"]
+        card = meta["card"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ConfigError(f"{directory / 'visiontune.json'} is not a saved visiontune detector ({e}); "
+                          "a classification model loads with visiontune.load()") from e
+    model = build_from_recipe(recipe)
+    state = load_file(str(directory / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"{directory / 'model.safetensors'} does not fit its recipe: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}; the file was changed after saving")
+    return Detector(TorchvisionAdapter(model.eval()), card["class_names"], card.get("model_id", str(directory)),
+                    card=card, config=recipe)

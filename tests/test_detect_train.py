@@ -1,0 +1,136 @@
+"""Detector fine-tuning (Lightning + run record + saved model) and the detection CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+TINY = {"backbone": {"source": "timm", "name": "mobilenetv3_small_100"}, "neck": {"channels": 64},
+        "image": {"min_size": 64, "max_size": 64}, "num_classes": 1,
+        "head": {"kwargs": {"rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 50,
+                            "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
+                            "box_batch_size_per_image": 32}}}
+
+
+def tiny_imagenet_coco(assets: Path, out: Path, n_classes=2, per_class=6) -> Path:
+    """A COCO JSON over a few Tiny-ImageNet val images (one real box each)."""
+    root = assets / "tiny-imagenet-200-val"
+    rows = [line.split("\t") for line in (root / "val_annotations.txt").read_text().splitlines()]
+    wnids = sorted({r[1] for r in rows})[:n_classes]
+    images, anns = [], []
+    for ci, w in enumerate(wnids):
+        for r in [r for r in rows if r[1] == w][:per_class]:
+            i = len(images) + 1
+            images.append({"id": i, "file_name": str(root / "images" / r[0]), "width": 64, "height": 64})
+            x0, y0, x1, y1 = map(int, r[2:6])
+            anns.append({"id": i, "image_id": i, "category_id": ci + 1, "bbox": [x0, y0, x1 - x0, y1 - y0]})
+    p = out / "ann.json"
+    p.write_text(json.dumps({"images": images, "annotations": anns,
+                             "categories": [{"id": i + 1, "name": w} for i, w in enumerate(wnids)]}))
+    return p
+
+
+@pytest.fixture(scope="module")
+def trained(assets, tmp_path_factory):
+    from visiontune.detect.train import train_detector
+
+    tmp = tmp_path_factory.mktemp("dtrain")
+    data = tiny_imagenet_coco(assets, tmp)
+    res = train_detector({"model": "tiny.yaml", "compose": TINY, "data": str(data), "val_fraction": 0.34,
+                          "epochs": 1, "batch_size": 4, "max_train_batches": 1, "warmup_steps": 1,
+                          "trackers": ["tensorboard"]}, run_root=tmp / "runs", progress=False)
+    return res, data
+
+
+def test_training_writes_run_and_saved_model(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from visiontune.detect import Detector
+
+    res, data = trained
+    run = json.loads((res.run_dir / "run.json").read_text())
+    assert run["status"] == "completed" and run["kind"] == "detect-train"
+    assert "val/mAP50" in res.metrics and 0.0 <= res.metrics["val/mAP50"] <= 1.0
+    csv = (res.run_dir / "metrics.csv").read_text()
+    assert "train/loss" in csv and "val/mAP" in csv
+    ev = EventAccumulator(str(res.run_dir / "tb"))
+    ev.Reload()
+    assert any(t.startswith("train/loss") for t in ev.Tags()["scalars"])
+    assert sorted(p.name for p in res.model_dir.iterdir()) == ["model.safetensors", "visiontune.json"]
+    card = json.loads((res.model_dir / "visiontune.json").read_text())["card"]
+    assert card["task"] == "detection" and card["class_names"][0] == "__background__"
+    reloaded = Detector.load(str(res.model_dir))
+    img = torch.rand(3, 64, 64)
+    a = res.detector([img], score_threshold=0.0)[0]
+    b = reloaded([img], score_threshold=0.0)[0]
+    torch.testing.assert_close(a.boxes, b.boxes)
+    assert a.names == b.names
+    import visiontune as vt
+
+    p = vt.load(res.model_dir)  # the one loader also restores saved detectors
+    assert p.card.task == "detection" and p.native.class_names == reloaded.class_names
+
+
+def test_finetune_from_saved_detector_keeps_fitting_tensors(trained):
+    from visiontune.detect.train import adapt_detector
+
+    res, _ = trained
+    det, rep = adapt_detector(str(res.model_dir), ["only_one"])
+    assert det.class_names == ["__background__", "only_one"]
+    changed = {k for k, *_ in rep.reinitialised}
+    assert changed == {"roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias",
+                       "roi_heads.box_predictor.bbox_pred.weight", "roi_heads.box_predictor.bbox_pred.bias"}
+    sd_old = res.detector.model.state_dict()
+    assert torch.equal(det.model.state_dict()["rpn.head.conv.0.0.weight"], sd_old["rpn.head.conv.0.0.weight"])
+
+
+def test_cli_detect_val_anchors(trained, assets, tmp_path):
+    from visiontune.cli.main import app
+
+    res, data = trained
+    runner = CliRunner()
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for p in sorted((assets / "tiny-imagenet-200-val" / "images").glob("val_1*.JPEG"))[:3]:
+        (imgs / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["detect", str(res.model_dir), str(imgs), "--out", str(out), "--conf", "0.0",
+                            "--max-det", "5"])
+    assert r.exit_code == 0, r.output
+    preds = json.loads((out / "predictions.json").read_text())
+    meta = json.loads((out / "images.json").read_text())
+    assert len(meta["images"]) == 3 and 0 < len(preds) <= 15
+    assert {p["image_id"] for p in preds} <= {1, 2, 3} and len(preds[0]["bbox"]) == 4
+    from PIL import Image
+
+    drawn = sorted(out.glob("*.JPEG"))
+    assert len(drawn) == 3 and Image.open(drawn[0]).size == (64, 64)
+
+    r = runner.invoke(app, ["val", str(res.model_dir), "--data", str(data), "--out", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert set(m["metrics"]) >= {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"}
+    assert len(m["per_class"]) == 2
+
+    r = runner.invoke(app, ["anchors", str(data), "--levels", "3", "--ratios", "2", "--min-size", "64",
+                            "--max-size", "64"])
+    assert r.exit_code == 0, r.output
+    assert "sizes:" in r.output and "mean best IoU" in r.output
+
+
+def test_detection_audit_ranks_mistakes(trained, tmp_path):
+    from visiontune.detect.audit import audit_detections
+
+    res, data = trained
+    a = audit_detections(res.detector, data, out=tmp_path / "audit", score_threshold=0.0)
+    t = a.table
+    assert list(t["rank"]) == list(range(1, len(t) + 1))
+    assert (t["errors"].diff().dropna() <= 0).all()  # worst first
+    assert (t["tp"] + t["missed"] == t["gt"]).all() and (t["tp"] + t["fp"] == t["predictions"]).all()
+    assert (tmp_path / "audit" / "detection_audit.csv").is_file()
+    html = a.html_section()
+    assert html.startswith('<section class="detection-audit">') and "<script" not in html
