@@ -72,3 +72,21 @@ def test_predict_saved_model_and_typed_error(tmp_path):
                                                                "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "WeightsNotCachedError" in proc.stderr and "resnet50-11ad3fa6.pth" in proc.stderr
+
+
+def test_predict_routes_exported_artifacts_to_onnx_runtime(tmp_path):
+    from PIL import Image
+
+    import visiontune as vt
+    from visiontune.export import export
+
+    p = vt.load("timm:resnet18", pretrained=False, num_classes=2, class_names=["ants", "bees"])
+    img = tmp_path / "x.png"
+    Image.new("RGB", (80, 60), (10, 200, 30)).save(img)
+    res = export(p, "onnx", tmp_path / "m.onnx", parity=False)
+    direct = p.predict([str(img)], topk=2)[0]
+    r = invoke("predict", str(res.artifact), str(img), "--json", "-k", "2")
+    assert r.exit_code == 0, r.output
+    top = json.loads(r.output)[0]["top"]
+    assert top[0]["label"] == direct.labels[0]
+    assert abs(top[0]["prob"] - direct.probs[0]) < 1e-4

@@ -86,13 +86,11 @@ def predict(model_id: str, images: List[Path] = typer.Argument(..., help="Image 
         else:
             files.append(im)
     artifact = Path(model_id)
-    if artifact.suffix in (".onnx", ".pt", ".ts") and artifact.is_file():
-        try:
-            from visiontune.export import predict_artifact
-        except ImportError:
-            predict_artifact = None
-        if predict_artifact is not None:
-            preds = predict_artifact(artifact, files, topk=topk)
+    if artifact.is_file() and artifact.suffix in (".onnx", ".pt", ".pth", ".ts"):
+        from visiontune.export import load_artifact, sidecar_path
+
+        if sidecar_path(artifact).is_file():  # an exported model: ONNX Runtime / TorchScript path
+            preds = load_artifact(artifact).predict([str(f) for f in files], topk=topk)
             _print_preds(preds, as_json)
             return
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
@@ -100,6 +98,14 @@ def predict(model_id: str, images: List[Path] = typer.Argument(..., help="Image 
 
 
 def _print_preds(preds, as_json: bool) -> None:
+    if preds and not hasattr(preds[0], "probs"):  # detections from an exported detector
+        if as_json:
+            typer.echo(json.dumps([d.to_records() for d in preds], indent=1, default=str))
+        else:
+            for d in preds:
+                console.print(f"{d.path}: {len(d)} objects " + ", ".join(
+                    f"{n} {s:.2f}" for n, s in zip(d.names, d.scores.tolist())), highlight=False)
+        return
     if as_json:
         typer.echo(json.dumps([x.to_dict() for x in preds], indent=1))
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -136,7 +137,42 @@ def audit_detections(detector, data, out=None, iou: float = 0.5, score_threshold
             r, p = by_path[row["path"]]
             img = _draw_with_gt(r, p.filter(score_threshold), ds.classes)
             img.save(mdir / f"{int(row['rank']):03d}_{Path(row['path']).stem}.png")
+        write_report(outp / "report.html", df, summary, ds.classes, mdir,
+                     title=f"visiontune detection audit: {getattr(det, 'model_id', None) or 'detector'}")
     return DetectionAudit(df, summary, outp)
+
+
+def write_report(path: Path, table, summary: dict, classes: list[str], drawn_dir: Path | None, title: str) -> Path:
+    """The detection audit as the same self-contained, escaped, sortable HTML report as the
+    classification audit: totals as cards, the ranked images with thumbnails (predictions and
+    ground truth drawn for the worst ones)."""
+    from visiontune.audit._io import write_text
+    from visiontune.audit.report import Column, ReportData, Table, render_report
+
+    df = table.copy()
+
+    def picture(row) -> str:
+        if drawn_dir is not None:
+            drawn = drawn_dir / f"{int(row['rank']):03d}_{Path(str(row['path'])).stem}.png"
+            if drawn.exists():
+                return str(drawn)
+        return str(row["path"])
+
+    df["image"] = [picture(r) for _, r in df.iterrows()] if len(df) else []
+    cols = [Column("image", "image", "img"), Column("rank", "rank", "num", "{:.0f}"), Column("path", "path", "path")]
+    cols += [Column(c, c, "num", "{:.0f}") for c in ("gt", "predictions", "tp", "fp", "missed", "wrong_class", "duplicates")]
+    cols.append(Column("missed classes", "missed_classes"))
+    rd = ReportData(
+        title=title,
+        meta={"IoU": summary.get("iou"), "score threshold": summary.get("score_threshold"),
+              "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        cards=[(k.replace("_", " "), str(summary[k])) for k in
+               ("images", "images_with_errors", "tp", "fp", "missed", "wrong_class") if k in summary],
+        classes=list(classes),
+        tables=[Table("detections", "Images ranked by false positives and missed objects", df, cols,
+                      note="Drawn: predictions in colour, ground truth in white.", empty="no images")],
+    )
+    return write_text(path, render_report(rd))
 
 
 def _draw_with_gt(r, pred: Detections, classes):
