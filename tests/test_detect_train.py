@@ -134,3 +134,7 @@ def test_detection_audit_ranks_mistakes(trained, tmp_path):
     assert (tmp_path / "audit" / "detection_audit.csv").is_file()
     html = a.html_section()
     assert html.startswith('<section class="detection-audit">') and "<script" not in html
+    report = (tmp_path / "audit" / "report.html").read_text()
+    assert "Images ranked by false positives and missed objects" in report
+    assert report.count("<tr") >= len(t)  # one row per image (+ header)
+    assert "data:image/jpeg;base64," in report  # thumbnails embedded: the file stands alone
