@@ -1,0 +1,19 @@
+"""Transfer learning for any backbone: strategies (linear / partial / full / gradual),
+discriminative learning rates over automatically derived layer groups, cached-feature linear
+probes, LR range test, strategy recommendation, distillation, on PyTorch Lightning."""
+
+from visiontune.adapt.config import TrainConfig
+from visiontune.adapt.distill import kd_loss
+from visiontune.adapt.engine import TrainResult, _register_runner, train
+from visiontune.adapt.groups import LayerGroups, layer_groups, param_groups
+from visiontune.adapt.lr_find import LRFindResult, lr_find
+from visiontune.adapt.recommend import Recommendation, recommend
+from visiontune.adapt.strategies import count_params, default_milestones, n_trainable_backbone, set_trainable
+
+__all__ = [
+    "TrainConfig", "TrainResult", "train", "LayerGroups", "layer_groups", "param_groups", "kd_loss",
+    "lr_find", "LRFindResult", "recommend", "Recommendation", "count_params", "default_milestones",
+    "n_trainable_backbone", "set_trainable",
+]
+
+_register_runner()
