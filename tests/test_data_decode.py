@@ -152,3 +152,26 @@ def test_decompression_bomb_guard(tmp_path, monkeypatch):
 def test_is_image_file():
     assert is_image_file("a/B.JPEG") and is_image_file("x.TiFf") and is_image_file("x.webp")
     assert not is_image_file(".hidden.jpg") and not is_image_file("notes.txt") and not is_image_file("x.svg")
+
+
+def test_patched_image_open_import_error_is_a_decode_error(tmp_path, monkeypatch):
+    """Libraries such as ultralytics patch Image.open to fetch a decoder plugin for unknown
+    formats; when that fails they raise ImportError. It must still be a clean ImageDecodeError."""
+    from PIL import Image
+
+    from visiontune.data import read_image
+    from visiontune.errors import ImageDecodeError
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"definitely not an image at all")
+    real_open = Image.open
+
+    def patched(fp, *a, **k):
+        try:
+            return real_open(fp, *a, **k)
+        except Image.UnidentifiedImageError:
+            import pi_heif_not_installed_xyz  # noqa: F401  (raises ModuleNotFoundError)
+
+    monkeypatch.setattr(Image, "open", patched)
+    with pytest.raises(ImageDecodeError, match="broken.jpg"):
+        read_image(bad)

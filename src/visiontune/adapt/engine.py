@@ -507,7 +507,7 @@ def _load_teacher(cfg: TrainConfig, student, classes: list[str]):
 
 
 def _final_metrics(cfg, p, module, head_path, val_ds, splits, feats, run_dir: Path, classes, console) -> dict:
-    from visiontune.adapt.module import logits_of
+    from visiontune.hub.pretrained import logits_of
     from visiontune.adapt.report import classification_metrics, plot_confusion_matrix, predict_logits
 
     model = p.model.eval()

@@ -78,7 +78,7 @@ def lr_find(
     ``param_groups`` (from :func:`visiontune.adapt.param_groups`) keep their ratios: every group's
     lr is scaled by the same factor, and the head's lr is what is swept and reported.
     """
-    from visiontune.adapt.module import logits_of
+    from visiontune.hub.pretrained import logits_of
     from visiontune.adapt.strategies import freeze_frozen_norms
 
     forward = forward or (lambda x: logits_of(model(x)))
@@ -195,7 +195,7 @@ def lr_find_config(cfg, out: str | os.PathLike = "lr_find.png", num_steps: int =
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers)
 
     def fwd(x):
-        from visiontune.adapt.module import logits_of
+        from visiontune.hub.pretrained import logits_of
 
         return logits_of(model(x))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -17,17 +16,7 @@ from visiontune.adapt.data import _mix
 from visiontune.adapt.distill import kd_loss
 from visiontune.adapt.groups import LayerGroups, param_groups
 from visiontune.adapt.strategies import freeze_frozen_norms, n_trainable_backbone, set_trainable
-
-
-def logits_of(out: Any) -> torch.Tensor:
-    """Class scores from a model output (tensor, HF ``ModelOutput`` or tuple)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits"):
-        return out.logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise TypeError(f"cannot read class scores from a model output of type {type(out).__name__}")
+from visiontune.hub.pretrained import logits_of
 
 
 def lr_lambda(schedule: str, total_steps: int, warmup_steps: int):

@@ -43,9 +43,12 @@ def dhash_file(path: str) -> int:
     distance tolerance; every hash in an audit is computed this way, so they are comparable."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        im.draft("L", (64, 64))
-        return dhash(ImageOps.exif_transpose(im))
+    try:
+        with Image.open(path) as im:
+            im.draft("L", (64, 64))
+            return dhash(ImageOps.exif_transpose(im))
+    except ImportError as e:  # an Image.open patched by another library (plugin fetch failed)
+        raise OSError(f"{path}: cannot identify image ({e})") from None
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Module]:
@@ -145,17 +148,6 @@ def _collate(batch):
     good = [b for b in batch if b[2]]
     x = torch.stack([b[0] for b in good]) if good else None
     return x, [b[1] for b in batch], [b[2] for b in batch], [b[3] for b in batch]
-
-
-def _logits_of(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = getattr(out, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise VisiontuneError(f"cannot read logits from a model output of type {type(out).__name__}")
 
 
 def head_logits(head: nn.Module, embeddings: np.ndarray, batch_size: int = 4096) -> np.ndarray:

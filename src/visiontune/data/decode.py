@@ -141,7 +141,9 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
             return rgb.copy() if rgb is opened else rgb
     except ImageDecodeError:
         raise
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
+        # ImportError: some libraries (e.g. ultralytics) patch Image.open to fetch an optional
+        # decoder plugin on unknown formats and fail with ImportError when it is absent.
         with open(p, "rb") as f:
             head = f.read(16)
         raise ImageDecodeError(

@@ -12,7 +12,7 @@ import torch
 
 from visiontune.errors import DatasetError, VisiontuneError
 from visiontune.hub.preprocess import Preprocess, interpolation_name
-from visiontune.hub.pretrained import Pretrained, _logits
+from visiontune.hub.pretrained import Pretrained, logits_of
 
 
 @dataclass
@@ -175,7 +175,7 @@ def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_s
         xb = x[i:i + batch_size]
         if m is not None:
             xb = (xb - m) / s
-        logits = _logits(p.model(xb))
+        logits = logits_of(p.model(xb))
         t5 = logits.topk(min(5, logits.shape[-1]), -1).indices
         yb = y[i:i + batch_size]
         top1 += (t5[:, 0] == yb).sum().item()

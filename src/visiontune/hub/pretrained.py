@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -46,7 +46,8 @@ class Prediction:
             {"index": i, "label": lab, "prob": p} for i, lab, p in zip(self.indices, self.labels, self.probs)]}
 
 
-def _logits(out: Any) -> torch.Tensor:
+def logits_of(out: Any) -> torch.Tensor:
+    """Class scores from a model output: a tensor, a Hugging Face ``ModelOutput`` or a tuple."""
     if isinstance(out, torch.Tensor):
         return out
     if hasattr(out, "logits"):
@@ -117,7 +118,7 @@ class Pretrained:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
             batch = torch.stack([self._to_tensor(im) for im in chunk]).to(device)
-            probs = _logits(self.model(batch)).float().softmax(-1)
+            probs = logits_of(self.model(batch)).float().softmax(-1)
             k = min(topk, probs.shape[-1])
             p, idx = probs.topk(k, dim=-1)
             for j, im in enumerate(chunk):

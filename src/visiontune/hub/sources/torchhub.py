@@ -8,7 +8,6 @@ already downloaded into ``$TORCH_HOME/hub`` is used from there with no network.
 from __future__ import annotations
 
 import glob
-import os
 from pathlib import Path
 
 from visiontune.errors import VisiontuneError, WeightsNotCachedError
