@@ -1,178 +1,283 @@
-"""`visiontune runs ...`: list, show, compare and reproduce recorded runs."""
+"""`visiontune runs ...`: list, show, compare and reproduce run records (visiontune.track)."""
 
 from __future__ import annotations
 
 import json
-import math
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-console = Console()
-runs_app = typer.Typer(help="Recorded runs: list, show, compare, reproduce.", no_args_is_help=True)
-RootOpt = typer.Option(Path("runs"), "--root", "-r", help="Folder that holds the run directories.")
+runs_app = typer.Typer(name="runs", help="List, show, compare and reproduce recorded runs.",
+                       no_args_is_help=True)
+
+RootOpt = Annotated[Path, typer.Option("--root", "-r", help="Folder holding the runs.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def _fmt(v) -> str:
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = float(s)
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def _fmt_num(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, default=str)[:80]
+        return f"{v:.6g}"
     return str(v)
 
 
-def _duration(s: float | None) -> str:
-    if s is None:
+def _fmt_best(best: dict | None) -> str:
+    if not best:
         return "-"
-    m, sec = divmod(int(s), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+    return f"{best['metric']}={_fmt_num(best['value'])}"
+
+
+_STATUS_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+
+
+def _status(s: str) -> str:
+    from rich.markup import escape
+
+    return f"[{_STATUS_STYLE.get(s, 'white')}]{escape(s)}[/]"
+
+
+def _summary_row(r) -> dict[str, Any]:
+    return {"name": r.name, "dir": str(r.dir), "status": r.status, "status_reason": r.status_reason,
+            "kind": r.data.get("kind"), "model": r.model_id, "data_version": r.data_version,
+            "strategy": r.strategy, "best": r.best, "start_time": r.data.get("start_time"),
+            "duration_s": r.duration_s}
 
 
 @runs_app.command("list")
-def list_cmd(root: Path = RootOpt, as_json: bool = typer.Option(False, "--json")):
-    """Every run: name, model, data version, strategy, best metric, duration, status."""
+def list_cmd(root: RootOpt = Path("runs"), as_json: JsonOpt = False) -> None:
+    """Every run under ROOT, oldest first: name, model, data version, strategy, best metric,
+    duration, status (a run whose process died shows as interrupted)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     from visiontune.track import list_runs
 
-    runs = list_runs(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = list_runs(root)
     if as_json:
-        typer.echo(json.dumps([{"name": r.name, "dir": str(r.dir), "model": r.model_id, "data_version": r.data_version,
-                                "strategy": r.strategy, "best": r.best, "duration_s": r.duration_s,
-                                "status": r.status, "status_reason": r.status_reason} for r in runs],
-                              indent=1, default=str))
+        typer.echo(json.dumps([_summary_row(r) for r in runs], indent=2))
         return
-    t = Table(title=f"{len(runs)} runs in {root}")
-    for c in ("name", "model", "data version", "strategy", "best", "duration", "status"):
-        t.add_column(c)
-    colour = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
+    con = _console()
+    for w in caught:
+        con.print(f"[yellow]warning:[/] {escape(str(w.message))}")
+    if not runs:
+        con.print(f"no runs in {escape(str(root))}")
+        return
+    t = Table(title=f"runs in {escape(str(root))}")
+    for col in ("name", "model", "data version", "strategy", "best", "duration", "status"):
+        t.add_column(col, overflow="fold")
     for r in runs:
-        best = r.best or {}
-        b = f"{best.get('metric')}={_fmt(best.get('value'))}" if best.get("metric") else "-"
-        st = f"[{colour.get(r.status, 'white')}]{r.status}[/]"
-        t.add_row(r.name, _fmt(r.model_id), _fmt(r.data_version)[:14], _fmt(r.strategy), b, _duration(r.duration_s), st)
-    console.print(t)
+        dv = r.data_version or "-"
+        t.add_row(escape(r.name), escape(r.model_id or "-"), escape(dv[:16]), escape(str(r.strategy or "-")),
+                  escape(_fmt_best(r.best)), _fmt_duration(r.duration_s), _status(r.status))
+    con.print(t)
 
 
 @runs_app.command("show")
-def show_cmd(name: str, root: Path = RootOpt, as_json: bool = typer.Option(False, "--json")):
-    """One run: its record, final metrics and files."""
+def show_cmd(name: Annotated[str, typer.Argument(help="Run name, unique prefix or folder.")],
+             root: RootOpt = Path("runs"), as_json: JsonOpt = False) -> None:
+    """One run: record, environment, final / best metrics, checkpoints, artifacts, error."""
+    from rich.markup import escape
+    from rich.table import Table
+
     from visiontune.track import load_run
 
     r = load_run(name, root)
     if as_json:
-        typer.echo(json.dumps({"record": r.data, "config": r.config, "final_metrics": r.final_metrics()},
-                              indent=1, default=str))
+        out = dict(r.data)
+        out["status"], out["status_reason"] = r.status, r.status_reason
+        out["config"] = r.config
+        out["final_metrics"] = r.final_metrics()
+        typer.echo(json.dumps(out, indent=2))
         return
+    con = _console()
     d = r.data
     env = d.get("env") or {}
-    head = Table(title=f"run {r.name}", show_header=False)
-    head.add_column("field", style="bold")
-    head.add_column("value", overflow="fold")
-    rows = [("dir", str(r.dir)), ("status", r.status + (f" ({r.status_reason})" if r.status_reason else "")),
-            ("model", _fmt(r.model_id)), ("weights sha256", _fmt((d.get("model") or {}).get("weights_sha256"))),
-            ("data version", _fmt(r.data_version)), ("strategy", _fmt(r.strategy)), ("seed", _fmt(d.get("seed"))),
-            ("deterministic", _fmt(d.get("deterministic"))), ("started", _fmt(d.get("start_time"))),
-            ("duration", _duration(r.duration_s)), ("command", " ".join(d.get("command") or []) or "-"),
-            ("git", _fmt((d.get("git") or {}).get("commit"))), ("device", _fmt(env.get("device"))),
-            ("python / torch", f"{env.get('python', '-')} / {(env.get('packages') or {}).get('torch', '-')}"),
-            ("checkpoints", ", ".join(str(c.get("path", c)) for c in d.get("checkpoints") or []) or "-")]
+    pk = env.get("packages") or {}
+    git = d.get("git") or {}
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column(overflow="fold")
+    rows = [
+        ("name", escape(r.name)), ("folder", escape(str(r.dir))),
+        ("status", _status(r.status) + (f" ({escape(r.status_reason)})" if r.status_reason else "")),
+        ("kind", escape(str(d.get("kind")))),
+        ("model", escape(f"{r.model_id or '-'}  sha256={(d.get('model') or {}).get('weights_sha256') or '-'}")),
+        ("data version", escape(str(r.data_version or "-"))), ("strategy", escape(str(r.strategy or "-"))),
+        ("seed", escape(f"{d.get('seed')}  deterministic={d.get('deterministic')}")),
+        ("started", escape(str(d.get("start_time")))), ("duration", _fmt_duration(r.duration_s)),
+        ("best", escape(_fmt_best(r.best))),
+        ("command", escape(" ".join(d.get("command") or []))),
+        ("git", escape(f"{git.get('commit') or '-'}{' (dirty)' if git.get('dirty') else ''}") if git else "-"),
+        ("environment", escape(f"python {env.get('python')}, torch {pk.get('torch')}, torchvision "
+                               f"{pk.get('torchvision')}, timm {pk.get('timm')}, lightning {pk.get('lightning')}, "
+                               f"visiontune {pk.get('visiontune')}, device {env.get('device')}, "
+                               f"{env.get('cpu_count')} cpus, host {env.get('hostname')}")),
+        ("trackers", escape(", ".join(d.get("trackers") or {}))),
+    ]
+    if d.get("reproduced_from"):
+        rows.append(("reproduced from", escape(d["reproduced_from"].get("name", "?"))))
     for k, v in rows:
-        head.add_row(k, v)
-    console.print(head)
+        info.add_row(k, v)
+    con.print(info)
     fm = r.final_metrics()
     if fm:
         t = Table(title="metrics")
-        for c in ("metric", "final", "best", "min", "max", "points"):
-            t.add_column(c)
-        for m, s in sorted(fm.items()):
-            t.add_row(m, _fmt(s["final"]), _fmt(s["best"]), _fmt(s["min"]), _fmt(s["max"]), str(s["count"]))
-        console.print(t)
+        for col in ("metric", "final", "best", "min", "max", "points"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for m, s in fm.items():
+            t.add_row(escape(m), _fmt_num(s["final"]), _fmt_num(s["best"]), _fmt_num(s["min"]),
+                      _fmt_num(s["max"]), str(s["count"]))
+        con.print(t)
+    if d.get("summary"):
+        con.print("[bold]summary[/] " + escape(json.dumps(d["summary"])))
+    for c in d.get("checkpoints") or []:
+        con.print(f"[bold]checkpoint[/] {escape(c.get('kind', ''))}: {escape(c['path'])} "
+                  f"score={_fmt_num(c.get('score'))}")
+    for a in d.get("artifacts") or []:
+        con.print(f"[bold]artifact[/] {escape(a['name'])}: {escape(a['path'])}")
+    for e in d.get("tracker_errors") or []:
+        con.print(f"[yellow]backend error[/] {escape(e)}")
+    if d.get("error"):
+        tb = r.dir / (d["error"].get("traceback_file") or "error.txt")
+        con.print(f"[red]error[/] {escape(d['error']['type'])}: {escape(d['error']['message'])}")
+        if tb.is_file():
+            con.print(escape(tb.read_text(encoding="utf-8", errors="replace")[-4000:]))
 
 
 @runs_app.command("compare")
-def compare_cmd(names: List[str] = typer.Argument(..., help="Two or more run names or directories."),
-                root: Path = RootOpt,
-                plot: Optional[Path] = typer.Option(None, "--plot", help="Write the overlaid curves to this PNG."),
-                metrics: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="Only these metrics in the plot.")):
-    """Config diff side by side, a metrics table, and overlaid curves."""
+def compare_cmd(
+    names: Annotated[list[str], typer.Argument(help="Two or more runs (names, prefixes or folders).")],
+    root: RootOpt = Path("runs"),
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write overlaid curves to this PNG.")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric to plot (repeatable; default: all shared).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Config diff side by side (only keys that differ), final / best metric table, and
+    optionally a PNG with every run's curves overlaid."""
+    from rich.markup import escape
+    from rich.table import Table
+
     from visiontune.track import compare_runs, load_run, plot_comparison
 
     records = [load_run(n, root) for n in names]
-    c = compare_runs(records)
-    t = Table(title="config (keys that differ)")
-    t.add_column("key", style="bold")
-    for n in c.names:
-        t.add_column(n, overflow="fold")
-    for k, vals in c.config_diff.items():
-        t.add_row(k, *[_fmt(v) for v in vals])
-    if not c.config_diff:
-        t.add_row("(identical configs)", *["" for _ in c.names])
-    console.print(t)
-    if c.record_diff:
-        t = Table(title="record (model, data, environment) differences")
-        t.add_column("field", style="bold")
-        for n in c.names:
-            t.add_column(n, overflow="fold")
-        for k, vals in c.record_diff.items():
-            t.add_row(k, *[_fmt(v) for v in vals])
-        console.print(t)
-    t = Table(title="metrics: final (best)")
-    t.add_column("metric", style="bold")
-    for n in c.names:
-        t.add_column(n)
-    for m, per in c.metrics.items():
-        if m.startswith("lr"):
+    cmp = compare_runs(records)
+    png = plot_comparison(records, plot, metric or None) if plot is not None else None
+    if as_json:
+        typer.echo(json.dumps({"runs": cmp.names, "config_diff": cmp.config_diff,
+                               "record_diff": cmp.record_diff, "metrics": cmp.metrics,
+                               "plot": str(png) if png else None}, indent=2))
+        return
+    con = _console()
+    for title, diff in (("config differences", cmp.config_diff), ("record differences", cmp.record_diff)):
+        if not diff:
+            con.print(f"[green]{title}: none[/]")
             continue
-        t.add_row(m, *[f"{_fmt(s['final'])} ({_fmt(s['best'])})" if s else "-" for s in per])
-    console.print(t)
-    if plot:
-        out = plot_comparison(records, plot, metrics or None)
-        console.print(f"curves: {out}")
+        t = Table(title=title)
+        t.add_column("key")
+        for n in cmp.names:
+            t.add_column(escape(n), overflow="fold")
+        for k, vals in diff.items():
+            t.add_row(escape(k), *(escape(json.dumps(v) if not isinstance(v, str) else v) for v in vals))
+        con.print(t)
+    t = Table(title="metrics (final / best)")
+    t.add_column("metric")
+    for n in cmp.names:
+        t.add_column(escape(n), justify="right")
+    for m, vals in cmp.metrics.items():
+        t.add_row(escape(m), *("-" if v is None else f"{_fmt_num(v['final'])} / {_fmt_num(v['best'])}" for v in vals))
+    con.print(t)
+    if png:
+        con.print(f"curves written to {escape(str(png))}")
 
 
 @runs_app.command("reproduce")
-def reproduce_cmd(name: str, root: Path = RootOpt,
-                  new_name: Optional[str] = typer.Option(None, "--name", help="Name of the re-run (default NAME-repro)."),
-                  skip_data_check: bool = typer.Option(False, "--skip-data-check")):
-    """Re-run a recorded run; warn on every environment or data difference; compare the metrics."""
-    import warnings
+def reproduce_cmd(
+    name: Annotated[str, typer.Argument(help="Run to re-run (name, prefix or folder).")],
+    root: RootOpt = Path("runs"),
+    new_name: Annotated[str | None, typer.Option("--name", help="Name of the new run (default <name>-repro).")] = None,
+    out_root: Annotated[Path | None, typer.Option("--out-root", help="Where the new run goes (default: ROOT).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit with code 1 unless every final metric matches exactly.")] = False,
+) -> None:
+    """Re-run a run from its record (config.yaml + run.json). Warns on every environment, code
+    or data-version difference, then compares the final metrics of both runs."""
+    from rich.markup import escape
+    from rich.table import Table
 
     from visiontune.track import reproduce
 
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        rep = reproduce(name, root, name=new_name, check_data=not skip_data_check)
+    con = _console()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with con.status(f"re-running {escape(name)} ..."):
+            rep = reproduce(name, root, name=new_name, out_root=out_root)
     for w in rep.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    t = Table(title=f"{rep.original.name} → {rep.new.name}")
-    for c in ("metric", "recorded", "reproduced", ""):
-        t.add_column(c)
-    for m, (a, b) in sorted(rep.metrics.items()):
-        if m.startswith("lr"):
-            continue
+        con.print(f"[yellow]warning:[/] {escape(w)}")
+    t = Table(title=f"{escape(rep.original.name)} -> {escape(rep.new.name)}")
+    for col in ("metric", "recorded", "reproduced", "difference", "match"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m, (a, b) in rep.metrics.items():
         same = a == b or (a != a and b != b)
-        t.add_row(m, _fmt(a), _fmt(b), "[green]=[/]" if same else "[red]≠[/]")
-    console.print(t)
+        diff = "-" if a is None or b is None else f"{b - a:+.3g}"
+        t.add_row(escape(m), _fmt_num(a), _fmt_num(b), diff, "[green]yes[/]" if same else "[red]no[/]")
+    con.print(t)
     if rep.matches:
-        console.print("[green]reproduced exactly[/]: every final metric is identical")
+        con.print(f"[green]reproduced exactly[/]: every final metric of {escape(rep.original.name)} matches")
     else:
-        console.print(f"[red]{len(rep.mismatches)} metrics differ[/]")
+        con.print(f"[yellow]{len(rep.mismatches)} metric(s) differ[/]")
+    con.print(f"new run: {escape(str(rep.new.dir))}")
+    if check and not rep.matches:
         raise typer.Exit(1)
 
 
 @runs_app.command("selfcheck")
-def selfcheck_cmd(root: Path = RootOpt, trackers: str = typer.Option("tensorboard", "--trackers",
-                                                                      help="Comma-separated: tensorboard,mlflow,wandb")):
-    """A tiny real training run through every part of the record (checks a tracking setup)."""
+def selfcheck_cmd(
+    root: RootOpt = Path("runs"),
+    tracker: Annotated[list[str] | None, typer.Option("--tracker", "-t", help="Backend to check (repeatable): tensorboard, mlflow, mlflow=URI, wandb.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the synthetic training.")] = 3,
+) -> None:
+    """Run a small real deterministic training (MLP on synthetic clusters) through the
+    chosen backends, to check a tracking setup end to end in seconds."""
+    from rich.markup import escape
+
     from visiontune.track.selfcheck import run_selfcheck
 
-    run = run_selfcheck(root=root, trackers=[t for t in trackers.split(",") if t])
-    console.print(f"run written: {run.dir} (status {run.status})")
+    con = _console()
+    with con.status("training the self-check model ..."):
+        run = run_selfcheck({"epochs": epochs}, root=root, trackers=tracker or ["tensorboard"])
+    rec = run.record
+    con.print(f"{_status(rec['status'])} {escape(run.name)} in {_fmt_duration(rec['duration_s'])}: "
+              f"{escape(_fmt_best(rec['best']))}")
+    for k, v in rec["trackers"].items():
+        con.print(f"  {escape(k)}: {escape(json.dumps(v))}")
+    for e in rec.get("tracker_errors") or []:
+        con.print(f"[red]backend error[/] {escape(e)}")
+    con.print(f"folder: {escape(str(run.dir))}")
+    if rec["status"] != "completed" or rec.get("tracker_errors"):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,11 @@ def _group(metric: str) -> str:
     return "loss" if "loss" in tail else tail
 
 
+def _order(metric: str) -> tuple:
+    g = _group(metric)
+    return (0 if g == "loss" else 2 if g == "learning rate" else 1, g, metric)
+
+
 def _figure(panels: dict[str, list[tuple[str, list[int], list[float]]]], title: str | None):
     import matplotlib
 
@@ -71,8 +76,11 @@ def _save(fig, out: Path) -> Path:
 def plot_run_curves(rows: list[dict[str, Any]], out: str | Path, title: str | None = None) -> Path:
     """One run: a panel per metric family (loss, accuracy, learning rate, ...)."""
     panels: dict[str, list] = defaultdict(list)
-    for metric, (xs, ys) in sorted(series_from_rows(rows).items()):
-        panels[_group(metric)].append((metric, xs, ys))
+    series = series_from_rows(rows)
+    for metric in sorted(series, key=_order):
+        if metric == "epoch":
+            continue  # the x axis already says it
+        panels[_group(metric)].append((metric, *series[metric]))
     return _save(_figure(dict(panels), title), Path(out))
 
 
@@ -83,7 +91,7 @@ def plot_compare_curves(runs: dict[str, list[dict[str, Any]]], out: str | Path,
     series = {name: series_from_rows(rows) for name, rows in runs.items()}
     if metrics is None:
         common = set.intersection(*(set(s) for s in series.values())) if series else set()
-        metrics = sorted(common, key=lambda m: (m.startswith("lr"), m))
+        metrics = sorted(common - {"epoch"}, key=_order)
     if not metrics:
         from visiontune.errors import ConfigError
 

@@ -328,14 +328,15 @@ class Run:
                 self._stats.setdefault(k, _Stat()).add(v, step, epoch)
             self._dispatch("log_metrics", values, step, epoch)
 
-    def log_lrs(self, optimizer, step: int | None = None, prefix: str = "lr") -> dict[str, float]:
+    def log_lrs(self, optimizer, step: int | None = None, prefix: str = "lr",
+                epoch: int | None = None) -> dict[str, float]:
         """Log the learning rate of every param group of ``optimizer`` as ``lr/<group name>``
         (``name`` key of the group when set, else ``group<i>``). Returns what it logged."""
         lrs = {}
         for i, group in enumerate(optimizer.param_groups):
             label = _safe_name(str(group["name"])) if group.get("name") else f"group{i}"
             lrs[f"{prefix}/{label}"] = float(group["lr"])
-        self.log_metrics(lrs, step=step)
+        self.log_metrics(lrs, step=step, epoch=epoch)
         return lrs
 
     def log_image(self, tag: str, image: Any, step: int | None = None) -> Path:

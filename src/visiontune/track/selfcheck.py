@@ -1,6 +1,6 @@
 """A small, real, deterministic training run (an MLP on seeded synthetic Gaussian clusters)
 that exercises every part of a run record: per-step and per-epoch metrics, two param groups
-with their own learning rates, a checkpoint, an image, a summary. ``visiontune runs selfcheck``
+with their own learning-rate schedules, a checkpoint, an image, a summary. ``visiontune runs selfcheck``
 uses it to check a tracking setup (backends, URIs, folder permissions) in seconds, and it is
 the runner of kind ``selfcheck`` for ``runs reproduce``."""
 
@@ -14,7 +14,7 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "seed": 0, "samples": 512, "features": 16, "classes": 4, "hidden": 32, "val_fraction": 0.25,
     "epochs": 3, "batch_size": 32, "lr": 0.05, "head_lr": 0.1, "momentum": 0.9,
-    "weight_decay": 1e-4, "cluster_std": 1.5, "strategy": "full", "trackers": ["tensorboard"],
+    "weight_decay": 1e-4, "cluster_std": 3.0, "strategy": "full", "trackers": ["tensorboard"],
 }
 
 
@@ -75,10 +75,10 @@ def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLi
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    run.log_lrs(opt, step)
-                    sched.step()
                     step += 1
                     run.log_metrics({"train/loss": loss}, step=step, epoch=epoch)
+                    run.log_lrs(opt, step, epoch=epoch)  # the LRs this step used
+                    sched.step()
                 model.eval()
                 with torch.no_grad():
                     logits = model(xv)
