@@ -235,3 +235,21 @@ def test_audit_refuses_a_folder_that_is_no_model(tmp_path):
 
     with pytest.raises(ConfigError, match="neither a run directory"):
         audit(tmp_path, "unused", quiet=True)
+
+
+def test_tiny_images_are_not_perceptual_duplicates():
+    """8x8 scans of the same digit are different images: only identical pixels may match."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from visiontune.audit.features import dhash
+
+    d = load_digits()
+    zeros = [Image.fromarray((img / 16 * 255).astype(np.uint8)) for img, y in zip(d.images, d.target) if y == 0][:20]
+    hashes = [dhash(z) for z in zeros]
+    distances = [bin(a ^ b).count("1") for i, a in enumerate(hashes) for b in hashes[i + 1:]]
+    assert min(distances) > 4
+    assert dhash(zeros[0]) == dhash(zeros[0].copy())
+    big = zeros[0].resize((64, 64))
+    assert bin(dhash(big) ^ dhash(big.resize((60, 60)))).count("1") <= 4  # real perceptual hash above the size

@@ -24,13 +24,25 @@ from visiontune.data import read_image
 from visiontune.errors import ImageDecodeError, VisiontuneError
 from visiontune.hub.checkpoint import sha256_file
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: tiny images hash by content (see dhash)
+
+
+MIN_HASH_SIDE = 16  # a perceptual hash needs more pixels than its 9x8 grid
 
 
 def dhash(img, size: int = 8) -> int:
-    """64-bit difference hash of a PIL image (robust to resizing and recompression)."""
+    """64-bit difference hash of a PIL image (robust to resizing and recompression).
+
+    Images smaller than ``MIN_HASH_SIDE`` on a side carry too little detail for a perceptual
+    hash (8×8 digit scans of one class all hash alike): they get a 64-bit digest of their pixels
+    instead, so only pixel-identical tiny images count as visual duplicates."""
     from PIL import Image
 
+    if min(img.size) < MIN_HASH_SIDE:
+        import hashlib
+
+        digest = hashlib.blake2b(img.convert("L").tobytes() + repr(img.size).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big")
     g = img.convert("L").resize((size + 1, size), Image.Resampling.BILINEAR)
     a = np.asarray(g, dtype=np.int16)
     bits = (a[:, 1:] > a[:, :-1]).ravel()

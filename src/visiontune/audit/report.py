@@ -88,9 +88,12 @@ def thumbnail_uri(path: str, size: int = 96, quality: int = 75) -> str | None:
             im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
             im = ImageOps.exif_transpose(im).convert("RGB")
             im.thumbnail((size, size), Image.Resampling.BILINEAR)
+            if max(im.size) < size // 2:  # tiny images (e.g. 8x8 scans): enlarge, keep the pixels sharp
+                k = (size // 2) // max(im.size)
+                im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=quality)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
