@@ -124,9 +124,9 @@ def classification_parity(runtime: ExportedModel, module: nn.Module, images: Seq
 
 
 def _logits(out: Any) -> torch.Tensor:
-    from visiontune.hub.pretrained import _logits as read
+    from visiontune.hub.pretrained import logits_of
 
-    return read(out)
+    return logits_of(out)
 
 
 def match_detections(ref: dict, art: dict) -> tuple[list[tuple[int, int]], list[int], list[int]]:
