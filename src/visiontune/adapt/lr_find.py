@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from visiontune._atomic import save_figure
 
 
 @dataclass
@@ -152,13 +153,7 @@ def plot_lr_find(res: LRFindResult, path: str | os.PathLike, title: str = "LR ra
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def lr_find_config(cfg, out: str | os.PathLike = "lr_find.png", num_steps: int = 100,

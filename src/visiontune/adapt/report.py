@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from visiontune._atomic import save_figure
 
 
 @torch.no_grad()
@@ -73,10 +74,4 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | os
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title} (accuracy {acc:.3f}, n={int(cm.sum())})")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -16,7 +16,7 @@ from visiontune.audit import duplicates as dup
 from visiontune.audit import label_issues as li
 from visiontune.audit import rankings as rk
 from visiontune.audit._inputs import AuditData, ModelSource, SplitData, class_index_map, resolve_data, resolve_model
-from visiontune.audit._io import atomic_path, write_text
+from visiontune._atomic import atomic_path, write_text
 from visiontune.audit.features import EmbeddingCache, ImageOutputs, compute_outputs, model_key
 from visiontune.audit.report import Column, ReportData, Table, render_report
 from visiontune.errors import ConfigError, DatasetError

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visiontune.audit._io import atomic_path
+from visiontune._atomic import atomic_path
 from visiontune.data import read_image
 from visiontune.errors import ImageDecodeError, VisiontuneError
 from visiontune.hub.checkpoint import sha256_file

@@ -136,7 +136,7 @@ def plot_confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from visiontune.audit._io import atomic_path
+    from visiontune._atomic import atomic_path
 
     k = len(classes)
     size = min(max(4.0, 0.45 * k + 2.5), 40.0)

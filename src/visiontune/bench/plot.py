@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from visiontune.bench._resolve import RANDOM_INIT
+from visiontune._atomic import save_figure
 
 if TYPE_CHECKING:
     from visiontune.bench.run import BenchResult
@@ -93,9 +94,4 @@ def scatter(result: "BenchResult", path: str | os.PathLike) -> Path:
         footer.append("failed (see table): " + ", ".join(errors))
     fig.text(0.01, 0.01, "\n".join(footer), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.04 + 0.02 * len(footer), 1, 0.93))
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)

@@ -160,14 +160,10 @@ def _write_csv(f, fields: list[str], rows: Sequence[BenchRow]) -> None:
 
 
 def _atomic_write(path: Path, writer) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from visiontune._atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer(f)
 
 
 def environment(options: BenchOptions) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from visiontune.detect.io import list_images, read_image
-        from visiontune.detect.datasets import _write_atomic
+        from visiontune._atomic import write_text
 
         console = Console(stderr=True)
         det = _load(model, weights, pretrained, device)
@@ -70,8 +70,8 @@ def register(app: typer.Typer) -> None:
                 written.add(name)
                 d.draw(read_image(p)).save(out / name)
         cats = [{"id": j, "name": det.class_names[j] if j < len(det.class_names) else str(j)} for j in sorted(used)]
-        _write_atomic(out / "predictions.json", json.dumps(coco))
-        _write_atomic(out / "images.json", json.dumps({"images": imgs, "categories": cats, "model": det.model_id}))
+        write_text(out / "predictions.json", json.dumps(coco))
+        write_text(out / "images.json", json.dumps({"images": imgs, "categories": cats, "model": det.model_id}))
         n = sum(len(d) for d in results)
         console.print(f"{len(paths)} images, {n} detections -> {out}/predictions.json"
                       + (f" and {len(paths)} annotated images" if draw else ""))
@@ -97,9 +97,9 @@ def register(app: typer.Typer) -> None:
         res = evaluate(det, data, split=split, batch_size=batch_size, backend=backend, progress=True)
         Console().print(res.table(), highlight=False)
         if out is not None:
-            from visiontune.detect.datasets import _write_atomic
+            from visiontune._atomic import write_text
 
-            _write_atomic(out, json.dumps(res.to_dict(), indent=2))
+            write_text(out, json.dumps(res.to_dict(), indent=2))
 
     @app.command("anchors")
     def anchors_cmd(

@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from visiontune._atomic import write_text
 from visiontune.data.hashing import cache_dir, hash_files
 from visiontune.errors import DatasetError
 
@@ -170,22 +170,8 @@ class Manifest:
         """Write ``<store>/<version>.json`` atomically (default store: ``<root>/.visiontune/versions``)
         and register it in the user's version index so the id alone finds it later."""
         folder = Path(store) if store is not None else self.default_store()
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{self.version}.json"
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.version}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=1, ensure_ascii=False)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            raise
+        target = write_text(folder / f"{self.version}.json",
+                            json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
         self.file = target.resolve()
         _index_add(self.version, self.file, self.created)
         return self.file

@@ -122,12 +122,13 @@ def audit_detections(detector, data, out=None, iou: float = 0.5, score_threshold
                "images_with_errors": int((df["errors"] > 0).sum()) if len(df) else 0}
     outp = None
     if out is not None:
-        from .datasets import _write_atomic
+        from visiontune._atomic import atomic_path, write_text
 
         outp = Path(out)
         outp.mkdir(parents=True, exist_ok=True)
-        _write_atomic(outp / "detection_audit.csv", df.to_csv(index=False))
-        df.to_parquet(outp / "detection_audit.parquet", index=False)
+        write_text(outp / "detection_audit.csv", df.to_csv(index=False))
+        with atomic_path(outp / "detection_audit.parquet") as tmp:
+            df.to_parquet(tmp, index=False)
         mdir = outp / "detection_mistakes"
         mdir.mkdir(exist_ok=True)
         by_path = {str(r.path): (r, p) for r, p in zip(ds.images, preds)}
@@ -146,7 +147,7 @@ def write_report(path: Path, table, summary: dict, classes: list[str], drawn_dir
     """The detection audit as the same self-contained, escaped, sortable HTML report as the
     classification audit: totals as cards, the ranked images with thumbnails (predictions and
     ground truth drawn for the worst ones)."""
-    from visiontune.audit._io import write_text
+    from visiontune._atomic import write_text
     from visiontune.audit.report import Column, ReportData, Table, render_report
 
     df = table.copy()

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from visiontune._atomic import write_text
 from visiontune.errors import DatasetError
 
 from .io import IMAGE_SUFFIXES, image_size
@@ -123,7 +123,7 @@ class DetectionDataset:
                              "area": w * h, "iscrowd": int(crowd)})
                 aid += 1
         cats = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(self.classes)]
-        _write_atomic(path, json.dumps({"images": images, "annotations": anns, "categories": cats}))
+        write_text(path, json.dumps({"images": images, "annotations": anns, "categories": cats}))
         return path
 
     def to_yolo(self, directory, split: str = "train", images: str = "copy") -> Path:
@@ -145,13 +145,13 @@ class DetectionDataset:
                 cx, cy = (b[0] + b[2]) / 2 / r.width, (b[1] + b[3]) / 2 / r.height
                 w, h = (b[2] - b[0]) / r.width, (b[3] - b[1]) / r.height
                 lines.append(f"{int(lab)} {_num(cx)} {_num(cy)} {_num(w)} {_num(h)}")
-            _write_atomic(d / "labels" / split / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else ""))
+            write_text(d / "labels" / split / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else ""), fsync=False)
         data = {}
         if (d / "data.yaml").is_file():
             data = yaml.safe_load((d / "data.yaml").read_text()) or {}
         data.update({"path": str(d.resolve()), split: f"images/{split}",
                      "names": {i: n for i, n in enumerate(self.classes)}, "nc": len(self.classes)})
-        _write_atomic(d / "data.yaml", yaml.safe_dump(data, sort_keys=False))
+        write_text(d / "data.yaml", yaml.safe_dump(data, sort_keys=False))
         return d / "data.yaml"
 
     def to_voc(self, directory, images: str = "copy", split: str = "train") -> Path:
@@ -180,9 +180,9 @@ class DetectionDataset:
                 for k, v in zip(("xmin", "ymin", "xmax", "ymax"), b):
                     ET.SubElement(bb, k).text = _num(v)
             ET.indent(ann)
-            _write_atomic(d / "Annotations" / f"{stem}.xml", ET.tostring(ann, encoding="unicode") + "\n")
-        _write_atomic(d / "ImageSets" / "Main" / f"{split}.txt", "\n".join(ids) + "\n")
-        _write_atomic(d / "labels.txt", "\n".join(self.classes) + "\n")
+            write_text(d / "Annotations" / f"{stem}.xml", ET.tostring(ann, encoding="unicode") + "\n", fsync=False)
+        write_text(d / "ImageSets" / "Main" / f"{split}.txt", "\n".join(ids) + "\n")
+        write_text(d / "labels.txt", "\n".join(self.classes) + "\n")
         return d
 
     def save(self, target, fmt: str | None = None, **kw) -> Path:
@@ -200,20 +200,6 @@ class DetectionDataset:
 def _num(v: float) -> str:
     s = f"{float(v):.8f}".rstrip("0").rstrip(".")
     return s if s not in ("", "-0") else "0"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _place_image(src: Path, dst: Path, mode: str) -> None:

@@ -361,9 +361,9 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
             shown = det([first.path], score_threshold=0.3)[0]
             run.log_image("val/predictions", shown.draw(first.path), step=trainer.global_step)
             if getattr(module, "best_result", None) is not None:
-                from .datasets import _write_atomic
+                from visiontune._atomic import write_text
 
-                _write_atomic(run.dir / "per_class_ap.txt", module.best_result.table() + "\n")
+                write_text(run.dir / "per_class_ap.txt", module.best_result.table() + "\n")
         run.finish("completed", summary=metrics)
     except KeyboardInterrupt:
         run.finish("interrupted")

@@ -38,13 +38,9 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
 
 
 def write_json_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from visiontune._atomic import write_text
+
+    write_text(path, json.dumps(doc, indent=2, default=str))
 
 
 def read_sidecar(artifact: str | os.PathLike) -> dict:

@@ -13,6 +13,7 @@ import torch
 from visiontune.errors import DatasetError, VisiontuneError
 from visiontune.hub.preprocess import Preprocess, interpolation_name
 from visiontune.hub.pretrained import Pretrained, logits_of
+from visiontune._atomic import save_figure
 
 
 @dataclass
@@ -223,10 +224,7 @@ def plot_sweep(rows: list[dict], title: str, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def normalization_sweep(p: Pretrained, data, scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),

@@ -1,7 +1,7 @@
-"""Small, dependency-light file helpers: atomic writes, JSON/YAML, flattening, the metrics CSV.
+"""Small, dependency-light file helpers: JSON/YAML, flattening, the metrics CSV.
 
-Everything a run writes goes through here so that a crash at any moment leaves either the old
-file or the new one on disk, never half of one.
+Everything a run writes goes through ``visiontune._atomic`` so that a crash at any moment leaves
+either the old file or the new one on disk, never half of one.
 """
 
 from __future__ import annotations
@@ -11,37 +11,15 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from visiontune._atomic import write_text
+
 METRICS_FIELDS = ("step", "epoch", "wall_time", "metric", "value")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -75,11 +53,11 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
 def write_yaml(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, yaml.safe_dump(to_jsonable(data), sort_keys=False, allow_unicode=True))
+    write_text(path, yaml.safe_dump(to_jsonable(data), sort_keys=False, allow_unicode=True))
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from visiontune.track._io import atomic_write_bytes
+from visiontune._atomic import save_figure
 
 
 def series_from_rows(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
@@ -64,13 +63,7 @@ def _figure(panels: dict[str, list[tuple[str, list[int], list[float]]]], title: 
 
 
 def _save(fig, out: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return save_figure(fig, out, format="png", dpi=110)
 
 
 def plot_run_curves(rows: list[dict[str, Any]], out: str | Path, title: str | None = None) -> Path:

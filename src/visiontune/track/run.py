@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visiontune import _atomic
 from visiontune.errors import ConfigError
 from visiontune.track import _io
 from visiontune.track.backends import Tracker, make_tracker
@@ -352,7 +353,7 @@ class Run:
 
             buf = _pyio.BytesIO()
             Image.fromarray(arr).save(buf, format="PNG")
-            _io.atomic_write_bytes(self.dir / rel, buf.getvalue())
+            _atomic.write_bytes(self.dir / rel, buf.getvalue())
             self.record["images"].append({"tag": tag, "step": step, "path": rel.as_posix()})
             self._dispatch("log_image", tag, arr, step)
         return self.dir / rel
@@ -421,7 +422,7 @@ class Run:
                 self.record["summary"].update(_io.to_jsonable(dict(summary)))
             if error is not None:
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-                _io.atomic_write_text(self.dir / "error.txt", tb)
+                _atomic.write_text(self.dir / "error.txt", tb)
                 self.record["error"] = {"type": type(error).__name__, "message": str(error)[:2000],
                                         "traceback_file": "error.txt"}
                 reason = reason or f"{type(error).__name__}: {str(error)[:200]}"

@@ -35,7 +35,7 @@ def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLi
     from safetensors.torch import save as st_save
     from torch import nn
 
-    from visiontune.track._io import atomic_write_bytes
+    from visiontune._atomic import write_bytes
     from visiontune.track.run import Run
 
     cfg = {**DEFAULTS, **(config or {})}
@@ -88,7 +88,7 @@ def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLi
                 if float(acc) > best:
                     best = float(acc)
                     ck = Path(run.dir) / "checkpoints" / "best.safetensors"
-                    atomic_write_bytes(ck, st_save({k: v.contiguous() for k, v in model.state_dict().items()},
+                    write_bytes(ck, st_save({k: v.contiguous() for k, v in model.state_dict().items()},
                                                    metadata={"epoch": str(epoch), "val_acc": repr(best)}))
                     if not any(c["kind"] == "best" for c in run.record["checkpoints"]):
                         run.log_checkpoint(ck, kind="best", score=best, step=step)
