@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from visiontune._config import read_yaml, validate
 from visiontune.errors import ConfigError
 
 
@@ -53,38 +54,15 @@ class RunConfig(BaseModel):
     audit: AuditSection = Field(default_factory=AuditSection)
 
 
-def _format(e: ValidationError, source: str) -> str:
-    lines = []
-    for err in e.errors():
-        key = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            parent = err["loc"][:-1]
-            model = AuditSection if parent == ("audit",) else RunConfig
-            msg = f"unknown key; allowed keys: {', '.join(sorted(model.model_fields))}"
-        elif err["type"] == "literal_error":
-            msg = f"{msg} (got {err.get('input')!r})"
-        lines.append(f"  {key}: {msg}")
-    return f"{source}: invalid config\n" + "\n".join(lines)
-
-
 def load_config(config: str | Path | dict, overrides: dict[str, Any] | None = None) -> tuple[RunConfig, Any]:
     """Validate a run config (a YAML path or a dict). Returns it and its TrainConfig."""
     from visiontune.adapt import TrainConfig
 
     source = "config"
     if not isinstance(config, dict):
-        import yaml
-
         p = Path(config)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
         source = str(p)
-        try:
-            config = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise ConfigError(f"{p}{f' line {mark.line + 1}' if mark else ''}: not valid YAML") from None
+        config = read_yaml(p)
         if not isinstance(config, dict):
             raise ConfigError(f"{p}: expected a mapping with keys name, root, train, audit")
         base = p.parent
@@ -95,10 +73,7 @@ def load_config(config: str | Path | dict, overrides: dict[str, Any] | None = No
                 if isinstance(v, str) and not v.startswith(("torchvision:", "/", "~")) and ":" not in v.split("/")[0] \
                         and (base / v).exists():
                     train[key] = str((base / v).resolve())
-    try:
-        rc = RunConfig(**config)
-    except ValidationError as e:
-        raise ConfigError(_format(e, source)) from None
+    rc = validate(RunConfig, config, source)
     train = {**rc.train, **(overrides or {})}
     if rc.name and "name" not in train:
         train["name"] = rc.name

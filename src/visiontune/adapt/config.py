@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from visiontune.errors import ConfigError
+from visiontune._config import read_yaml, validate
 
 Strategy = Literal["linear", "partial", "full", "gradual"]
 
@@ -99,47 +99,16 @@ class TrainConfig(BaseModel):
     # -- construction helpers that turn pydantic's errors into ConfigError naming the key --
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
-        try:
-            return cls(**data)
-        except ValidationError as e:
-            raise ConfigError(_format_errors(e, source)) from None
+        return validate(cls, data, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
-        import yaml
-
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        data = read_yaml(path)
         if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict) and "model" not in data:
             data = data["train"]
         if isinstance(data, dict):
             data = {**data, **(overrides or {})}
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-def _format_errors(e: ValidationError, source: str) -> str:
-    lines = []
-    for err in e.errors():
-        key = ".".join(str(x) for x in err["loc"]) or "(config)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(TrainConfig.model_fields))
-            msg = f"unknown key; allowed keys: {allowed}"
-        elif err["type"] == "literal_error":
-            msg = f"{msg} (got {err.get('input')!r})"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        lines.append(f"{source}: key '{key}': {msg}")
-    return "\n".join(lines)

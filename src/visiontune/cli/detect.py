@@ -161,12 +161,12 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name"),
     ):
         """Fine-tune a torchvision or composed detector; records a run and saves the model."""
-        import yaml
         from rich.console import Console
 
+        from visiontune._config import read_yaml
         from visiontune.detect.train import _parse, train_detector
 
-        cfg = yaml.safe_load(config.read_text()) if config else {}
+        cfg = read_yaml(config, "detect-train config") if config else {}
         cfg = cfg.get("detect_train", cfg) if isinstance(cfg, dict) else {}
         over = {"model": model, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "trainable_backbone_layers": trainable_backbone_layers, "weights": weights,

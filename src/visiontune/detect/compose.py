@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from visiontune._config import read_yaml, validate
 from visiontune.errors import ConfigError
 
 
@@ -102,22 +103,13 @@ def parse_config(cfg) -> ComposeConfig:
     """A path to YAML, a dict or a ComposeConfig -> validated ComposeConfig."""
     if isinstance(cfg, ComposeConfig):
         return cfg
-    where = "config"
+    where = "detector config"
     if isinstance(cfg, (str, Path)):
-        import yaml
-
         where = str(cfg)
-        try:
-            cfg = yaml.safe_load(Path(cfg).read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"cannot read detector config {where}: {e}") from e
+        cfg = read_yaml(cfg, "detector config")
     if isinstance(cfg, dict) and "detector" in cfg and "backbone" not in cfg:
         cfg = cfg["detector"]
-    try:
-        return ComposeConfig.model_validate(cfg)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid detector config {where}: {msgs}") from None
+    return validate(ComposeConfig, cfg, where)
 
 
 # ----------------------------------------------------------------------------- backbones

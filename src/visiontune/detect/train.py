@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from visiontune._config import read_yaml, validate
 from visiontune.errors import ConfigError
 
 from .datasets import DetectionDataset, TorchDetectionDataset, collate, load_detection
@@ -335,7 +336,7 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
                     monitor="val/mAP", mode="max",
                     tags={"task": "detection", "classes": classes, "transfer": report.to_dict() if report else None,
                           "anchors": anchor_note})
-    try:
+    with run:  # finished as completed, interrupted (Ctrl-C, SIGTERM) or failed
         with _quiet():
             trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=1, logger=False,
                                 callbacks=list(run.lightning_callbacks()), enable_checkpointing=False,
@@ -365,13 +366,6 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
 
                 write_text(run.dir / "per_class_ap.txt", module.best_result.table() + "\n")
         run.finish("completed", summary=metrics)
-    except KeyboardInterrupt:
-        run.finish("interrupted")
-        raise
-    except BaseException as e:
-        if not run.finished:
-            run.finish("failed", error=e)
-        raise
     return DetectTrainResult(run.dir, model_dir, metrics, det, report)
 
 
@@ -410,18 +404,12 @@ def _auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
 def _parse(cfg) -> DetectTrainConfig:
     if isinstance(cfg, DetectTrainConfig):
         return cfg
-    where = "config"
+    where = "detect-train config"
     if isinstance(cfg, (str, Path)):
-        import yaml
-
         where = str(cfg)
-        cfg = yaml.safe_load(Path(cfg).read_text())
+        cfg = read_yaml(cfg, "detect-train config")
         cfg = cfg.get("detect_train", cfg) if isinstance(cfg, dict) else cfg
-    try:
-        return DetectTrainConfig.model_validate(cfg)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid detect-train {where}: {msgs}") from None
+    return validate(DetectTrainConfig, cfg, where)
 
 
 class _quiet:

@@ -51,7 +51,7 @@ def train_yolo(model: str, data, val_data=None, epochs: int = 10, imgsz: int = 6
     run = Run.start(root=run_root, name=run_name, config=cfg, model_id=f"yolo:{model_id}", trackers=tuple(trackers),
                     command=list(sys.argv), kind="yolo-train", monitor="val/mAP50-95", mode="max",
                     tags={"task": "detection", "license": "AGPL-3.0 (Ultralytics)"})
-    try:
+    with run:  # finished as completed, interrupted (Ctrl-C, SIGTERM) or failed
         if val_data is None:
             ds = load_detection(data)
             tr, va = ds.split(0.2, seed=0)
@@ -73,13 +73,6 @@ def train_yolo(model: str, data, val_data=None, epochs: int = 10, imgsz: int = 6
             run.log_artifact(best)
         run.finish("completed", summary=metrics)
         return YoloTrainResult(run.dir, best if best.is_file() else None, metrics)
-    except KeyboardInterrupt:
-        run.finish("interrupted")
-        raise
-    except BaseException as e:
-        if not run.finished:
-            run.finish("failed", error=e)
-        raise
 
 
 _INTEGRATIONS = ("mlflow", "wb", "comet", "clearml", "neptune", "dvc", "raytune", "tensorboard", "platform", "hub")
