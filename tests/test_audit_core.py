@@ -125,6 +125,26 @@ def test_find_duplicates_exact_visual_near_and_leaks():
     assert set(zip(df2["kind"], df2["path_a"], df2["path_b"])) == {("exact", "t0", "v0"), ("near", "t1", "v1")}
 
 
+def test_auto_near_threshold_adapts_to_how_close_images_usually_are():
+    rng = np.random.default_rng(0)
+    # "digits": 300 images that all sit within cosine ~0.98 of a few class prototypes
+    protos = rng.normal(size=(10, 64))
+    tight = np.repeat(protos, 30, axis=0) + 0.15 * rng.normal(size=(300, 64))
+    # "photos": 300 unrelated images, plus one planted near copy (a light edit) of image 7
+    loose = rng.normal(size=(300, 64))
+    loose = np.vstack([loose, loose[7] + 0.02 * rng.normal(size=64)])
+    item = lambda x: dup.Item("train", [f"i{k}" for k in range(len(x))], ["c"] * len(x),  # noqa: E731
+                              [f"h{k}" for k in range(len(x))], np.zeros(len(x), np.uint64), x)
+    t_tight, t_loose = dup.auto_threshold([tight]), dup.auto_threshold([loose])
+    assert t_tight > 0.99 and dup.AUTO_FLOOR <= t_loose < 0.95
+    # a fixed 0.97 calls hundreds of distinct "digits" duplicates; auto calls none of them
+    assert len(dup.find_duplicates([item(tight)], threshold=0.97, visual=False)) > 100
+    assert len(dup.find_duplicates([item(tight)], visual=False)) == 0
+    # ... and still finds the planted copy among the photos, and only it
+    found = dup.find_duplicates([item(loose)], visual=False)
+    assert list(zip(found["kind"], found["path_a"], found["path_b"])) == [("near", "i7", "i300")]
+
+
 def test_similar_pairs_blocks_agree_with_brute_force():
     x = np.random.default_rng(2).normal(size=(50, 8)).astype(np.float32)
     x[30] = x[3] * 2 + 0.01

@@ -148,6 +148,10 @@ def test_cli_audits_a_run_dir_and_compares_versions(hym):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run_data_version"] == clean_version != summary["data_version"]
     assert any("trained on data version" in w for w in summary["warnings"])
+    assert summary["near_threshold_setting"] == "auto" and 0.9 <= summary["near_threshold"] < 1.0
+    bad = CliRunner().invoke(app, ["audit", str(hym["run"]), "--near-threshold", "1.5"])
+    assert type(bad.exception).__name__ == "ConfigError"  # main() prints it as "error: ..." and exits 2
+    assert "--near-threshold takes a number in (0, 1] or 'auto'" in str(bad.exception)
 
 
 def test_fiftyone_missing_is_reported_and_the_audit_completes(hym):

@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,7 +40,7 @@ class AuditSection(BaseModel):
     split: Literal["train", "val", "test"] = "val"
     k_folds: int = Field(5, ge=2)
     label_issues: bool = True
-    near_threshold: float = Field(0.97, gt=0.0, le=1.0)
+    near_threshold: Literal["auto"] | Annotated[float, Field(gt=0.0, le=1.0)] = "auto"
     report_rows: int = Field(50, ge=1)
     fiftyone: bool = False
 

@@ -190,7 +190,7 @@ def audit(
     topk: int = 5,
     batch_size: int = 32,
     num_workers: int = 0,
-    near_threshold: float = 0.97,
+    near_threshold: float | str = "auto",
     hash_distance: int = 4,
     duplicate_splits: str | list[str] = "all",
     label_issues: bool = True,
@@ -220,6 +220,8 @@ def audit(
     summary.json. Embeddings are cached under `cache_dir` (default `<out>/cache`) by model and
     file content, so auditing again, or auditing a relabelled copy, skips the network.
     """
+    if near_threshold != "auto" and not (isinstance(near_threshold, (int, float)) and 0 < near_threshold <= 1):
+        raise ConfigError(f"near_threshold must be a cosine similarity in (0, 1] or 'auto', not {near_threshold!r}")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     src = resolve_model(model_or_run)
@@ -298,7 +300,9 @@ def audit(
         items.append(dup.Item(split=n, paths=[on.paths[i] for i in k],
                               labels=[ad.classes[sd.labels[i]] for i in k],
                               sha256=[on.sha256[i] for i in k], dhash=on.dhash[k], embeddings=on.embeddings[k]))
-    dups = dup.find_duplicates(items, threshold=near_threshold, hash_distance=hash_distance)
+    near_used = dup.auto_threshold([it.embeddings for it in items]) if near_threshold == "auto" \
+        else float(near_threshold)
+    dups = dup.find_duplicates(items, threshold=near_used, hash_distance=hash_distance)
     files["duplicates"] = _write_table(dups, out_dir / "duplicates.csv")
     timings["duplicates_s"] = time.perf_counter() - t
 
@@ -357,7 +361,8 @@ def audit(
         "run_dir": str(src.run_dir) if src.run_dir else None, "weights_sha256": src.weights_sha256,
         "data_source": ad.source, "data_version": data_version,
         "run_data_version": run_data_version, "split": split, "classes": ad.classes,
-        "metrics": metrics, "k_folds": folds_used, "near_threshold": near_threshold,
+        "metrics": metrics, "k_folds": folds_used, "near_threshold": near_used,
+        "near_threshold_setting": near_threshold,
         "hash_distance": hash_distance, "timings": timings, "warnings": warnings,
         "files": {k: v.name for k, v in files.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

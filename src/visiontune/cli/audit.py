@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         topk: int = typer.Option(5, "--topk", help="top-k predictions kept per image"),
         batch_size: int = typer.Option(32, "--batch-size", "-b"),
         num_workers: int = typer.Option(0, "--num-workers"),
-        near_threshold: float = typer.Option(0.97, "--near-threshold", help="cosine similarity for near duplicates"),
+        near_threshold: str = typer.Option("auto", "--near-threshold", help="cosine similarity for near duplicates, or 'auto' (adapted to the data)"),
         hash_distance: int = typer.Option(4, "--hash-distance", help="max differing bits of perceptual hashes"),
         no_label_issues: bool = typer.Option(False, "--no-label-issues", help="skip the K-fold label-issue search"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="embedding cache (default: <out>/cache)"),
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         result = audit(
             run_or_model, data, split=split, out=out, k_folds=k_folds, topk=topk, batch_size=batch_size,
-            num_workers=num_workers, near_threshold=near_threshold, hash_distance=hash_distance,
+            num_workers=num_workers, near_threshold=near_threshold if near_threshold == "auto" else _unit_float(near_threshold, "--near-threshold"), hash_distance=hash_distance,
             label_issues=not no_label_issues, cache_dir=cache_dir, report_rows=rows, fiftyone=fiftyone,
             launch_app=launch, compare_with=compare_with, console=console,
         )
@@ -49,3 +49,15 @@ def register(app: typer.Typer) -> None:
                 f"({compare_with}); {cmp.n_relabelled} images relabelled, "
                 f"{cmp.errors_a_fixed_by_relabel} model errors were label errors "
                 f"({100 * cmp.error_from_label_noise:+.2f} points of error)", highlight=False)
+
+
+def _unit_float(text: str, option: str) -> float:
+    from visiontune.errors import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{option} takes a number in (0, 1] or 'auto', not {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{option} takes a number in (0, 1] or 'auto', not {text!r}")
+    return value
