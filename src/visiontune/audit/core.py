@@ -320,13 +320,15 @@ def audit(
     }
 
     # 6. FiftyOne (optional, never fatal)
+    fiftyone_dataset = None
     if fiftyone:
         from visiontune.audit.fiftyone_export import FiftyOneUnavailable, export_fiftyone
 
         try:
             lq = issues.set_index("path")["label_quality"] if issues is not None else None
-            export_fiftyone(table, fiftyone_name or f"visiontune-audit-{out_dir.resolve().parent.name}-{split}",
-                            label_quality=lq, launch=launch_app)
+            name = fiftyone_name or f"visiontune-audit-{out_dir.resolve().parent.name}-{split}"
+            export_fiftyone(table, name, label_quality=lq, launch=launch_app)
+            fiftyone_dataset = name
         except FiftyOneUnavailable as e:
             warnings.append(f"FiftyOne export skipped: {e}")
 
@@ -363,7 +365,8 @@ def audit(
         "run_data_version": run_data_version, "split": split, "classes": ad.classes,
         "metrics": metrics, "k_folds": folds_used, "near_threshold": near_used,
         "near_threshold_setting": near_threshold,
-        "hash_distance": hash_distance, "timings": timings, "warnings": warnings,
+        "hash_distance": hash_distance, "fiftyone_dataset": fiftyone_dataset, "timings": timings,
+        "warnings": warnings,
         "files": {k: v.name for k, v in files.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
