@@ -138,3 +138,69 @@ def test_detection_audit_ranks_mistakes(trained, tmp_path):
     assert "Images ranked by false positives and missed objects" in report
     assert report.count("<tr") >= len(t)  # one row per image (+ header)
     assert "data:image/jpeg;base64," in report  # thumbnails embedded: the file stands alone
+
+
+KILL_SCRIPT = """
+import os, signal, sys, json
+import lightning as L
+import torch
+torch.set_num_threads(1)
+from visiontune.detect.train import train_detector
+
+class Kill(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 2 and batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+train_detector(json.loads(sys.argv[1]), run_root=sys.argv[2], run_name="killed", progress=False,
+               callbacks=(Kill(),))
+"""
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(assets, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from visiontune.detect.train import train_detector
+
+    data = tiny_imagenet_coco(assets, tmp_path)
+    cfg = {"model": "tiny.yaml", "compose": TINY, "data": str(data), "val_fraction": 0.34, "epochs": 4,
+           "batch_size": 4, "warmup_steps": 2, "lr": 0.02, "seed": 3, "trackers": []}
+    torch.set_num_threads(1)
+    ref = train_detector(cfg, run_root=tmp_path / "runs", run_name="ref", progress=False)
+
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg), str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    killed = tmp_path / "runs" / "killed"
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1  # 0, 1 done
+    assert not list((killed / "checkpoints").glob(".*tmp*"))
+    from visiontune.track import load_run
+
+    assert load_run(killed).status == "interrupted"
+
+    res = train_detector(cfg, run_root=tmp_path / "runs", resume=killed, progress=False)
+    assert res.run_dir.name == "killed-resumed"
+    assert json.loads((res.run_dir / "run.json").read_text())["tags"]["resumed_from"] == str(killed)
+    assert len(ref.metrics) > 2 and {k: v for k, v in res.metrics.items() if k != "train_seconds"} == \
+        {k: v for k, v in ref.metrics.items() if k != "train_seconds"}
+    a, b = load_file(ref.model_dir / "model.safetensors"), load_file(res.model_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the best epoch's weights
+    # the best epoch may predate the kill: the weights after the last epoch and the epochs trained
+    # after the resume must match too
+    last_a = torch.load(ref.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    last_b = torch.load(res.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last_a["epoch"] == last_b["epoch"] == 3
+    assert all(torch.equal(v, last_b["state_dict"][k]) for k, v in last_a["state_dict"].items())
+
+    def epochs_after_kill(run_dir):
+        return [(r["epoch"], r["value"]) for r in load_run(run_dir).metric_rows()
+                if r["metric"] == "val/mAP50" and r["epoch"] >= 2]
+
+    assert len(epochs_after_kill(ref.run_dir)) == 2
+    assert epochs_after_kill(res.run_dir) == epochs_after_kill(ref.run_dir)

@@ -175,12 +175,16 @@ def _open_run(cfg: TrainConfig, run_root: str | os.PathLike, run_name: str | Non
                   kind="train", deterministic=cfg.deterministic, monitor=cfg.monitor,
                   mode="max" if cfg.monitor == "val/acc" else "min")
     if resume_dir is not None:
-        if hasattr(Run, "resume"):
-            return Run.resume(resume_dir)
-        root, base = resume_dir.parent, f"{resume_dir.name}-resumed"
-        name = next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)] if not (root / n).exists())
+        root, name = resumed_run_name(resume_dir)
         return Run.start(root=root, name=name, tags={"resumed_from": str(resume_dir)}, **kwargs)
     return Run.start(root=run_root, name=run_name, **kwargs)
+
+
+def resumed_run_name(resume_dir: Path) -> tuple[Path, str]:
+    """(root, name) of the run that continues ``resume_dir``: ``<old>-resumed`` (``-2``, ``-3``…
+    when taken), beside it. Runs are never overwritten."""
+    root, base = resume_dir.parent, f"{resume_dir.name}-resumed"
+    return root, next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)] if not (root / n).exists())
 
 
 def _adopt_checkpoints(last: Path, ckpt_dir: Path) -> Path:

@@ -159,6 +159,8 @@ def register(app: typer.Typer) -> None:
         weights: Optional[str] = typer.Option(None, "--weights"),
         run_root: Path = typer.Option(Path("runs"), "--runs"),
         name: Optional[str] = typer.Option(None, "--name"),
+        resume: Optional[Path] = typer.Option(
+            None, "--resume", help="an interrupted run's folder (or its last.ckpt): continue it as <run>-resumed"),
     ):
         """Fine-tune a torchvision or composed detector; records a run and saves the model."""
         from rich.console import Console
@@ -178,7 +180,7 @@ def register(app: typer.Typer) -> None:
             cfg["anchor_sizes"] = "auto" if anchors == "auto" else [int(x) for x in anchors.split(",")]
         if aspect_ratios:
             cfg["aspect_ratios"] = [float(x) for x in aspect_ratios.split(",")]
-        res = train_detector(_parse(cfg), run_root=run_root, run_name=name)
+        res = train_detector(_parse(cfg), run_root=run_root, run_name=name, resume=resume)
         con = Console()
         if res.transfer is not None:
             con.print(f"pretrained weights: {res.transfer.summary()}")

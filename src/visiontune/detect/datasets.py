@@ -551,9 +551,10 @@ class TorchDetectionDataset:
     """``(image CHW float [0, 1], {"boxes", "labels"})`` pairs for torchvision detectors; labels are
     class index + 1 (0 is background). Crowd / difficult objects are left out of training targets."""
 
-    def __init__(self, ds: DetectionDataset, train: bool = False, hflip: float = 0.5, seed: int = 0):
+    def __init__(self, ds: DetectionDataset, train: bool = False, hflip: float = 0.5):
+        # the flip draws from torch's RNG: wrapped in adapt.data.SeededDataset (as detection training
+        # does) it is a function of (seed, epoch, index), so a resumed epoch replays exactly
         self.ds, self.train, self.hflip = ds, train, hflip
-        self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -572,7 +573,7 @@ class TorchDetectionDataset:
         if img.shape[-2:] != (r.height, r.width):  # annotation size differs from the file: rescale
             sy, sx = img.shape[-2] / r.height, img.shape[-1] / r.width
             boxes = boxes * torch.tensor([sx, sy, sx, sy])
-        if self.train and self.hflip and self.rng.random() < self.hflip:
+        if self.train and self.hflip and float(torch.rand(())) < self.hflip:
             img = img.flip(-1)
             w = img.shape[-1]
             boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)

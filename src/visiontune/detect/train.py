@@ -195,12 +195,18 @@ def _lightning_module():
             self.steps_total = steps_total
             self._preds: list[Detections] = []
             self.best_state: dict | None = None
+            self.best_table: str | None = None
             self.best_map = -1.0
             self.history: list[dict] = []
 
         def on_train_batch_start(self, batch, batch_idx):
             if not self.model.training:  # prediction / validation left it in eval mode
                 self.model.train()
+            # the heads sample anchors / proposals with torch's global RNG: seeding it from
+            # (seed, step) makes every step replay identically after a resume
+            from visiontune.adapt.data import _mix
+
+            torch.manual_seed(_mix(self.cfg.seed, self.global_step))
 
         def training_step(self, batch, batch_idx):
             images, targets = batch
@@ -236,7 +242,18 @@ def _lightning_module():
             if res.metrics["AP"] > self.best_map:
                 self.best_map = res.metrics["AP"]
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                self.best_result = res
+                self.best_table = res.table()
+
+        def on_save_checkpoint(self, checkpoint):
+            checkpoint["visiontune_detect"] = {"best_map": self.best_map, "best_state": self.best_state,
+                                               "best_table": self.best_table, "history": self.history}
+
+        def on_load_checkpoint(self, checkpoint):
+            state = checkpoint.get("visiontune_detect") or {}
+            self.best_map = state.get("best_map", -1.0)
+            self.best_state = state.get("best_state")
+            self.best_table = state.get("best_table")
+            self.history = list(state.get("history", []))
 
         def configure_optimizers(self):
             params = [p for p in self.model.parameters() if p.requires_grad]
@@ -300,14 +317,26 @@ def load_train_val(cfg: DetectTrainConfig) -> tuple[DetectionDataset, DetectionD
 
 
 def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_name: str | None = None,
-                   progress: bool = True) -> DetectTrainResult:
+                   progress: bool = True, resume: str | Path | bool | None = None,
+                   callbacks: tuple = ()) -> DetectTrainResult:
     """Fine-tune a detector; writes ``<run_root>/<name>/`` (run record, metrics, TensorBoard,
-    ``model/`` saved detector, ``checkpoints/best/``) and returns the trained `Detector`."""
-    import lightning as L
+    ``checkpoints/last.ckpt`` after every epoch, ``model/`` saved detector) and returns the
+    trained `Detector`.
 
+    ``resume``: a run directory, its ``last.ckpt``, or True (the run called ``run_name``). An
+    interrupted run continues in a new run ``<old>-resumed`` from its last completed epoch; data
+    order and augmentation are functions of (seed, epoch) and the heads' sampling of (seed, step),
+    so on CPU the result equals an uninterrupted run's."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from visiontune.adapt.callbacks import AtomicCheckpointIO
+    from visiontune.adapt.data import EpochSampler, SeededDataset
+    from visiontune.adapt.engine import _adopt_checkpoints, _resume_target, resumed_run_name
     from visiontune.track import Run
 
     cfg = _parse(cfg)
+    resume_dir, ckpt_path = _resume_target(resume, run_root, run_name)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     train_ds, val_ds = load_train_val(cfg)
     if not len(train_ds) or not train_ds.num_boxes:
@@ -319,10 +348,10 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
     det, report = adapt_detector_from_cfg(cfg, classes, anchor_sizes, ratios)
     if report is not None:
         log.info("pretrained weights: %s", report.summary())
-    tds = TorchDetectionDataset(train_ds, train=True, hflip=cfg.hflip, seed=cfg.seed)
-    loader = torch.utils.data.DataLoader(tds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                                         num_workers=cfg.num_workers,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
+    tds = TorchDetectionDataset(train_ds, train=True, hflip=cfg.hflip)
+    loader = torch.utils.data.DataLoader(SeededDataset(tds, cfg.seed), batch_size=cfg.batch_size,
+                                         sampler=EpochSampler(len(tds), seed=cfg.seed, shuffle=True),
+                                         collate_fn=collate, num_workers=cfg.num_workers)
     val_loader = None
     if val_ds is not None and len(val_ds):
         val_loader = torch.utils.data.DataLoader(TorchDetectionDataset(val_ds), batch_size=cfg.batch_size,
@@ -331,20 +360,29 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
         min(len(loader), int(cfg.max_train_batches)) if cfg.max_train_batches >= 1
         else max(1, int(len(loader) * cfg.max_train_batches)))
     module = _lightning_module()(det, cfg, val_ds, n_batches * cfg.epochs)
-    run = Run.start(root=run_root, name=run_name, config=cfg.to_dict(), model_id=cfg.model, seed=cfg.seed,
+    tags = {"task": "detection", "classes": classes, "transfer": report.to_dict() if report else None,
+            "anchors": anchor_note}
+    root, name = (run_root, run_name) if resume_dir is None else resumed_run_name(resume_dir)
+    if resume_dir is not None:
+        tags["resumed_from"] = str(resume_dir)
+    run = Run.start(root=root, name=name, config=cfg.to_dict(), model_id=cfg.model, seed=cfg.seed,
                     trackers=tuple(cfg.trackers), command=list(sys.argv), kind="detect-train",
-                    monitor="val/mAP", mode="max",
-                    tags={"task": "detection", "classes": classes, "transfer": report.to_dict() if report else None,
-                          "anchors": anchor_note})
+                    monitor="val/mAP", mode="max", tags=tags)
     with run:  # finished as completed, interrupted (Ctrl-C, SIGTERM) or failed
+        ckpt_dir = run.dir / "checkpoints"
+        if ckpt_path is not None:
+            ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir)
+        last = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                               auto_insert_metric_name=False, enable_version_counter=False)
         with _quiet():
             trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=1, logger=False,
-                                callbacks=list(run.lightning_callbacks()), enable_checkpointing=False,
+                                callbacks=[last, *run.lightning_callbacks(), *callbacks],
+                                plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
                                 enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                                 gradient_clip_val=cfg.grad_clip, limit_train_batches=cfg.max_train_batches,
                                 default_root_dir=str(run.dir), log_every_n_steps=1, deterministic=False)
             t0 = time.time()
-            trainer.fit(module, loader, val_loader)
+            trainer.fit(module, loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
             train_s = time.time() - t0
         if module.best_state is not None:
             det.model.load_state_dict(module.best_state)
@@ -361,10 +399,10 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
             first = val_ds.images[0]
             shown = det([first.path], score_threshold=0.3)[0]
             run.log_image("val/predictions", shown.draw(first.path), step=trainer.global_step)
-            if getattr(module, "best_result", None) is not None:
+            if module.best_table is not None:
                 from visiontune._atomic import write_text
 
-                write_text(run.dir / "per_class_ap.txt", module.best_result.table() + "\n")
+                write_text(run.dir / "per_class_ap.txt", module.best_table + "\n")
         run.finish("completed", summary=metrics)
     return DetectTrainResult(run.dir, model_dir, metrics, det, report)
 
