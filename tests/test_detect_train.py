@@ -75,6 +75,16 @@ def test_training_writes_run_and_saved_model(trained):
     assert p.card.task == "detection" and p.native.class_names == reloaded.class_names
 
 
+def test_runs_reproduce_re_runs_a_detector_training_exactly(trained):
+    from visiontune.track import reproduce
+
+    res, _ = trained
+    rep = reproduce(res.run_dir)
+    assert "summary/val/mAP50" in rep.metrics and "summary/train_seconds" not in rep.metrics
+    assert rep.matches, rep.mismatches
+    assert rep.new.dir.name == f"{res.run_dir.name}-repro"
+
+
 def test_finetune_from_saved_detector_keeps_fitting_tensors(trained):
     from visiontune.detect.train import adapt_detector
 

@@ -403,8 +403,14 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
                 from visiontune._atomic import write_text
 
                 write_text(run.dir / "per_class_ap.txt", module.best_table + "\n")
-        run.finish("completed", summary=metrics)
+        # the wall time is in run.json already; the summary holds what a reproduction must match
+        run.finish("completed", summary={k: v for k, v in metrics.items() if k != "train_seconds"})
     return DetectTrainResult(run.dir, model_dir, metrics, det, report)
+
+
+def reproduce_runner(config: dict, *, root: Path, name: str) -> Path:
+    """``visiontune runs reproduce`` for runs of kind ``detect-train``: the same config, a new run."""
+    return train_detector(dict(config), run_root=root, run_name=name, progress=False).run_dir
 
 
 def adapt_detector_from_cfg(cfg: DetectTrainConfig, classes, anchor_sizes, ratios):

@@ -21,6 +21,7 @@ _RUNNERS: dict[str, Runner] = {}
 _BUILTIN_RUNNERS = {
     "selfcheck": "visiontune.track.selfcheck:run_selfcheck",
     "train": "visiontune.adapt.engine:reproduce_runner",
+    "detect-train": "visiontune.detect.train:reproduce_runner",
 }
 ENTRY_POINT_GROUP = "visiontune.runners"
 
