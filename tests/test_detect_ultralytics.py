@@ -39,3 +39,34 @@ def test_yolo_missing_weights_fail_with_a_clear_error(tmp_path, monkeypatch):
 
     with pytest.raises(WeightsNotCachedError, match="local .pt file"):
         Detector.load(f"yolo:{tmp_path / 'nope.pt'}")
+
+
+@pytest.mark.slow
+def test_train_yolo_hands_a_visiontune_dataset_to_ultralytics_and_records_the_run(assets, tmp_path, monkeypatch):
+    """One real Ultralytics epoch (yolov8n built from its YAML: no download) on COCO8, converted
+    by visiontune to Ultralytics' layout, recorded in visiontune's tracker."""
+    pytest.importorskip("ultralytics")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ycfg"))
+    monkeypatch.chdir(tmp_path)
+    import json
+
+    from visiontune.detect.yolo import train_yolo
+    from visiontune.track import load_run
+
+    import yaml
+
+    data = tmp_path / "coco8.yaml"  # the shared copy ships without one
+    data.write_text(yaml.safe_dump({"path": str(assets / "coco8"), "train": "images/train", "val": "images/val",
+                                    "names": {i: f"class{i}" for i in range(80)}}))
+    res = train_yolo("yolo:yolov8n.yaml", data, val_data=data, epochs=1, imgsz=64, batch=4, workers=0,
+                     run_root=tmp_path / "runs", run_name="y", trackers=(), device="cpu")
+    rec = json.loads((res.run_dir / "run.json").read_text())
+    assert rec["status"] == "completed" and rec["kind"] == "yolo-train"
+    assert rec["tags"]["license"].startswith("AGPL-3.0")
+    rows = load_run(res.run_dir).metric_rows()
+    assert {"val/mAP50", "val/mAP50-95"} <= {r["metric"] for r in rows}
+    assert 0.0 <= res.metrics["val/mAP50-95"] <= 1.0
+    assert res.weights is not None and res.weights.is_file()
+    assert (res.run_dir / "data").is_dir()  # the converted dataset Ultralytics read
+    # Ultralytics' own MLflow / W&B callbacks were switched off: no mlruns folder appeared
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "wandb").exists()
