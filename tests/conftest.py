@@ -64,3 +64,15 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(hh))
     monkeypatch.setenv("HF_HUB_CACHE", str(hh / "hub"))
     return th, hh
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one thread is several times faster than two.
+    Use per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -48,6 +48,26 @@ def validate(model: type[M], data: Any, source: str = "config") -> M:
         raise ConfigError(format_errors(e, source, model)) from None
 
 
+def load(model: type[M], config: Any, *, section: str | None = None, what: str = "config",
+         overrides: dict[str, Any] | None = None) -> M:
+    """``model`` from a YAML path, a dict or an instance. A file or dict that holds the config
+    under ``section`` (``train:``, ``detector:`` ...) is unwrapped; ``overrides`` win over it."""
+    if isinstance(config, model) and not overrides:
+        return config
+    source = what
+    if isinstance(config, (str, os.PathLike)):
+        source = str(config)
+        config = read_yaml(config, what)
+    elif isinstance(config, model):
+        config = config.model_dump()
+    if section and isinstance(config, dict) and isinstance(config.get(section), dict) \
+            and section not in model.model_fields:
+        config = config[section]
+    if overrides and isinstance(config, dict):
+        config = {**config, **overrides}
+    return validate(model, config, source)
+
+
 def format_errors(e: ValidationError, source: str, model: type[BaseModel]) -> str:
     lines = [f"{source}: invalid config"]
     for err in e.errors():

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from visiontune._config import read_yaml, validate
+from visiontune._config import load, validate
 
 Strategy = Literal["linear", "partial", "full", "gradual"]
 
@@ -103,12 +103,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
-        data = read_yaml(path)
-        if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict) and "model" not in data:
-            data = data["train"]
-        if isinstance(data, dict):
-            data = {**data, **(overrides or {})}
-        return cls.from_dict(data, source=str(path))
+        return load(cls, Path(path), section="train", overrides=overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -26,14 +26,13 @@ classes: [cat, dog]            # or num_classes: 2 (without background)
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from visiontune._config import read_yaml, validate
+from visiontune._config import load
 from visiontune.errors import ConfigError
 
 
@@ -101,15 +100,7 @@ class ComposeConfig(BaseModel):
 
 def parse_config(cfg) -> ComposeConfig:
     """A path to YAML, a dict or a ComposeConfig -> validated ComposeConfig."""
-    if isinstance(cfg, ComposeConfig):
-        return cfg
-    where = "detector config"
-    if isinstance(cfg, (str, Path)):
-        where = str(cfg)
-        cfg = read_yaml(cfg, "detector config")
-    if isinstance(cfg, dict) and "detector" in cfg and "backbone" not in cfg:
-        cfg = cfg["detector"]
-    return validate(ComposeConfig, cfg, where)
+    return load(ComposeConfig, cfg, section="detector", what="detector config")
 
 
 # ----------------------------------------------------------------------------- backbones

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from visiontune._config import read_yaml, validate
+from visiontune._config import load
 from visiontune.errors import ConfigError
 
 from .datasets import DetectionDataset, TorchDetectionDataset, collate, load_detection
@@ -446,14 +446,7 @@ def _auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
 
 
 def _parse(cfg) -> DetectTrainConfig:
-    if isinstance(cfg, DetectTrainConfig):
-        return cfg
-    where = "detect-train config"
-    if isinstance(cfg, (str, Path)):
-        where = str(cfg)
-        cfg = read_yaml(cfg, "detect-train config")
-        cfg = cfg.get("detect_train", cfg) if isinstance(cfg, dict) else cfg
-    return validate(DetectTrainConfig, cfg, where)
+    return load(DetectTrainConfig, cfg, section="detect_train", what="detect-train config")
 
 
 class _quiet:
