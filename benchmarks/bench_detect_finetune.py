@@ -57,6 +57,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
+    ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--trainable-layers", type=lambda v: v if v == "all" else int(v), default=None,
+                    help="backbone stages trained, from the top, for the pretrained variant, or 'all' "
+                         "(default: the composed detector's default, 3 for a pretrained backbone)")
+    ap.add_argument("--frozen-bn", choices=["pretrained", "never"], default="pretrained",
+                    help="FrozenBatchNorm for the pretrained backbone (default) or trainable BN for both")
     args = ap.parse_args()
 
     from visiontune.detect import evaluate, load_coco
@@ -80,7 +86,9 @@ def main() -> None:
     def compose(pretrained: bool) -> dict:
         return {
             "backbone": {"source": "torchvision", "name": "mobilenet_v2", "out_indices": [2, 3, 4],
-                         "weights": str(weights) if pretrained else None, "frozen_bn": pretrained},
+                         "weights": str(weights) if pretrained else None,
+                         "frozen_bn": pretrained and args.frozen_bn == "pretrained",
+                         "trainable_layers": args.trainable_layers if pretrained else None},
             "neck": {"channels": 64},
             "head": {"type": "faster_rcnn", "kwargs": {
                 "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150,
@@ -97,7 +105,7 @@ def main() -> None:
         for label, pre in (("pretrained ImageNet MobileNetV2", True), ("random-init MobileNetV2", False)):
             t0 = time.time()
             res = train_detector({"model": "composed.yaml", "compose": compose(pre), "data": str(tmp / "train.json"),
-                                  "val_fraction": 0.0, "epochs": args.epochs, "batch_size": 8, "lr": 0.02,
+                                  "val_fraction": 0.0, "epochs": args.epochs, "batch_size": 8, "lr": args.lr,
                                   "warmup_steps": 10, "seed": seed, "trackers": []},
                                  run_root=tmp / "runs", progress=False)
             ev = evaluate(res.detector, tmp / "test.json")

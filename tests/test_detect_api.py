@@ -93,6 +93,22 @@ def test_trainable_layers_freeze_backbone_stages():
     assert all(p.requires_grad for p in det.model.rpn.parameters())
 
 
+def test_pretrained_backbones_train_their_last_three_stages_by_default(mobilenetv2_backbone_file):
+    """torchvision's default for pretrained backbones; a random backbone trains every stage."""
+    tv = {"backbone": {"source": "torchvision", "name": "mobilenet_v2", "out_indices": [2, 3, 4]},
+          "neck": {"channels": 32}, "image": {"min_size": 64, "max_size": 64}, "num_classes": 2}
+
+    def trained(backbone):
+        stages = backbone_stages(composed_detector({**tv, "backbone": {**tv["backbone"], **backbone}}).model)
+        return [all(p.requires_grad for p in st.parameters()) for st in stages]
+
+    pre = {"weights": str(mobilenetv2_backbone_file)}
+    flags = trained(pre)
+    assert flags[-3:] == [True] * 3 and not any(flags[:-3])
+    assert all(trained({})) and all(trained({**pre, "trainable_layers": "all"}))
+    assert sum(trained({**pre, "trainable_layers": 1})) == 1
+
+
 def test_custom_anchors_keep_pretrained_rpn_conv(tmp_path):
     from safetensors.torch import save_file
 

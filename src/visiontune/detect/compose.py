@@ -7,7 +7,8 @@ backbone:
   pretrained: false            # timm: its pretrained weights from the local cache
   weights: null                # a local weights file (safetensors / weights-only .pth)
   out_indices: [2, 3, 4]       # stages feeding the neck (timm numbering: 0 = first stage)
-  trainable_layers: 3          # stages trained, counted from the top (null: all)
+  trainable_layers: 3          # stages trained, counted from the top; "all"; default: 3 when
+                               # the backbone is pretrained (torchvision's default), all when not
   frozen_bn: true              # BatchNorm -> FrozenBatchNorm2d (default: true when pretrained)
 neck:
   channels: 128                # FPN width
@@ -43,7 +44,7 @@ class BackboneCfg(BaseModel):
     pretrained: bool = False
     weights: str | None = None
     out_indices: list[int] | None = None
-    trainable_layers: int | None = None
+    trainable_layers: int | Literal["all"] | None = None  # None: 3 when pretrained, else all
     frozen_bn: bool | None = None
 
 
@@ -307,7 +308,15 @@ def build_composed(cfg, load_backbone_weights: bool = True) -> nn.Module:
             model = FCOS(backbone, num_classes=nc, anchor_generator=anchors, **kw)
     except TypeError as e:
         raise ConfigError(f"head.kwargs: {e}") from e
-    freeze_backbone(model, cfg.backbone.trainable_layers)
+    tl = cfg.backbone.trainable_layers
+    if tl is None and pretrained:
+        # torchvision's default for pretrained detector backbones: training the first stages too
+        # (with frozen BatchNorm statistics) costs accuracy on small detection datasets; measured
+        # in benchmarks/bench_detect_finetune.py
+        from .models import backbone_stages
+
+        tl = min(3, len(backbone_stages(model)))
+    freeze_backbone(model, None if tl in (None, "all") else tl)
     return model
 
 
