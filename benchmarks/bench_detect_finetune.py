@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
+    ap.add_argument("--only", choices=["pretrained", "random"], default=None, help="run one variant only")
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--trainable-layers", type=lambda v: v if v == "all" else int(v), default=None,
                     help="backbone stages trained, from the top, for the pretrained variant, or 'all' "
@@ -103,6 +104,8 @@ def main() -> None:
     results: dict[str, list] = {}
     for seed in range(args.seeds):
         for label, pre in (("pretrained ImageNet MobileNetV2", True), ("random-init MobileNetV2", False)):
+            if args.only and args.only != ("pretrained" if pre else "random"):
+                continue
             t0 = time.time()
             res = train_detector({"model": "composed.yaml", "compose": compose(pre), "data": str(tmp / "train.json"),
                                   "val_fraction": 0.0, "epochs": args.epochs, "batch_size": 8, "lr": args.lr,
@@ -121,6 +124,8 @@ def main() -> None:
     for label, evs in results.items():
         (m50, s50), (m, sd) = stats(evs, "AP50"), stats(evs, "AP")
         print(f"{label:34s} mAP50 {m50:.3f} ± {s50:.3f}   mAP {m:.3f} ± {sd:.3f}")
+    if len(results) < 2:
+        return
     (_, ra), (_, rb) = results.items()
     a50, b50 = stats(ra, "AP50")[0], stats(rb, "AP50")[0]
     wins = sum(x.metrics["AP50"] > y.metrics["AP50"] for x, y in zip(ra, rb))
