@@ -138,7 +138,7 @@ def test_cli_audits_a_run_dir_and_compares_versions(hym):
         "--compare-with", str(hym["clean"]), "--no-label-issues",
     ], terminal_width=200)
     assert res.exit_code == 0, res.output
-    assert "confident mistakes" in res.output and "report:" in res.output
+    assert "confident mistakes" in " ".join(res.output.split()) and "report:" in res.output
     out = hym["run"] / "audit"
     assert (out / "report.html").is_file() and (out / "predictions.parquet").is_file()
     cmp = json.loads((out / "version_comparison.json").read_text())
