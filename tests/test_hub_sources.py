@@ -192,6 +192,40 @@ def test_torchhub_uncached_fails_fast(isolated_caches):
     assert_fast_error(lambda: vt.load("hub:pytorch/vision:resnet18", trust_remote_code=True), "pytorch_vision_main")
 
 
+
+def test_models_list_reads_hf_and_torchhub_caches_without_running_code(isolated_caches, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from visiontune.cli.main import app
+    from visiontune.errors import ModelIdError
+    from visiontune.hub import list_models
+
+    torch_home, hf_home = isolated_caches
+    src = tmp_path / "src"
+    _tiny_hf_classifier(src)
+    fill_hf_cache(hf_home, "acme/tiny-resnet", src)
+    fill_hf_cache(hf_home, "timm/resnet18.a1_in1k", src)  # timm's weight repos are timm: ids, not hf:
+    repo = torch_home / "hub" / "acme_tiny_nets_v2"
+    repo.mkdir(parents=True)
+    marker = tmp_path / "hubconf-ran"
+    (repo / "hubconf.py").write_text(f"open({str(marker)!r}, 'w').close()\n" + HUBCONF
+                                     + "\n\ndef _helper():\n    pass\n")
+
+    assert list_models("tiny", source="hf") == [
+        {"id": "hf:acme/tiny-resnet", "task": "classification", "weights": ["main"], "cached": True}]
+    hub = list_models(source="hub")
+    assert [r["id"] for r in hub] == ["hub:acme/tiny_nets:tinynet@v2"]  # public functions only
+    assert not marker.exists()  # the repository's code was read, never run
+    assert vt.load(hub[0]["id"], trust_remote_code=True).card.num_classes == 10  # the listed id loads
+    with pytest.raises(ModelIdError, match="listable sources are torchvision, timm, hf, hub"):
+        list_models(source="yolo")
+    r = CliRunner().invoke(app, ["models", "list", "resnet", "--source", "hf", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert [row["id"] for row in json.loads(r.output)] == ["hf:acme/tiny-resnet"]
+
+
 # -- Ultralytics -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_yolo_local_file_needs_trust_pickle(tmp_path, monkeypatch):

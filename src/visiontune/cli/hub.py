@@ -32,10 +32,11 @@ def _load(model_id: str, weights, trust_pickle: bool, trust_remote_code: bool, n
 
 
 def models_list(pattern: Optional[str] = typer.Argument(None, help="Substring or glob, e.g. 'resnet*'."),
-                source: Optional[str] = typer.Option(None, "--source", "-s", help="torchvision or timm."),
+                source: Optional[str] = typer.Option(None, "--source", "-s",
+                                                      help="torchvision, timm, hf or hub (hf, hub: the local cache)."),
                 pretrained: bool = typer.Option(False, "--pretrained", help="Only models with published weights."),
                 as_json: bool = typer.Option(False, "--json")):
-    """List model ids (torchvision and timm registries, offline)."""
+    """List model ids offline: torchvision and timm registries, cached Hugging Face and torch.hub models."""
     from visiontune.hub import list_models
 
     rows = list_models(pattern, source, pretrained)

@@ -85,7 +85,17 @@ def describe(model_id: str, **kw: Any) -> Pretrained:
 
 
 def list_models(pattern: str | None = None, source: str | None = None, pretrained: bool = False) -> list[dict]:
-    """Model ids known offline: torchvision's and timm's registries (HF and torch.hub are open-ended)."""
+    """Model ids known offline: torchvision's and timm's registries, and the Hugging Face and
+    torch.hub models already in the local caches (their online catalogues are open-ended).
+    ``cached`` says whether the weights are on disk (None: not checked)."""
+    from visiontune.errors import ModelIdError
+
+    listable = ("torchvision", "timm", "hf", "hub")
+    if source is not None and source not in listable:
+        raise ModelIdError(
+            f"cannot list source {source!r}: listable sources are {', '.join(listable)} "
+            "(yolo: and file: ids name a file; use `visiontune models info ID` on one)"
+        )
     rows: list[dict] = []
     if source in (None, "torchvision"):
         from visiontune.hub.sources import tv
@@ -95,6 +105,12 @@ def list_models(pattern: str | None = None, source: str | None = None, pretraine
         from visiontune.hub.sources import timm_src
 
         rows += timm_src.list_models(pattern, pretrained)
-    if source in ("hf", "hub", "yolo", "file"):
-        raise ValueError(f"source {source!r} has no offline registry to list; use a full id with `models info`")
+    if source in (None, "hf"):
+        from visiontune.hub.sources import hf
+
+        rows += [r for r in hf.list_cached(pattern) if r["cached"] or not pretrained]
+    if source in (None, "hub"):
+        from visiontune.hub.sources import torchhub
+
+        rows += torchhub.list_cached(pattern)
     return rows

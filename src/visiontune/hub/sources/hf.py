@@ -180,3 +180,32 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         card.license_notes.append("The model repo states no licence in its card; treat as all rights reserved.")
     card = finish(model, card, opts)
     return Pretrained(model, card, pre, native=proc, load_report=load_report)
+
+
+def list_cached(pattern: str | None = None) -> list[dict]:
+    """Hugging Face models already in the local cache (``$HF_HOME/hub``), read from disk only: the
+    Hub's own listing is an online API. timm's weight repos (``timm/...``) are listed as ``timm:``
+    ids by the timm source instead. Task from each snapshot's ``config.json`` architectures."""
+    import fnmatch
+    import json
+
+    root = offline.hf_cache_dir()
+    pat = pattern if pattern and any(c in pattern for c in "*?[") else (f"*{pattern}*" if pattern else "*")
+    rows = []
+    for repo_dir in sorted(root.glob("models--*")) if root.is_dir() else []:
+        repo_id = repo_dir.name[len("models--"):].replace("--", "/")
+        if repo_id.startswith("timm/") or not fnmatch.fnmatch(repo_id, pat):
+            continue
+        files = list(repo_dir.glob("snapshots/*/*"))
+        task = "-"
+        for cfg in (f for f in files if f.name == "config.json"):
+            try:
+                archs = json.loads(cfg.read_text()).get("architectures") or []
+            except (OSError, ValueError):
+                continue
+            task = next((t for a in archs for suffix, t, _ in TASKS if a.endswith(suffix)), "features")
+            break
+        refs = sorted(p.name for p in (repo_dir / "refs").glob("*"))
+        rows.append({"id": f"hf:{repo_id}", "task": task, "weights": refs,
+                     "cached": any(f.suffix in (".safetensors", ".bin") for f in files)})
+    return rows

@@ -120,3 +120,33 @@ def _repo_license(local: Path | None) -> str | None:
                     return spdx
             return f"see {f}"
     return None
+
+
+def entrypoints(hubconf: Path) -> list[str]:
+    """The public functions a ``hubconf.py`` defines, read with ``ast`` (the file is not run)."""
+    import ast
+
+    try:
+        tree = ast.parse(hubconf.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError):
+        return []
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+
+
+def list_cached(pattern: str | None = None) -> list[dict]:
+    """torch.hub repositories already in ``$TORCH_HOME/hub`` (folders ``owner_repo_ref`` holding a
+    hubconf.py), one row per entrypoint. Nothing is executed: entrypoints are read from the source."""
+    import fnmatch
+
+    d = _hub_dir()
+    pat = pattern if pattern and any(c in pattern for c in "*?[") else (f"*{pattern}*" if pattern else "*")
+    rows = []
+    for conf in sorted(d.glob("*_*_*/hubconf.py")) if d.is_dir() else []:
+        owner, _, rest = conf.parent.name.partition("_")  # GitHub owners cannot contain "_"
+        repo, _, ref = rest.rpartition("_")  # refs with "_" are ambiguous on disk; the common ones are not
+        for entry in entrypoints(conf):
+            mid = f"hub:{owner}/{repo}:{entry}"
+            if fnmatch.fnmatch(mid[4:], pat):
+                rows.append({"id": mid + (f"@{ref}" if ref not in ("main", "master") else ""), "task": "-",
+                             "weights": [ref], "cached": True})
+    return rows
