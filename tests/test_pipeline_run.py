@@ -1,6 +1,7 @@
 """`visiontune run`: one config, three deliverables, and a model that reproduces its numbers."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,15 @@ def test_examples_validate(example):
         pytest.skip("detection example: validated by the detect tests")
     rc, tc = load_config(example)
     assert tc.model and tc.data and rc.name
+
+
+def test_bad_option_values_are_one_line_errors_not_tracebacks():
+    import subprocess
+    import sys
+
+    for args, needle in ((["demo", "--dataset", "nope"], "dataset must be one of"),
+                         (["models", "list", "--source", "yolo"], "listable sources are")):
+        r = subprocess.run([sys.executable, "-c", "from visiontune.cli.main import main; main()", *args],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+        assert r.returncode == 2, r.stderr
+        assert needle in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from visiontune.errors import MissingDependencyError
+from visiontune.errors import ConfigError, MissingDependencyError
 
 CLASSES = ("face", "not_face")
 
@@ -94,7 +94,7 @@ def lite0_weights() -> Path:
 
 def demo_config(root: str | Path = "visiontune-demo", dataset: str = "digits") -> dict:
     if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        raise ConfigError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     data = materialize_digits() if dataset == "digits" else materialize_lfw_subset()
     return {
         "name": f"{dataset}-lite0-linear",

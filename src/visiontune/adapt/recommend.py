@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from visiontune.errors import DatasetError
+
 SMALL, LARGE = 100, 1000
 HIGH, LOW = 0.80, 0.50
 
@@ -70,7 +72,7 @@ def separability(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> tup
     classes, counts = np.unique(labels, return_counts=True)
     folds = int(min(5, counts.min()))
     if len(classes) < 2 or folds < 2:
-        raise ValueError("need at least 2 classes with 2 images each to measure separability")
+        raise DatasetError("need at least 2 classes with 2 images each to measure separability")
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     acc = float(np.mean(cross_val_score(clf, features, labels, cv=cv)))

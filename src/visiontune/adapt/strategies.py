@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from visiontune.adapt.groups import LayerGroups
+from visiontune.errors import ConfigError
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -40,7 +41,7 @@ def n_trainable_backbone(strategy: str, n_backbone: int, epoch: int = 0, n_stage
     if strategy == "gradual":
         ms = milestones if milestones is not None else []
         return min(n_backbone, sum(1 for m in ms if epoch >= m))
-    raise ValueError(f"unknown strategy {strategy!r}; one of linear, partial, full, gradual")
+    raise ConfigError(f"unknown strategy {strategy!r}; one of linear, partial, full, gradual")
 
 
 def set_trainable(model: nn.Module, groups: LayerGroups, n_backbone_trainable: int) -> list[str]:

@@ -11,6 +11,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from visiontune.errors import ConfigError
+
 INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
     "bilinear": InterpolationMode.BILINEAR,
@@ -44,7 +46,7 @@ def interpolation_name(mode: Any) -> str:
     if s.startswith("interpolationmode."):
         s = s.split(".", 1)[1]
     if s not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {mode!r}; one of {sorted(INTERPOLATIONS)}")
+        raise ConfigError(f"unknown interpolation {mode!r}; one of {sorted(INTERPOLATIONS)}")
     return s
 
 
@@ -124,7 +126,7 @@ class Preprocess:
         mode = INTERPOLATIONS[self.interpolation]
         scale = {"light": (0.5, 1.0), "default": (0.25, 1.0), "strong": (0.08, 1.0)}
         if strength not in scale:
-            raise ValueError(f"strength must be one of {sorted(scale)}, got {strength!r}")
+            raise ConfigError(f"strength must be one of {sorted(scale)}, got {strength!r}")
         ops: list = [v2.ToImage()]
         ops.append(v2.RandomResizedCrop(list(size), scale=scale[strength], interpolation=mode, antialias=True))
         ops.append(v2.RandomHorizontalFlip())
