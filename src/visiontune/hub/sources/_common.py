@@ -25,6 +25,13 @@ class LoadOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def glob_pattern(pattern: str | None) -> str:
+    """What `models list PATTERN` matches: a glob as given, a plain word as a substring."""
+    if not pattern:
+        return "*"
+    return pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+
+
 def load_local_weights(model: nn.Module, opts: LoadOptions, *, source: str) -> tuple[LoadReport, str]:
     """Fit ``opts.weights`` into ``model`` (exact names, then order-and-shape remapping).
 

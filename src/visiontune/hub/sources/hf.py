@@ -17,7 +17,7 @@ from visiontune.hub.card import Card
 from visiontune.hub.ids import ModelId
 from visiontune.hub.preprocess import Preprocess, interpolation_name
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, load_local_weights
+from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
 
 TASKS = [
     ("ForImageClassification", "classification", "AutoModelForImageClassification"),
@@ -190,7 +190,7 @@ def list_cached(pattern: str | None = None) -> list[dict]:
     import json
 
     root = offline.hf_cache_dir()
-    pat = pattern if pattern and any(c in pattern for c in "*?[") else (f"*{pattern}*" if pattern else "*")
+    pat = glob_pattern(pattern)
     rows = []
     for repo_dir in sorted(root.glob("models--*")) if root.is_dir() else []:
         repo_id = repo_dir.name[len("models--"):].replace("--", "/")

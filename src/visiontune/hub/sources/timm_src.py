@@ -13,7 +13,7 @@ from visiontune.hub.ids import ModelId
 from visiontune.hub.licenses import IMAGENET_NOTE
 from visiontune.hub.preprocess import Preprocess
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, load_local_weights
+from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
 
 HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -160,7 +160,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[dict]:
     import timm
 
-    pat = pattern if pattern and any(c in pattern for c in "*?[") else (f"*{pattern}*" if pattern else "*")
+    pat = glob_pattern(pattern)
     names = timm.list_pretrained(pat) if pretrained else timm.list_models(pat)
     return [{"id": f"timm:{n}", "task": "classification", "weights": [n.split(".", 1)[1]] if "." in n else [],
              "cached": None} for n in names]

@@ -16,7 +16,7 @@ from visiontune.hub.card import Card
 from visiontune.hub.ids import ModelId
 from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, load_local_weights
+from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
 
 
 def _hub_dir() -> Path:
@@ -139,7 +139,7 @@ def list_cached(pattern: str | None = None) -> list[dict]:
     import fnmatch
 
     d = _hub_dir()
-    pat = pattern if pattern and any(c in pattern for c in "*?[") else (f"*{pattern}*" if pattern else "*")
+    pat = glob_pattern(pattern)
     rows = []
     for conf in sorted(d.glob("*_*_*/hubconf.py")) if d.is_dir() else []:
         owner, _, rest = conf.parent.name.partition("_")  # GitHub owners cannot contain "_"

@@ -12,7 +12,7 @@ from visiontune.hub.ids import ModelId
 from visiontune.hub.licenses import COCO_NOTE, IMAGENET_NOTE
 from visiontune.hub.preprocess import Preprocess, interpolation_name
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, load_local_weights
+from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
 
 TASK_MODULES = {
     "detection": "detection",
@@ -192,7 +192,7 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[di
 
     rows = []
     for name in tvm.list_models():
-        if pattern and not fnmatch.fnmatch(name, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"):
+        if not fnmatch.fnmatch(name, glob_pattern(pattern)):
             continue
         try:
             enum = tvm.get_model_weights(name)
