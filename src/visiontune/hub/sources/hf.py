@@ -30,12 +30,17 @@ TASKS = [
 ]
 
 
-def task_for(config) -> tuple[str, str]:
-    for arch in getattr(config, "architectures", None) or []:
+def task_of(architectures) -> tuple[str, str]:
+    """(task, Auto class) from a config's ``architectures`` names; ``features`` when none matches."""
+    for arch in architectures or []:
         for suffix, task, auto in TASKS:
             if arch.endswith(suffix):
                 return task, auto
     return "features", "AutoModel"
+
+
+def task_for(config) -> tuple[str, str]:
+    return task_of(getattr(config, "architectures", None))
 
 
 def _cached(transformers, name: str, revision: str | None, fn):
@@ -203,7 +208,7 @@ def list_cached(pattern: str | None = None) -> list[dict]:
                 archs = json.loads(cfg.read_text()).get("architectures") or []
             except (OSError, ValueError):
                 continue
-            task = next((t for a in archs for suffix, t, _ in TASKS if a.endswith(suffix)), "features")
+            task = task_of(archs)[0]
             break
         refs = sorted(p.name for p in (repo_dir / "refs").glob("*"))
         rows.append({"id": f"hf:{repo_id}", "task": task, "weights": refs,
