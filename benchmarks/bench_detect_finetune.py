@@ -33,8 +33,11 @@ def tiny_imagenet_coco(out: Path, n_classes: int, per_class: int, seed: int = 0)
     wnids = sorted({r[1] for r in rows})
     step = len(wnids) // n_classes
     chosen = [wnids[i * step] for i in range(n_classes)]
-    words = dict(line.split("\t", 1) for line in (root / "words.txt").read_text().splitlines()) \
-        if (root / "words.txt").exists() else {}
+    words = (
+        dict(line.split("\t", 1) for line in (root / "words.txt").read_text().splitlines())
+        if (root / "words.txt").exists()
+        else {}
+    )
     names = [f"{w} ({words.get(w, w).split(',')[0]})" for w in chosen]
     images, anns = [], []
     for ci, w in enumerate(chosen):
@@ -42,11 +45,26 @@ def tiny_imagenet_coco(out: Path, n_classes: int, per_class: int, seed: int = 0)
             iid = len(images) + 1
             images.append({"id": iid, "file_name": str(root / "images" / r[0]), "width": 64, "height": 64})
             x0, y0, x1, y1 = map(int, r[2:6])
-            anns.append({"id": iid, "image_id": iid, "category_id": ci + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                         "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": iid,
+                    "image_id": iid,
+                    "category_id": ci + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
     path = out / "tiny_imagenet.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": anns,
+                "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+            }
+        )
+    )
     return path
 
 
@@ -59,11 +77,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
     ap.add_argument("--only", choices=["pretrained", "random"], default=None, help="run one variant only")
     ap.add_argument("--lr", type=float, default=0.02)
-    ap.add_argument("--trainable-layers", type=lambda v: v if v == "all" else int(v), default=None,
-                    help="backbone stages trained, from the top, for the pretrained variant, or 'all' "
-                         "(default: the composed detector's default, 3 for a pretrained backbone)")
-    ap.add_argument("--frozen-bn", choices=["pretrained", "never"], default="pretrained",
-                    help="FrozenBatchNorm for the pretrained backbone (default) or trainable BN for both")
+    ap.add_argument(
+        "--trainable-layers",
+        type=lambda v: v if v == "all" else int(v),
+        default=None,
+        help="backbone stages trained, from the top, for the pretrained variant, or 'all' "
+        "(default: the composed detector's default, 3 for a pretrained backbone)",
+    )
+    ap.add_argument(
+        "--frozen-bn",
+        choices=["pretrained", "never"],
+        default="pretrained",
+        help="FrozenBatchNorm for the pretrained backbone (default) or trainable BN for both",
+    )
     args = ap.parse_args()
 
     from visiontune.detect import evaluate, load_coco
@@ -86,14 +112,25 @@ def main() -> None:
 
     def compose(pretrained: bool) -> dict:
         return {
-            "backbone": {"source": "torchvision", "name": "mobilenet_v2", "out_indices": [2, 3, 4],
-                         "weights": str(weights) if pretrained else None,
-                         "frozen_bn": pretrained and args.frozen_bn == "pretrained",
-                         "trainable_layers": args.trainable_layers if pretrained else None},
+            "backbone": {
+                "source": "torchvision",
+                "name": "mobilenet_v2",
+                "out_indices": [2, 3, 4],
+                "weights": str(weights) if pretrained else None,
+                "frozen_bn": pretrained and args.frozen_bn == "pretrained",
+                "trainable_layers": args.trainable_layers if pretrained else None,
+            },
             "neck": {"channels": 64},
-            "head": {"type": "faster_rcnn", "kwargs": {
-                "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150,
-                "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 64}},
+            "head": {
+                "type": "faster_rcnn",
+                "kwargs": {
+                    "rpn_pre_nms_top_n_train": 300,
+                    "rpn_post_nms_top_n_train": 150,
+                    "rpn_pre_nms_top_n_test": 300,
+                    "rpn_post_nms_top_n_test": 100,
+                    "box_batch_size_per_image": 64,
+                },
+            },
             "anchors": {"sizes": anchors.sizes, "aspect_ratios": anchors.aspect_ratios},
             "image": {"min_size": s, "max_size": s},
             "classes": train.classes,
@@ -107,14 +144,29 @@ def main() -> None:
             if args.only and args.only != ("pretrained" if pre else "random"):
                 continue
             t0 = time.time()
-            res = train_detector({"model": "composed.yaml", "compose": compose(pre), "data": str(tmp / "train.json"),
-                                  "val_fraction": 0.0, "epochs": args.epochs, "batch_size": 8, "lr": args.lr,
-                                  "warmup_steps": 10, "seed": seed, "trackers": []},
-                                 run_root=tmp / "runs", progress=False)
+            res = train_detector(
+                {
+                    "model": "composed.yaml",
+                    "compose": compose(pre),
+                    "data": str(tmp / "train.json"),
+                    "val_fraction": 0.0,
+                    "epochs": args.epochs,
+                    "batch_size": 8,
+                    "lr": args.lr,
+                    "warmup_steps": 10,
+                    "seed": seed,
+                    "trackers": [],
+                },
+                run_root=tmp / "runs",
+                progress=False,
+            )
             ev = evaluate(res.detector, tmp / "test.json")
             results.setdefault(label, []).append(ev)
-            print(f"seed {seed}  {label:34s} held-out mAP50 {ev.metrics['AP50']:.3f}  mAP {ev.metrics['AP']:.3f}  "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+            print(
+                f"seed {seed}  {label:34s} held-out mAP50 {ev.metrics['AP50']:.3f}  mAP {ev.metrics['AP']:.3f}  "
+                f"({time.time() - t0:.0f} s)",
+                flush=True,
+            )
 
     def stats(evs, key):
         xs = [e.metrics[key] for e in evs]
@@ -129,9 +181,12 @@ def main() -> None:
     (_, ra), (_, rb) = results.items()
     a50, b50 = stats(ra, "AP50")[0], stats(rb, "AP50")[0]
     wins = sum(x.metrics["AP50"] > y.metrics["AP50"] for x, y in zip(ra, rb))
-    print(f"mAP50 pretrained / random-init: {a50:.3f} / {b50:.3f} (ratio {a50 / max(b50, 1e-9):.2f}; "
-          f"pretrained higher in {wins} of {len(ra)} seeds)")
+    print(
+        f"mAP50 pretrained / random-init: {a50:.3f} / {b50:.3f} (ratio {a50 / max(b50, 1e-9):.2f}; "
+        f"pretrained higher in {wins} of {len(ra)} seeds)"
+    )
     print("per class (pretrained, seed 0):\n" + ra[0].table())
+
 
 if __name__ == "__main__":
     main()

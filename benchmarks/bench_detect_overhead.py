@@ -45,7 +45,7 @@ def main() -> None:
     # the wrapper's own work (Detections, final filter) is exercised at its largest
     thr, iou, maxdet = 0.0, 0.5, 100
     owner = model.roi_heads if hasattr(model, "roi_heads") else model
-    batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
+    batches = [images[i : i + args.batch] for i in range(0, len(images), args.batch)]
 
     def direct():
         owner.score_thresh, owner.nms_thresh, owner.detections_per_img = thr, iou, maxdet
@@ -76,14 +76,20 @@ def main() -> None:
         tw.append(t2 - t1)
         ratios.append((t2 - t1) / (t1 - t0))
         own.append((t2 - t1 - inside[0]) / inside[0])
-    print(f"{args.arch} (random weights), {len(images)} COCO8 images, batch {args.batch}, {n_boxes} boxes, "
-          f"{args.rounds} interleaved rounds, torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.arch} (random weights), {len(images)} COCO8 images, batch {args.batch}, {n_boxes} boxes, "
+        f"{args.rounds} interleaved rounds, torch threads {torch.get_num_threads()}"
+    )
     print(f"direct torchvision: median {statistics.median(td) * 1000:.0f} ms / round")
     print(f"visiontune Detector: median {statistics.median(tw) * 1000:.0f} ms / round")
-    print(f"overhead ratio (wrapper / direct): median {statistics.median(ratios):.3f}  "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f})  target <= 1.05")
-    print(f"wrapper's own time / model time within the same call: median {statistics.median(own) * 100:.2f}% "
-          f"(max {max(own) * 100:.2f}%)")
+    print(
+        f"overhead ratio (wrapper / direct): median {statistics.median(ratios):.3f}  "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f})  target <= 1.05"
+    )
+    print(
+        f"wrapper's own time / model time within the same call: median {statistics.median(own) * 100:.2f}% "
+        f"(max {max(own) * 100:.2f}%)"
+    )
 
 
 if __name__ == "__main__":

@@ -77,12 +77,22 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         runtimes = {}
-        for name, fmt, q, out in [("ONNX fp32", "onnx", None, "lite0.onnx"),
-                                  ("ONNX int8 (dynamic)", "onnx", "int8", "lite0.int8.onnx"),
-                                  ("TorchScript", "torchscript", None, "lite0.pt")]:
+        for name, fmt, q, out in [
+            ("ONNX fp32", "onnx", None, "lite0.onnx"),
+            ("ONNX int8 (dynamic)", "onnx", "int8", "lite0.int8.onnx"),
+            ("TorchScript", "torchscript", None, "lite0.pt"),
+        ]:
             t0 = time.perf_counter()
-            res = export(p, fmt, Path(tmp) / out, quantize=q, images=images, labels=labels,
-                         parity_limit=len(images), strict=False)
+            res = export(
+                p,
+                fmt,
+                Path(tmp) / out,
+                quantize=q,
+                images=images,
+                labels=labels,
+                parity_limit=len(images),
+                strict=False,
+            )
             seconds = time.perf_counter() - t0
             runtimes[name] = load_artifact(res.artifact, threads=args.threads)
             size = sum(f.stat().st_size for f in res.files if not f.name.endswith(".json"))
@@ -97,26 +107,39 @@ def main() -> None:
     eager_ms, eager_p95 = lat["eager"]
 
     load = os.getloadavg()[0]
-    print(f"EfficientNet-Lite0, {len(images)} imagenet-sample-1k images, threads={args.threads}, "
-          f"torch {torch.__version__}, load average {load:.1f} on {os.cpu_count()} cores")
-    print(f"eager PyTorch: batch-1 latency median {eager_ms:.1f} ms (p95 {eager_p95:.1f}); "
-          f"top-1 {100 * results[0][1].parity.top1_accuracy_pytorch:.1f}%")
-    head = f"{'artifact':22} {'MB':>6} {'export s':>8} {'max|diff|':>10} {'top1 agree':>10} {'top1 acc':>8} " \
-           f"{'b1 ms':>7} {'p95 ms':>7} {'vs eager':>8}"
+    print(
+        f"EfficientNet-Lite0, {len(images)} imagenet-sample-1k images, threads={args.threads}, "
+        f"torch {torch.__version__}, load average {load:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"eager PyTorch: batch-1 latency median {eager_ms:.1f} ms (p95 {eager_p95:.1f}); "
+        f"top-1 {100 * results[0][1].parity.top1_accuracy_pytorch:.1f}%"
+    )
+    head = (
+        f"{'artifact':22} {'MB':>6} {'export s':>8} {'max|diff|':>10} {'top1 agree':>10} {'top1 acc':>8} "
+        f"{'b1 ms':>7} {'p95 ms':>7} {'vs eager':>8}"
+    )
     print(head)
     print("-" * len(head))
     for name, res, seconds, size in results:
         ms, p95 = lat[name]
         par = res.parity
-        print(f"{name:22} {size / 1e6:6.1f} {seconds:8.1f} {par.max_abs_diff:10.2e} "
-              f"{100 * par.top1_agreement:9.1f}% {100 * par.top1_accuracy_artifact:7.1f}% "
-              f"{ms:7.1f} {p95:7.1f} {eager_ms / ms:7.2f}x")
+        print(
+            f"{name:22} {size / 1e6:6.1f} {seconds:8.1f} {par.max_abs_diff:10.2e} "
+            f"{100 * par.top1_agreement:9.1f}% {100 * par.top1_accuracy_artifact:7.1f}% "
+            f"{ms:7.1f} {p95:7.1f} {eager_ms / ms:7.2f}x"
+        )
     print("vs eager = eager PyTorch median latency / artifact median latency (>1: the artifact is faster)")
     fp32 = results[0][1].parity
-    ok = fp32.max_abs_diff <= 1e-4 and fp32.top1_agreement == 1.0 and \
-        fp32.top1_accuracy_artifact == fp32.top1_accuracy_pytorch
-    print("ONNX fp32 parity target (max|diff| <= 1e-4, 100% top-1 agreement, same top-1 accuracy):",
-          "MET" if ok else "NOT MET")
+    ok = (
+        fp32.max_abs_diff <= 1e-4
+        and fp32.top1_agreement == 1.0
+        and fp32.top1_accuracy_artifact == fp32.top1_accuracy_pytorch
+    )
+    print(
+        "ONNX fp32 parity target (max|diff| <= 1e-4, 100% top-1 agreement, same top-1 accuracy):",
+        "MET" if ok else "NOT MET",
+    )
 
 
 if __name__ == "__main__":

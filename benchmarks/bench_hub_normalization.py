@@ -43,7 +43,9 @@ def main() -> None:
     print(f"EfficientNet-Lite0 (card: {p.preprocess.describe()}) on {rows[0]['n']} ImageNet images")
     print(f"{'setting':44s} {'top-1':>7s} {'top-5':>7s} {'top-1 / card':>13s}")
     for r in rows:
-        label = f"normalisation scale {r['scale']:.2f}" + (" (none)" if r["scale"] == 0 else " (card)" if r["scale"] == 1 else "")
+        label = f"normalisation scale {r['scale']:.2f}" + (
+            " (none)" if r["scale"] == 0 else " (card)" if r["scale"] == 1 else ""
+        )
         print(f"{label:44s} {r['top1']:7.3f} {r['top5']:7.3f} {r['top1'] / base:13.3f}")
     print(f"{'ImageNet mean/std instead of the card 0.5/0.5':44s} {wrong1:7.3f} {wrong5:7.3f} {wrong1 / base:13.3f}")
     print(f"sweep time {t_sweep:.1f} s; plot: {args.plot}")

@@ -103,24 +103,38 @@ def lower_bound(data: Path, batch_size: int, image_size: int | None) -> float:
     return time.perf_counter() - t0
 
 
-def probe(data: Path, epochs: int, batch_size: int, image_size: int | None, seed: int, runs: Path,
-          pretrained: bool = True):
+def probe(
+    data: Path, epochs: int, batch_size: int, image_size: int | None, seed: int, runs: Path, pretrained: bool = True
+):
     from visiontune.adapt import TrainConfig, train
     from visiontune.adapt.features import clear_memory_cache
 
     clear_memory_cache()  # every probe pays for its own features
-    cfg = TrainConfig(model="timm:tf_efficientnet_lite0", weights=weights_file() if pretrained else None,
-                      pretrained=pretrained, data=str(data), strategy="linear", epochs=epochs,
-                      batch_size=batch_size, lr=1e-2, image_size=image_size, seed=seed, trackers=[],
-                      feature_cache="memory")
+    cfg = TrainConfig(
+        model="timm:tf_efficientnet_lite0",
+        weights=weights_file() if pretrained else None,
+        pretrained=pretrained,
+        data=str(data),
+        strategy="linear",
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=1e-2,
+        image_size=image_size,
+        seed=seed,
+        trackers=[],
+        feature_cache="memory",
+    )
     t0 = time.perf_counter()
     r = train(cfg, run_root=runs, progress=False)
     wall = time.perf_counter() - t0
     t = r.timings
     train_s = t["features_train_s"] + t["fit_s"]
-    print(f"  probe {epochs} epochs ({'ImageNet' if pretrained else 'random init'}): features(train) "
-          f"{t['features_train_s']:.1f}s + head {t['fit_s']:.1f}s = {train_s:.1f}s; features(val) "
-          f"{t['features_val_s']:.1f}s; whole train() {wall:.1f}s; val acc {r.metrics['val/acc']:.4f}", flush=True)
+    print(
+        f"  probe {epochs} epochs ({'ImageNet' if pretrained else 'random init'}): features(train) "
+        f"{t['features_train_s']:.1f}s + head {t['fit_s']:.1f}s = {train_s:.1f}s; features(val) "
+        f"{t['features_val_s']:.1f}s; whole train() {wall:.1f}s; val acc {r.metrics['val/acc']:.4f}",
+        flush=True,
+    )
     return train_s, r.metrics["val/acc"], wall
 
 
@@ -133,8 +147,11 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("/tmp/visiontune-bench-runs"))
     ap.add_argument("--skip-random", action="store_true")
     a = ap.parse_args()
-    print(f"data {a.data}, EfficientNet-Lite0 (ImageNet), batch {a.batch_size}, image size "
-          f"{a.image_size or 224}, torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"data {a.data}, EfficientNet-Lite0 (ImageNet), batch {a.batch_size}, image size "
+        f"{a.image_size or 224}, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     print("lower bound (one forward pass over train):", flush=True)
     lb = lower_bound(a.data, a.batch_size, a.image_size)
@@ -149,11 +166,14 @@ def main() -> None:
     print("\nresults")
     for ep, p in ((3, p3), (10, p10)):
         t_plain, acc_plain, _ = plain[ep]
-        print(f"  {ep:>2} epochs: time ratio probe/plain = {p[0] / t_plain:.3f} (target <= "
-              f"{0.40 if ep == 3 else 0.15}); probe {p[0]:.1f}s vs plain {t_plain:.1f}s; "
-              f"val acc probe {p[1]:.4f} vs plain {acc_plain:.4f} (diff {100 * (p[1] - acc_plain):+.1f} points)")
-    print(f"  probe (10 epochs) / one forward pass over train = {p10[0] / lb:.3f} (target <= 1.3); "
-          f"lower bound {lb:.1f}s")
+        print(
+            f"  {ep:>2} epochs: time ratio probe/plain = {p[0] / t_plain:.3f} (target <= "
+            f"{0.40 if ep == 3 else 0.15}); probe {p[0]:.1f}s vs plain {t_plain:.1f}s; "
+            f"val acc probe {p[1]:.4f} vs plain {acc_plain:.4f} (diff {100 * (p[1] - acc_plain):+.1f} points)"
+        )
+    print(
+        f"  probe (10 epochs) / one forward pass over train = {p10[0] / lb:.3f} (target <= 1.3); lower bound {lb:.1f}s"
+    )
     if rnd is not None:
         print(f"  random-init probe val acc {rnd[1]:.4f} vs ImageNet {p10[1]:.4f}")
 

@@ -40,18 +40,24 @@ DDP_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_train_one_model(tmp_path):
     from test_adapt_train import BASE, make_folder
-
     from visiontune.adapt import TrainConfig
 
     data = make_folder(tmp_path / "data", n_train=4, n_val=2)
-    cfg = TrainConfig(**BASE, data=str(data), strategy="full", epochs=2, accelerator="cpu", devices=2,
-                      ddp_strategy="ddp", name="ddp")
+    cfg = TrainConfig(
+        **BASE, data=str(data), strategy="full", epochs=2, accelerator="cpu", devices=2, ddp_strategy="ddp", name="ddp"
+    )
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
     env.pop("VISIONTUNE_RUN_DIR", None)
-    proc = subprocess.run([sys.executable, str(script), cfg.model_dump_json(), str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script), cfg.model_dump_json(), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -72,9 +78,18 @@ def test_real_weights_linear_probe_hymenoptera(assets, effnet_lite0_file, tmp_pa
     from visiontune.adapt import TrainConfig, train
     from visiontune.hub import load
 
-    cfg = TrainConfig(model="timm:tf_efficientnet_lite0", weights=str(effnet_lite0_file),
-                      data=str(assets / "hymenoptera"), strategy="linear", epochs=10, lr=1e-2, batch_size=32,
-                      image_size=160, trackers=[], seed=0)
+    cfg = TrainConfig(
+        model="timm:tf_efficientnet_lite0",
+        weights=str(effnet_lite0_file),
+        data=str(assets / "hymenoptera"),
+        strategy="linear",
+        epochs=10,
+        lr=1e-2,
+        batch_size=32,
+        image_size=160,
+        trackers=[],
+        seed=0,
+    )
     r = train(cfg, run_root=tmp_path, progress=False)
     assert r.metrics["val/acc"] >= 0.93, r.metrics
     assert min(r.metrics["val/per_class_acc"].values()) >= 0.88

@@ -19,7 +19,6 @@ from PIL import Image
 from visiontune.adapt import TrainConfig, train
 from visiontune.errors import ConfigError
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MODEL = "timm:test_efficientnet"
@@ -53,8 +52,15 @@ def _tensors(path: Path) -> dict:
 def test_linear_probe_caches_features_and_saves_model(folder, tmp_path):
     from visiontune.hub import load
 
-    cfg = TrainConfig(**BASE, data=str(folder), strategy="linear", epochs=4, feature_cache="disk",
-                      cache_dir=str(tmp_path / "cache"), name="probe")
+    cfg = TrainConfig(
+        **BASE,
+        data=str(folder),
+        strategy="linear",
+        epochs=4,
+        feature_cache="disk",
+        cache_dir=str(tmp_path / "cache"),
+        name="probe",
+    )
     r = train(cfg, run_root=tmp_path / "runs", progress=False)
     m = r.metrics
     assert r.run_dir == tmp_path / "runs" / "probe"
@@ -100,14 +106,19 @@ class Recorder:
                 if batch_idx:
                     return
                 model = pl_module.model
-                frozen_bn = [m.training for n, m in model.named_modules()
-                             if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.requires_grad]
-                outer.epochs.append({
-                    "trainable": {n for n, p in model.named_parameters() if p.requires_grad},
-                    "lrs": {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups},
-                    "frozen_bn_training": any(frozen_bn),
-                    "groups": list(pl_module.trainable_groups),
-                })
+                frozen_bn = [
+                    m.training
+                    for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.requires_grad
+                ]
+                outer.epochs.append(
+                    {
+                        "trainable": {n for n, p in model.named_parameters() if p.requires_grad},
+                        "lrs": {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups},
+                        "frozen_bn_training": any(frozen_bn),
+                        "groups": list(pl_module.trainable_groups),
+                    }
+                )
 
         self.epochs: list[dict] = []
         self.callback = _CB()
@@ -115,8 +126,17 @@ class Recorder:
 
 def test_gradual_unfreezing_and_group_lrs_inside_lightning(folder, tmp_path):
     rec = Recorder()
-    cfg = TrainConfig(**BASE, data=str(folder), strategy="gradual", epochs=3, milestones=[1, 2], lr_decay=0.5,
-                      schedule="constant", augment="light", monitor="val/loss")
+    cfg = TrainConfig(
+        **BASE,
+        data=str(folder),
+        strategy="gradual",
+        epochs=3,
+        milestones=[1, 2],
+        lr_decay=0.5,
+        schedule="constant",
+        augment="light",
+        monitor="val/loss",
+    )
     r = train(cfg, run_root=tmp_path, callbacks=[rec.callback], progress=False)
     from visiontune.adapt import layer_groups
 
@@ -134,9 +154,9 @@ def test_gradual_unfreezing_and_group_lrs_inside_lightning(folder, tmp_path):
     # groups that never trained are bit-identical to the start (a model built with the same seed)
     final = r.pretrained.model.state_dict()
     never = [p for g, ps in zip(lg.names, lg.params) if g in lg.names[:-3] for p in ps]
-    from visiontune.hub import load
-
     import lightning as L
+
+    from visiontune.hub import load
 
     L.seed_everything(cfg.seed, verbose=False)
     fresh = load(MODEL, num_classes=3, pretrained=False).model.state_dict()
@@ -161,15 +181,27 @@ KILL_SCRIPT = textwrap.dedent("""
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(folder, tmp_path):
-    cfg = TrainConfig(**{**BASE, "lr": 0.005}, data=str(folder), strategy="full", epochs=4, augment="default",
-                      warmup_epochs=1, head_dropout=0.2)
+    cfg = TrainConfig(
+        **{**BASE, "lr": 0.005},
+        data=str(folder),
+        strategy="full",
+        epochs=4,
+        augment="default",
+        warmup_epochs=1,
+        head_dropout=0.2,
+    )
     ref = train(cfg.model_copy(update={"name": "ref"}), run_root=tmp_path, progress=False)
 
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     killed = cfg.model_copy(update={"name": "killed"})
-    proc = subprocess.run([sys.executable, str(script), killed.model_dump_json(), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(script), killed.model_dump_json(), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     ck = tmp_path / "killed" / "checkpoints"
     assert (ck / "last.ckpt").is_file() and not list(ck.glob(".*tmp*"))
@@ -186,11 +218,21 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(folder, tmp_pat
 
 
 def test_distillation_from_saved_teacher(folder, tmp_path):
-    teacher = train(TrainConfig(**BASE, data=str(folder), strategy="linear", epochs=3, name="teacher"),
-                    run_root=tmp_path, progress=False)
-    cfg = TrainConfig(**{**BASE, "model": "timm:test_convnext2", "trackers": ["tensorboard"]}, data=str(folder),
-                      strategy="full", epochs=1, teacher=str(teacher.model_dir), kd_alpha=0.7, kd_temperature=2.0,
-                      name="student")
+    teacher = train(
+        TrainConfig(**BASE, data=str(folder), strategy="linear", epochs=3, name="teacher"),
+        run_root=tmp_path,
+        progress=False,
+    )
+    cfg = TrainConfig(
+        **{**BASE, "model": "timm:test_convnext2", "trackers": ["tensorboard"]},
+        data=str(folder),
+        strategy="full",
+        epochs=1,
+        teacher=str(teacher.model_dir),
+        kd_alpha=0.7,
+        kd_temperature=2.0,
+        name="student",
+    )
     r = train(cfg, run_root=tmp_path, progress=False)
     import csv
 
@@ -215,10 +257,13 @@ def test_cli_train_yaml_lr_find_recommend(folder, tmp_path):
 
     runner = CliRunner()
     yaml_cfg = tmp_path / "cfg.yaml"
-    yaml_cfg.write_text(f"model: {MODEL}\ndata: {folder}\nstrategy: linear\nepochs: 2\npretrained: false\n"
-                        f"image_size: 32\nbatch_size: 4\ntrackers: []\n")
-    res = runner.invoke(app, ["train", "--config", str(yaml_cfg), "--runs", str(tmp_path / "runs"),
-                              "--name", "cli", "--lr", "0.05"])
+    yaml_cfg.write_text(
+        f"model: {MODEL}\ndata: {folder}\nstrategy: linear\nepochs: 2\npretrained: false\n"
+        f"image_size: 32\nbatch_size: 4\ntrackers: []\n"
+    )
+    res = runner.invoke(
+        app, ["train", "--config", str(yaml_cfg), "--runs", str(tmp_path / "runs"), "--name", "cli", "--lr", "0.05"]
+    )
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())  # rich wraps lines at the console width
     assert "val: top-1" in out and "trainable parameters" in out and "epoch" in out
@@ -230,8 +275,9 @@ def test_cli_train_yaml_lr_find_recommend(folder, tmp_path):
     assert res.exit_code == 0, res.output
     assert "plot:" in res.output and png.read_bytes()[:4] == b"\x89PNG"
 
-    res = runner.invoke(app, ["recommend", str(folder), "--model", MODEL, "--random-init", "--per-class", "4",
-                                 "--json"])
+    res = runner.invoke(
+        app, ["recommend", str(folder), "--model", MODEL, "--random-init", "--per-class", "4", "--json"]
+    )
     assert res.exit_code == 0, res.output
     rec = json.loads(res.output)
     assert rec["measurements"]["median_per_class"] == 4 and rec["measurements"]["size_band"] == "small"

@@ -11,11 +11,16 @@ import torch
 from torch import nn
 
 from visiontune.adapt import (
-    TrainConfig, default_milestones, kd_loss, layer_groups, n_trainable_backbone, param_groups, set_trainable,
+    TrainConfig,
+    default_milestones,
+    kd_loss,
+    layer_groups,
+    n_trainable_backbone,
+    param_groups,
+    set_trainable,
 )
 from visiontune.adapt.data import EpochSampler, SeededDataset
 from visiontune.errors import ConfigError
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,7 +45,9 @@ def test_config_yaml_line_and_train_section(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.yaml line \d"):
         TrainConfig.from_yaml(bad)
     good = tmp_path / "run.yaml"
-    good.write_text("train:\n  model: timm:resnet18\n  data: d\n  strategy: gradual\n  epochs: 6\n  milestones: [2, 4]\n")
+    good.write_text(
+        "train:\n  model: timm:resnet18\n  data: d\n  strategy: gradual\n  epochs: 6\n  milestones: [2, 4]\n"
+    )
     cfg = TrainConfig.from_yaml(good, {"epochs": 8})
     assert cfg.strategy == "gradual" and cfg.milestones == [2, 4] and cfg.epochs == 8
     with pytest.raises(ConfigError, match="milestones"):
@@ -84,8 +91,13 @@ def test_groups_torchvision_families():
     _covers_all(mb, lg)
     vit = torchvision.models.VisionTransformer(32, 8, 3, 2, 32, 64, num_classes=3)
     lg = layer_groups(vit)
-    assert lg.names == ["stem", "encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1",
-                        "encoder.layers.encoder_layer_2", "head"]
+    assert lg.names == [
+        "stem",
+        "encoder.layers.encoder_layer_0",
+        "encoder.layers.encoder_layer_1",
+        "encoder.layers.encoder_layer_2",
+        "head",
+    ]
     assert "class_token" in lg.params[0] and "encoder.pos_embedding" in lg.params[0]
     assert "encoder.ln.weight" in lg.params[-2]  # the final norm goes with the last block
     _covers_all(vit, lg)
@@ -94,23 +106,39 @@ def test_groups_torchvision_families():
 def test_groups_huggingface():
     from transformers import ConvNextConfig, ConvNextForImageClassification, ViTConfig, ViTForImageClassification
 
-    vit = ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                                              intermediate_size=64, image_size=32, patch_size=8, num_labels=3))
+    vit = ViTForImageClassification(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+            num_labels=3,
+        )
+    )
     lg = layer_groups(vit)
     assert lg.source == "hf.blocks" and len(lg.names) == 5 and lg.names[0] == "stem"
     assert lg.params[-1] == ["classifier.weight", "classifier.bias"]
     assert any("layernorm" in p and "layers" not in p for p in lg.params[-2])
     _covers_all(vit, lg)
-    cn = ConvNextForImageClassification(ConvNextConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
-                                                       num_labels=3))
+    cn = ConvNextForImageClassification(ConvNextConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_labels=3))
     lg = layer_groups(cn)
     assert len(lg.names) == 6  # stem, 4 stages, head
     _covers_all(cn, lg)
 
 
 def test_groups_generic_fallback_by_param_count():
-    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.Conv2d(16, 32, 3),
-                      nn.Conv2d(32, 32, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 3))
+    m = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3),
+        nn.Conv2d(16, 32, 3),
+        nn.Conv2d(32, 32, 3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 3),
+    )
     lg = layer_groups(m, n_generic=3)
     assert lg.source == "generic" and lg.names[-1] == "head" and lg.params[-1] == ["7.weight", "7.bias"]
     assert 2 <= lg.n_backbone <= 3
@@ -168,8 +196,14 @@ def test_gradual_unfreezing_milestones_and_trainable_params():
     m = timm.create_model("test_resnet", num_classes=3)
     lg = layer_groups(m)
     ms = [1, 3, 5]
-    expected = {0: ["head"], 1: ["stage4", "head"], 2: ["stage4", "head"], 3: ["stage3", "stage4", "head"],
-                5: ["stage2", "stage3", "stage4", "head"], 9: ["stage2", "stage3", "stage4", "head"]}
+    expected = {
+        0: ["head"],
+        1: ["stage4", "head"],
+        2: ["stage4", "head"],
+        3: ["stage3", "stage4", "head"],
+        5: ["stage2", "stage3", "stage4", "head"],
+        9: ["stage2", "stage3", "stage4", "head"],
+    }
     for epoch, groups in expected.items():
         n = n_trainable_backbone("gradual", lg.n_backbone, epoch, milestones=ms)
         assert set_trainable(m, lg, n) == groups
@@ -300,9 +334,19 @@ def test_lr_find_on_separable_data_restores_model(tmp_path):
 
 
 # -- recommendation -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("per_class,sep,strategy", [
-    (30, 0.95, "linear"), (30, 0.6, "partial"), (30, 0.2, "gradual"), (400, 0.9, "partial"),
-    (400, 0.6, "gradual"), (400, 0.3, "full"), (5000, 0.9, "gradual"), (5000, 0.1, "full")])
+@pytest.mark.parametrize(
+    "per_class,sep,strategy",
+    [
+        (30, 0.95, "linear"),
+        (30, 0.6, "partial"),
+        (30, 0.2, "gradual"),
+        (400, 0.9, "partial"),
+        (400, 0.6, "gradual"),
+        (400, 0.3, "full"),
+        (5000, 0.9, "gradual"),
+        (5000, 0.1, "full"),
+    ],
+)
 def test_recommend_grid(per_class, sep, strategy):
     from visiontune.adapt.recommend import decide
 

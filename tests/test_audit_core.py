@@ -20,13 +20,15 @@ from visiontune.audit.report import Column, ReportData, Table, render_report
 
 def test_predictions_table_and_rankings():
     classes = ["cat", "dog", "fox"]
-    probs = np.array([
-        [0.9, 0.05, 0.05],   # cat, right
-        [0.1, 0.8, 0.1],     # labelled cat, predicted dog (confident mistake)
-        [0.3, 0.2, 0.5],     # labelled dog, predicted fox
-        [0.2, 0.7, 0.1],     # dog, right
-        [0.6, 0.3, 0.1],     # labelled fox, predicted cat
-    ])
+    probs = np.array(
+        [
+            [0.9, 0.05, 0.05],  # cat, right
+            [0.1, 0.8, 0.1],  # labelled cat, predicted dog (confident mistake)
+            [0.3, 0.2, 0.5],  # labelled dog, predicted fox
+            [0.2, 0.7, 0.1],  # dog, right
+            [0.6, 0.3, 0.1],  # labelled fox, predicted cat
+        ]
+    )
     labels = np.array([0, 0, 1, 1, 2])
     t = rk.predictions_table([f"{i}.jpg" for i in range(5)], labels, probs, classes, topk=2, split="val")
     assert list(t["pred"]) == ["cat", "dog", "fox", "dog", "cat"]
@@ -110,8 +112,14 @@ def test_find_duplicates_exact_visual_near_and_leaks():
     h[4] = h[1] ^ np.uint64(0b101)  # v1 is a visual copy of t1 (2 bits differ)
     train = dup.Item("train", ["t0", "t1", "t2"], ["ants", "bees", "ants"], ["h0", "h1", "h2"], h[:3], e[:3])
     near_t1 = e[1] + 0.01 * e[5]
-    val = dup.Item("val", ["v0", "v1", "v2"], ["bees", "bees", "bees"], ["h0", "hv1", "hv2"],
-                   h[3:], np.stack([e[3], near_t1, e[4]]))
+    val = dup.Item(
+        "val",
+        ["v0", "v1", "v2"],
+        ["bees", "bees", "bees"],
+        ["h0", "hv1", "hv2"],
+        h[3:],
+        np.stack([e[3], near_t1, e[4]]),
+    )
     df = dup.find_duplicates([train, val], threshold=0.95, hash_distance=4)
     got = {(r.kind, r.path_a, r.path_b): r for r in df.itertuples()}
     exact = got[("exact", "t0", "v0")]
@@ -133,8 +141,17 @@ def test_auto_near_threshold_adapts_to_how_close_images_usually_are():
     # "photos": 300 unrelated images, plus one planted near copy (a light edit) of image 7
     loose = rng.normal(size=(300, 64))
     loose = np.vstack([loose, loose[7] + 0.02 * rng.normal(size=64)])
-    item = lambda x: dup.Item("train", [f"i{k}" for k in range(len(x))], ["c"] * len(x),  # noqa: E731
-                              [f"h{k}" for k in range(len(x))], np.zeros(len(x), np.uint64), x)
+
+    def item(x):
+        return dup.Item(
+            "train",
+            [f"i{k}" for k in range(len(x))],
+            ["c"] * len(x),  # noqa: E731
+            [f"h{k}" for k in range(len(x))],
+            np.zeros(len(x), np.uint64),
+            x,
+        )
+
     t_tight, t_loose = dup.auto_threshold([tight]), dup.auto_threshold([loose])
     assert t_tight > 0.99 and dup.AUTO_FLOOR <= t_loose < 0.95
     # a fixed 0.97 calls hundreds of distinct "digits" duplicates; auto calls none of them
@@ -160,12 +177,28 @@ def test_report_escapes_everything_and_has_strict_csp(tmp_path):
     evil = "<script>alert(1)</script>"
     img = _jpeg(tmp_path / "x.jpg", 3)
     df = pd.DataFrame({"path": [str(img)], "label": [evil], "pred": ["ok"], "confidence": [0.9]})
-    html = render_report(ReportData(
-        title=f"audit {evil}", meta={"data": evil}, cards=[("images", "1")], classes=[evil, "ok"],
-        tables=[Table("mistakes", "Mistakes", df, [Column("image", "path", "img"), Column("label", "label"),
-                                                   Column("pred", "pred"), Column("conf", "confidence", "pct")],
-                      class_keys=("label", "pred"))],
-    ))
+    html = render_report(
+        ReportData(
+            title=f"audit {evil}",
+            meta={"data": evil},
+            cards=[("images", "1")],
+            classes=[evil, "ok"],
+            tables=[
+                Table(
+                    "mistakes",
+                    "Mistakes",
+                    df,
+                    [
+                        Column("image", "path", "img"),
+                        Column("label", "label"),
+                        Column("pred", "pred"),
+                        Column("conf", "confidence", "pct"),
+                    ],
+                    class_keys=("label", "pred"),
+                )
+            ],
+        )
+    )
     assert evil not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4
     assert html.count("<script>") == 1
@@ -193,8 +226,7 @@ def tiny():
     import visiontune as vt
 
     torch.manual_seed(0)
-    return vt.load("timm:mobilenetv3_small_050", pretrained=False, num_classes=3,
-                   class_names=["a", "b", "c"])
+    return vt.load("timm:mobilenetv3_small_050", pretrained=False, num_classes=3, class_names=["a", "b", "c"])
 
 
 def test_compute_outputs_matches_model_and_cache_skips_network(tiny, tmp_path):
@@ -213,8 +245,9 @@ def test_compute_outputs_matches_model_and_cache_skips_network(tiny, tmp_path):
 
     # a renamed copy of an image hits the cache by content
     shutil.copy(paths[0], tmp_path / "renamed.jpg")
-    o2 = compute_outputs(tiny, [paths[0], str(tmp_path / "renamed.jpg")],
-                         cache=EmbeddingCache(tmp_path / "cache", model_key(tiny)))
+    o2 = compute_outputs(
+        tiny, [paths[0], str(tmp_path / "renamed.jpg")], cache=EmbeddingCache(tmp_path / "cache", model_key(tiny))
+    )
     assert o2.n_computed == 0
     np.testing.assert_allclose(o2.logits, ref[[0, 0]], rtol=1e-4, atol=1e-4)
     assert o2.dhash[0] == o.dhash[0] == o2.dhash[1]
@@ -268,7 +301,7 @@ def test_tiny_images_are_not_perceptual_duplicates():
     d = load_digits()
     zeros = [Image.fromarray((img / 16 * 255).astype(np.uint8)) for img, y in zip(d.images, d.target) if y == 0][:20]
     hashes = [dhash(z) for z in zeros]
-    distances = [bin(a ^ b).count("1") for i, a in enumerate(hashes) for b in hashes[i + 1:]]
+    distances = [bin(a ^ b).count("1") for i, a in enumerate(hashes) for b in hashes[i + 1 :]]
     assert min(distances) > 4
     assert dhash(zeros[0]) == dhash(zeros[0].copy())
     big = zeros[0].resize((64, 64))

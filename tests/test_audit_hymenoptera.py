@@ -40,12 +40,14 @@ def hym(assets, effnet_lite0_file, tmp_path_factory):
     planted = noisy / "val" / "bees" / "planted_copy.jpg"
     shutil.copy(leak_src, planted)
 
-    p = vt.load("timm:tf_efficientnet_lite0", weights=str(effnet_lite0_file), num_classes=2,
-                class_names=["ants", "bees"])
+    p = vt.load(
+        "timm:tf_efficientnet_lite0", weights=str(effnet_lite0_file), num_classes=2, class_names=["ants", "bees"]
+    )
     # 160 px instead of the card's 224 halves the CPU cost of the one forward pass; the features
     # stay good enough for a linear probe (the saved model keeps this preprocessing)
-    p.preprocess = Preprocess(resize=182, crop=(160, 160), interpolation="bicubic",
-                              mean=p.preprocess.mean, std=p.preprocess.std)
+    p.preprocess = Preprocess(
+        resize=182, crop=(160, 160), interpolation="bicubic", mean=p.preprocess.mean, std=p.preprocess.std
+    )
     cache_dir = root / "cache"
     # a linear probe on the clean train split gives the model a real head (the "adapt" step)
     from visiontune.data import load_classification
@@ -63,8 +65,17 @@ def hym(assets, effnet_lite0_file, tmp_path_factory):
         head.bias.copy_(torch.tensor([-b / 2, b / 2]))
     run = root / "run"
     p.save(run / "model")
-    return {"p": p, "clean": clean, "noisy": noisy, "flipped": flipped, "planted": str(planted),
-            "leak_src": str(leak_src), "cache": cache_dir, "run": run, "root": root}
+    return {
+        "p": p,
+        "clean": clean,
+        "noisy": noisy,
+        "flipped": flipped,
+        "planted": str(planted),
+        "leak_src": str(leak_src),
+        "cache": cache_dir,
+        "run": run,
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +101,10 @@ def test_label_issues_rank_flipped_labels_first(hym, result):
 def test_planted_duplicate_is_reported_as_a_leak(hym, result):
     d = result.duplicates
     exact = d[d["kind"] == "exact"]
-    pair = exact[((exact["path_a"] == hym["leak_src"]) & (exact["path_b"] == hym["planted"]))
-                 | ((exact["path_b"] == hym["leak_src"]) & (exact["path_a"] == hym["planted"]))]
+    pair = exact[
+        ((exact["path_a"] == hym["leak_src"]) & (exact["path_b"] == hym["planted"]))
+        | ((exact["path_b"] == hym["leak_src"]) & (exact["path_a"] == hym["planted"]))
+    ]
     assert len(pair) == 1 and bool(pair["leak"].iloc[0])
     assert {pair["split_a"].iloc[0], pair["split_b"].iloc[0]} == {"train", "val"}
     assert result.metrics["n_leaks"] >= 1
@@ -133,10 +146,21 @@ def test_cli_audits_a_run_dir_and_compares_versions(hym):
 
     clean_version = load_classification(str(hym["clean"])).version
     (hym["run"] / "run.json").write_text(json.dumps({"status": "completed", "data": {"version": clean_version}}))
-    res = CliRunner().invoke(app, [
-        "audit", str(hym["run"]), "--data", str(hym["noisy"]), "--cache-dir", str(hym["cache"]),
-        "--compare-with", str(hym["clean"]), "--no-label-issues",
-    ], terminal_width=200)
+    res = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            str(hym["run"]),
+            "--data",
+            str(hym["noisy"]),
+            "--cache-dir",
+            str(hym["cache"]),
+            "--compare-with",
+            str(hym["clean"]),
+            "--no-label-issues",
+        ],
+        terminal_width=200,
+    )
     assert res.exit_code == 0, res.output
     assert "confident mistakes" in " ".join(res.output.split()) and "report:" in res.output
     out = hym["run"] / "audit"
@@ -171,8 +195,15 @@ def test_fiftyone_missing_is_reported_and_the_audit_completes(hym):
 
     if _fiftyone_database_starts() is None:
         pytest.skip("FiftyOne and its database work here: the export itself is tested instead")
-    r = audit(hym["p"], hym["noisy"], out=hym["root"] / "fo", cache_dir=hym["cache"], fiftyone=True,
-              label_issues=False, quiet=True)
+    r = audit(
+        hym["p"],
+        hym["noisy"],
+        out=hym["root"] / "fo",
+        cache_dir=hym["cache"],
+        fiftyone=True,
+        label_issues=False,
+        quiet=True,
+    )
     assert any(w.startswith("FiftyOne export skipped") for w in r.warnings), r.warnings
     assert "FiftyOne export skipped" in r.report_path.read_text()
     assert (hym["root"] / "fo" / "predictions.csv").is_file()
@@ -188,8 +219,15 @@ def test_fiftyone_export_reads_back_through_fiftyone(hym):
     from visiontune.audit import audit
 
     name = "visiontune-test-audit"
-    r = audit(hym["p"], hym["noisy"], out=hym["root"] / "fo-real", cache_dir=hym["cache"], fiftyone=True,
-              fiftyone_name=name, quiet=True)
+    r = audit(
+        hym["p"],
+        hym["noisy"],
+        out=hym["root"] / "fo-real",
+        cache_dir=hym["cache"],
+        fiftyone=True,
+        fiftyone_name=name,
+        quiet=True,
+    )
     assert json.loads(r.files["summary"].read_text())["fiftyone_dataset"] == name
     assert not any(w.startswith("FiftyOne export skipped") for w in r.warnings), r.warnings
     try:

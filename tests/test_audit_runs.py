@@ -23,10 +23,23 @@ def test_audit_of_a_linear_run_reuses_its_disk_feature_cache(small_csv, tmp_path
     from visiontune.adapt import TrainConfig, train
     from visiontune.audit import audit
 
-    res = train(TrainConfig(model="timm:mobilenetv3_small_050", pretrained=False, data=str(small_csv),
-                            strategy="linear", epochs=1, batch_size=8, image_size=64, feature_cache="disk",
-                            cache_dir=str(tmp_path / "features"), precision="32", accelerator="cpu"),
-                run_root=tmp_path / "runs", progress=False)
+    res = train(
+        TrainConfig(
+            model="timm:mobilenetv3_small_050",
+            pretrained=False,
+            data=str(small_csv),
+            strategy="linear",
+            epochs=1,
+            batch_size=8,
+            image_size=64,
+            feature_cache="disk",
+            cache_dir=str(tmp_path / "features"),
+            precision="32",
+            accelerator="cpu",
+        ),
+        run_root=tmp_path / "runs",
+        progress=False,
+    )
     assert list((tmp_path / "features").glob("*.safetensors")), "the run cached no features"
 
     # data comes from the run's config.yaml; embeddings from the run's feature cache

@@ -15,8 +15,9 @@ from visiontune.errors import ConfigError
 
 def _tiny() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, 5)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)
+    ).eval()
 
 
 def test_flops_match_the_analytic_count():
@@ -43,10 +44,10 @@ def test_activation_memory_tracks_the_largest_live_set():
 def test_activation_memory_counts_views_once_and_releases():
     tracker = ActivationMemory()
     with torch.inference_mode(), tracker:
-        a = torch.ones(1024)          # 4 KiB
-        b = a.view(32, 32)            # a view: same storage
+        a = torch.ones(1024)  # 4 KiB
+        b = a.view(32, 32)  # a view: same storage
         del a, b
-        c = torch.ones(2048)          # 8 KiB after the first was freed
+        c = torch.ones(2048)  # 8 KiB after the first was freed
     assert tracker.peak == 8192
     assert tracker.current == 8192 and c.numel() == 2048
 
@@ -67,16 +68,25 @@ def test_measure_reports_consistent_numbers():
 
 
 def test_measure_channels_last_and_bfloat16():
-    m = measure(_tiny(), (3, 16, 16), BenchOptions(runs=2, warmup=0, batch_size=2, throughput_runs=1,
-                                                   channels_last=True, dtype="bfloat16"))
+    m = measure(
+        _tiny(),
+        (3, 16, 16),
+        BenchOptions(runs=2, warmup=0, batch_size=2, throughput_runs=1, channels_last=True, dtype="bfloat16"),
+    )
     assert m.gflops == pytest.approx(count_flops(_tiny(), torch.randn(1, 3, 16, 16))[0])
     assert m.peak_memory_mib > 0
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"dtype": "int4"}, "dtype"), ({"device": "tpu"}, "device"), ({"runs": 0}, "runs"),
-    ({"threads": 0}, "threads"), ({"dtype": "float16"}, "float16"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"dtype": "int4"}, "dtype"),
+        ({"device": "tpu"}, "device"),
+        ({"runs": 0}, "runs"),
+        ({"threads": 0}, "threads"),
+        ({"dtype": "float16"}, "float16"),
+    ],
+)
 def test_bad_options_are_config_errors(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         BenchOptions(**kwargs)
@@ -95,7 +105,10 @@ class _Card:
 
 
 def test_published_top1_reads_torchvision_and_fraction_forms():
-    assert published_top1(_Card({"ImageNet-1K/acc@1": 80.858, "ImageNet-1K/acc@5": 95.4})) == (80.858, "ImageNet-1K/acc@1")
+    assert published_top1(_Card({"ImageNet-1K/acc@1": 80.858, "ImageNet-1K/acc@5": 95.4})) == (
+        80.858,
+        "ImageNet-1K/acc@1",
+    )
     assert published_top1(_Card({"top1": 0.7712})) == (pytest.approx(77.12), "top1")
     assert published_top1(_Card({"val/acc": 0.9})) == (None, None)
     assert published_top1(_Card({}, {"published_metrics": {"top1": 71.0}})) == (71.0, "top1")

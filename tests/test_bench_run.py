@@ -15,8 +15,12 @@ FAST = dict(runs=3, warmup=1, batch_size=2, throughput_runs=1, input_size=32, th
 
 
 def test_bench_offline_random_init_with_published_top1(tmp_path, isolated_caches):
-    res = bench(["timm:resnet18", "torchvision:resnet50", "timm:no_such_arch"], BenchOptions(**FAST),
-                out_dir=tmp_path, progress=False)
+    res = bench(
+        ["timm:resnet18", "torchvision:resnet50", "timm:no_such_arch"],
+        BenchOptions(**FAST),
+        out_dir=tmp_path,
+        progress=False,
+    )
     r18, r50, bad = res.rows
     # empty caches: both measured as architectures, and the table says so
     assert r18.weights == RANDOM_INIT and r50.weights == RANDOM_INIT
@@ -45,9 +49,28 @@ def test_bench_cli_writes_table_and_files(tmp_path, isolated_caches):
     from visiontune.cli.main import app
 
     out = tmp_path / "b"
-    result = CliRunner().invoke(app, [
-        "bench", "timm:mobilenetv3_small_050", "--input-size", "32", "--runs", "2", "--warmup", "0",
-        "--batch-size", "2", "--throughput-runs", "1", "--threads", "1", "--out", str(out), "--no-plot"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "timm:mobilenetv3_small_050",
+            "--input-size",
+            "32",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "2",
+            "--throughput-runs",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--no-plot",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mobilenetv3_small_050" in result.output and "random init" in result.output
     assert (out / "bench.csv").is_file() and (out / "bench.md").is_file() and not (out / "bench.png").exists()

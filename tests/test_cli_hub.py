@@ -42,12 +42,20 @@ def test_license_explains_agpl():
 
 
 def test_check_preprocess_exit_code_and_mismatches():
-    bad = invoke("check-preprocess", "torchvision:resnet50@IMAGENET1K_V2", "-t",
-                 "{resize: 256, crop: 224, interpolation: bilinear, mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}")
+    bad = invoke(
+        "check-preprocess",
+        "torchvision:resnet50@IMAGENET1K_V2",
+        "-t",
+        "{resize: 256, crop: 224, interpolation: bilinear, mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}",
+    )
     assert bad.exit_code == 1
     assert "resize" in bad.output and "mean" in bad.output and "std" in bad.output
-    good = invoke("check-preprocess", "torchvision:resnet50@IMAGENET1K_V2", "-t",
-                  "{resize: 232, crop: 224, interpolation: bilinear, mean: [0.485,0.456,0.406], std: [0.229,0.224,0.225]}")
+    good = invoke(
+        "check-preprocess",
+        "torchvision:resnet50@IMAGENET1K_V2",
+        "-t",
+        "{resize: 232, crop: 224, interpolation: bilinear, mean: [0.485,0.456,0.406], std: [0.229,0.224,0.225]}",
+    )
     assert good.exit_code == 0 and "OK" in good.output
 
 
@@ -67,9 +75,12 @@ def test_predict_saved_model_and_typed_error(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "visiontune.cli.main", "predict", "torchvision:resnet50", str(img)],
-                          capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "th"),
-                                                               "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "visiontune.cli.main", "predict", "torchvision:resnet50", str(img)],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "th"), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2
     assert "WeightsNotCachedError" in proc.stderr and "resnet50-11ad3fa6.pth" in proc.stderr
 

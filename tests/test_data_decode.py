@@ -38,7 +38,7 @@ def test_exif_rotation_is_applied(tmp_path):
     img = read_image(p)
     assert img.size == (20, 40)
     top, bottom = np.asarray(img)[5, 10], np.asarray(img)[35, 10]
-    assert top[0] > 200 and top[2] < 60, top          # red on top
+    assert top[0] > 200 and top[2] < 60, top  # red on top
     assert bottom[2] > 200 and bottom[0] < 60, bottom  # blue at the bottom
 
 
@@ -73,9 +73,9 @@ def test_float_tiff_scaled(tmp_path):
 
 def test_rgba_composited_on_white(tmp_path):
     arr = np.zeros((2, 2, 4), np.uint8)
-    arr[0, 0] = (255, 0, 0, 0)      # fully transparent red -> white
-    arr[0, 1] = (0, 0, 255, 255)    # opaque blue -> blue
-    arr[1, 0] = (0, 0, 0, 128)      # half transparent black -> mid grey
+    arr[0, 0] = (255, 0, 0, 0)  # fully transparent red -> white
+    arr[0, 1] = (0, 0, 255, 255)  # opaque blue -> blue
+    arr[1, 0] = (0, 0, 0, 128)  # half transparent black -> mid grey
     arr[1, 1] = (0, 255, 0, 255)
     p = tmp_path / "alpha.png"
     Image.fromarray(arr, "RGBA").save(p)

@@ -118,13 +118,16 @@ def test_csv_source_with_and_without_split(tmp_path):
     for i in range(6):
         _img(tmp_path / "imgs" / f"{i}.png", value=i)
     (tmp_path / "labels.csv").write_text(
-        "path,label,split\n" + "".join(f"imgs/{i}.png,{'10' if i % 2 else '2'},{'train' if i < 4 else 'valid'}\n" for i in range(6))
+        "path,label,split\n"
+        + "".join(f"imgs/{i}.png,{'10' if i % 2 else '2'},{'train' if i < 4 else 'valid'}\n" for i in range(6))
     )
     s = load_classification(tmp_path / "labels.csv")
     assert s.classes == ["2", "10"]  # numeric names sort numerically
     assert (len(s.train), len(s.val)) == (4, 2)
     assert s.split_info["splits_from"] == "CSV split column"
-    (tmp_path / "nosplit.csv").write_text("path,label\n" + "".join(f"imgs/{i}.png,{'a' if i < 3 else 'b'}\n" for i in range(6)))
+    (tmp_path / "nosplit.csv").write_text(
+        "path,label\n" + "".join(f"imgs/{i}.png,{'a' if i < 3 else 'b'}\n" for i in range(6))
+    )
     s2 = load_classification(tmp_path / "nosplit.csv", val_fraction=0.34)
     assert s2.summary()["val"] == {"a": 1, "b": 1}
 
@@ -132,7 +135,9 @@ def test_csv_source_with_and_without_split(tmp_path):
 def test_csv_errors_name_the_line(tmp_path):
     _img(tmp_path / "ok.png")
     bad = tmp_path / "bad.csv"
-    bad.write_text("path,label,split\nok.png,a,train\nmissing.png,a,train\nok.png,,train\n\nok.png,b,holdout\nok.png,a,val\n")
+    bad.write_text(
+        "path,label,split\nok.png,a,train\nmissing.png,a,train\nok.png,,train\n\nok.png,b,holdout\nok.png,a,val\n"
+    )
     with pytest.raises(DatasetError) as e:
         load_classification(bad)
     msg = str(e.value)
@@ -149,7 +154,9 @@ def test_csv_errors_name_the_line(tmp_path):
 def test_split_files(tmp_path):
     root = tmp_path / "ds"
     _class_tree(root / "images", {"cat": 3, "dog": 3})
-    (root / "train.txt").write_text("# comment\nimages/cat/cat_000.png\nimages/cat/cat_001.png\nimages/dog/dog_000.png\n\n")
+    (root / "train.txt").write_text(
+        "# comment\nimages/cat/cat_000.png\nimages/cat/cat_001.png\nimages/dog/dog_000.png\n\n"
+    )
     (root / "val.csv").write_text("path,label\nimages/cat/cat_002.png,cat\nimages/dog/dog_001.png,dog\n")
     s = load_classification(root, split_files={"train": "train.txt", "val": "val.csv"})
     assert s.summary() == {"train": {"cat": 2, "dog": 1}, "val": {"cat": 1, "dog": 1}}
@@ -207,8 +214,11 @@ def test_in_memory_dataset_ids_and_version():
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
-    c = collect_arrays("cifar10", {"train": (data[:16], [i % 2 for i in range(16)]),
-                                   "test": (data[16:], [0, 1, 0, 1])}, ["airplane", "automobile"])
+    c = collect_arrays(
+        "cifar10",
+        {"train": (data[:16], [i % 2 for i in range(16)]), "test": (data[16:], [0, 1, 0, 1])},
+        ["airplane", "automobile"],
+    )
     s = _make_splits(c, val_fraction=0.25, seed=0)
     assert (len(s.train), len(s.val), len(s.test)) == (12, 4, 4)
     assert s.test.paths[0] == "cifar10/test/000000"
@@ -220,8 +230,16 @@ def test_in_memory_dataset_ids_and_version():
 def test_torchvision_pets_from_local_files_draws_val_from_trainval(tmp_path):
     base = tmp_path / "oxford-iiit-pet"
     lines = {"trainval": [], "test": []}
-    for k, (breed, label) in enumerate([("Abyssinian", 1), ("Abyssinian", 1), ("Abyssinian", 1),
-                                       ("basset_hound", 2), ("basset_hound", 2), ("basset_hound", 2)]):
+    for k, (breed, label) in enumerate(
+        [
+            ("Abyssinian", 1),
+            ("Abyssinian", 1),
+            ("Abyssinian", 1),
+            ("basset_hound", 2),
+            ("basset_hound", 2),
+            ("basset_hound", 2),
+        ]
+    ):
         image_id = f"{breed}_{k}"
         _img(base / "images" / f"{image_id}.jpg", value=k, fmt="JPEG")
         lines["test" if k in (2, 5) else "trainval"].append(f"{image_id} {label} 1 1")

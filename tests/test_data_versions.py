@@ -29,7 +29,8 @@ def tree(tmp_path) -> Path:
             (root / split / c).mkdir(parents=True)
             for i in range(n):
                 Image.new("RGB", (12, 12), (i * 40, 90 if c == "cat" else 180, len(split))).save(
-                    root / split / c / f"{c}{i}.png")
+                    root / split / c / f"{c}{i}.png"
+                )
     return root
 
 
@@ -51,8 +52,9 @@ def test_snapshot_fix_diff_round_trip_leaves_files_untouched(tree, tmp_path):
     assert len(list_versions(m1.file.parent)) == 1
 
     fixes = tmp_path / "corrections.csv"
-    fixes.write_text("path,action,new_label\ntrain/cat/cat1.png,relabel,dog\n"
-                     f"{tree / 'val' / 'dog' / 'dog0.png'},remove,\n")
+    fixes.write_text(
+        f"path,action,new_label\ntrain/cat/cat1.png,relabel,dog\n{tree / 'val' / 'dog' / 'dog0.png'},remove,\n"
+    )
     m2 = apply_fixes(m1.version, fixes)
     assert m2.parent == m1.version and m2.version != m1.version and m2.root == m1.root
     assert m2.file.parent == m1.file.parent and m1.file.is_file()
@@ -86,13 +88,15 @@ def test_snapshot_fix_diff_round_trip_leaves_files_untouched(tree, tmp_path):
 def test_corrections_errors_name_the_line(tree, tmp_path):
     m1 = snapshot(tree)
     bad = tmp_path / "bad.csv"
-    bad.write_text("path,action,new_label\n"
-                   "train/cat/cat0.png,relabel,dog\n"
-                   "train/cat/nope.png,remove,\n"
-                   "train/cat/cat1.png,relabel,hamster\n"
-                   "train/cat/cat2.png,delete,\n"
-                   "train/cat/cat0.png,remove,\n"
-                   "train/cat/cat3.png,relabel,\n")
+    bad.write_text(
+        "path,action,new_label\n"
+        "train/cat/cat0.png,relabel,dog\n"
+        "train/cat/nope.png,remove,\n"
+        "train/cat/cat1.png,relabel,hamster\n"
+        "train/cat/cat2.png,delete,\n"
+        "train/cat/cat0.png,remove,\n"
+        "train/cat/cat3.png,relabel,\n"
+    )
     with pytest.raises(DatasetError) as e:
         apply_fixes(m1, bad)
     msg = str(e.value)

@@ -13,15 +13,24 @@ from visiontune.detect.models import backbone_stages, build_from_recipe, default
 from visiontune.detect.train import adapt_detector
 from visiontune.errors import ConfigError
 
-TINY = {"backbone": {"source": "timm", "name": "mobilenetv3_small_100"}, "neck": {"channels": 64},
-        "image": {"min_size": 64, "max_size": 64}, "classes": ["cat", "dog", "bird"],
-        "head": {"kwargs": {"rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100}}}
+TINY = {
+    "backbone": {"source": "timm", "name": "mobilenetv3_small_100"},
+    "neck": {"channels": 64},
+    "image": {"min_size": 64, "max_size": 64},
+    "classes": ["cat", "dog", "bird"],
+    "head": {"kwargs": {"rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100}},
+}
 
 
 def _dets():
-    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10.]])
-    return Detections(boxes, torch.tensor([0.9, 0.8, 0.3, 0.7]), torch.tensor([1, 1, 2, 3]),
-                      ["bg", "cat", "dog", "bird"], image_size=(80, 100))
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10.0]])
+    return Detections(
+        boxes,
+        torch.tensor([0.9, 0.8, 0.3, 0.7]),
+        torch.tensor([1, 1, 2, 3]),
+        ["bg", "cat", "dog", "bird"],
+        image_size=(80, 100),
+    )
 
 
 def test_filter_threshold_nms_max_and_classes():
@@ -50,8 +59,14 @@ def test_detector_applies_limits_for_any_source():
 
     def fake_model(images):  # a callable detector returning dicts
         calls.append(len(images))
-        return [{"boxes": torch.tensor([[0, 0, 5, 5], [10, 10, 20, 20], [0, 0, 5, 6.]]),
-                 "scores": torch.tensor([0.9, 0.2, 0.6]), "labels": torch.tensor([0, 1, 0])} for _ in images]
+        return [
+            {
+                "boxes": torch.tensor([[0, 0, 5, 5], [10, 10, 20, 20], [0, 0, 5, 6.0]]),
+                "scores": torch.tensor([0.9, 0.2, 0.6]),
+                "labels": torch.tensor([0, 1, 0]),
+            }
+            for _ in images
+        ]
 
     det = Detector.from_callable(fake_model, ["a", "b"])
     out = det([Image.new("RGB", (32, 32))] * 3, score_threshold=0.1, nms_iou=0.5, batch_size=2)
@@ -70,8 +85,9 @@ def test_composed_heads_build_and_run():
         assert len(out) <= 7 and out.image_size == (70, 90)
         assert (out.boxes[:, 2] <= 90).all() and (out.boxes[:, 3] <= 70).all()
         model = det.model.train()
-        losses = model([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[4., 4, 40, 50]]),
-                                                   "labels": torch.tensor([2])}])
+        losses = model(
+            [torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[4.0, 4, 40, 50]]), "labels": torch.tensor([2])}]
+        )
         assert all(torch.isfinite(v) for v in losses.values())
 
 
@@ -95,8 +111,12 @@ def test_trainable_layers_freeze_backbone_stages():
 
 def test_pretrained_backbones_train_their_last_three_stages_by_default(mobilenetv2_backbone_file):
     """torchvision's default for pretrained backbones; a random backbone trains every stage."""
-    tv = {"backbone": {"source": "torchvision", "name": "mobilenet_v2", "out_indices": [2, 3, 4]},
-          "neck": {"channels": 32}, "image": {"min_size": 64, "max_size": 64}, "num_classes": 2}
+    tv = {
+        "backbone": {"source": "torchvision", "name": "mobilenet_v2", "out_indices": [2, 3, 4]},
+        "neck": {"channels": 32},
+        "image": {"min_size": 64, "max_size": 64},
+        "num_classes": 2,
+    }
 
     def trained(backbone):
         stages = backbone_stages(composed_detector({**tv, "backbone": {**tv["backbone"], **backbone}}).model)
@@ -120,17 +140,25 @@ def test_custom_anchors_keep_pretrained_rpn_conv(tmp_path):
     sizes, ratios = default_anchors(base)
     assert len(ratios[0]) == 3
     new_sizes = [[24, 48, 96, 192, 384]] * len(sizes)
-    det, rep = adapt_detector(f"torchvision:{arch}", ["cat", "dog"], weights=str(tmp_path / "coco.safetensors"),
-                              anchor_sizes=new_sizes, aspect_ratios=[0.33, 0.5, 1.0, 2.0, 3.0],
-                              trainable_backbone_layers=2)
+    det, rep = adapt_detector(
+        f"torchvision:{arch}",
+        ["cat", "dog"],
+        weights=str(tmp_path / "coco.safetensors"),
+        anchor_sizes=new_sizes,
+        aspect_ratios=[0.33, 0.5, 1.0, 2.0, 3.0],
+        trainable_backbone_layers=2,
+    )
     new = det.model.state_dict()
     conv = [k for k in sd if k.startswith("rpn.head.conv")]
     assert conv, "the RPN has a shared conv"
     for k in conv:
         assert torch.equal(new[k], sd[k]), k  # pretrained RPN conv kept bit for bit
     changed = {k for k, *_ in rep.reinitialised}
-    assert {"rpn.head.cls_logits.weight", "rpn.head.bbox_pred.weight",
-            "roi_heads.box_predictor.cls_score.weight"} <= changed
+    assert {
+        "rpn.head.cls_logits.weight",
+        "rpn.head.bbox_pred.weight",
+        "roi_heads.box_predictor.cls_score.weight",
+    } <= changed
     assert torch.equal(new["backbone.body.0.0.weight"], sd["backbone.body.0.0.weight"])
     assert det.model.rpn.anchor_generator.num_anchors_per_location() == [25] * len(sizes)
     assert "kept" in rep.summary() and len(rep.kept) > 200
@@ -145,8 +173,15 @@ def test_kmeans_anchor_suggestion_fits_the_boxes(tmp_path):
         b = [[5, 5, 25, 45]] if i % 2 else [[10, 10, 90, 50]]
         recs.append(ImageRecord(tmp_path / f"{i}.jpg", 100, 100, b, [0]))
     ds = DetectionDataset(recs, ["x"])
-    s = suggest_anchors(ds, num_levels=2, num_ratios=2, min_size=100, max_size=100,
-                        default_sizes=[256, 512], default_ratios=[0.5, 1.0, 2.0])
+    s = suggest_anchors(
+        ds,
+        num_levels=2,
+        num_ratios=2,
+        min_size=100,
+        max_size=100,
+        default_sizes=[256, 512],
+        default_ratios=[0.5, 1.0, 2.0],
+    )
     assert s.aspect_ratios == pytest.approx([0.5, 2.0], rel=1e-3)
     assert s.sizes == [28, 57]  # sqrt(20*40), sqrt(80*40)
     assert s.fit["mean_best_iou"] > 0.95 and s.fit["recall@0.5"] == 1.0
@@ -156,15 +191,27 @@ def test_kmeans_anchor_suggestion_fits_the_boxes(tmp_path):
 
 def test_hugging_face_detector_through_detections():
     tr = pytest.importorskip("transformers")
-    cfg = tr.DetrConfig(use_timm_backbone=True, backbone="resnet18", use_pretrained_backbone=False, num_queries=10,
-                        d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                        encoder_attention_heads=2, decoder_attention_heads=2, num_labels=3,
-                        id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2})
-    det = Detector.from_hf(tr.DetrForObjectDetection(cfg), tr.DetrImageProcessor(
-        size={"shortest_edge": 64, "longest_edge": 96}))
+    cfg = tr.DetrConfig(
+        use_timm_backbone=True,
+        backbone="resnet18",
+        use_pretrained_backbone=False,
+        num_queries=10,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_labels=3,
+        id2label={0: "a", 1: "b", 2: "c"},
+        label2id={"a": 0, "b": 1, "c": 2},
+    )
+    det = Detector.from_hf(
+        tr.DetrForObjectDetection(cfg), tr.DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    )
     assert det.class_names == ["a", "b", "c"] and det.source == "hf"
-    out = det([Image.new("RGB", (120, 80)), torch.rand(3, 50, 60)], score_threshold=0.0, nms_iou=None,
-              max_detections=4)
+    out = det([Image.new("RGB", (120, 80)), torch.rand(3, 50, 60)], score_threshold=0.0, nms_iou=None, max_detections=4)
     assert [o.image_size for o in out] == [(80, 120), (50, 60)]
     for o in out:  # boxes come back in each original image's pixels
         assert 0 < len(o) <= 4 and set(o.labels.tolist()) <= {0, 1, 2}

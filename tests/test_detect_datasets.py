@@ -23,8 +23,16 @@ def coco8_yaml(assets, tmp_path) -> Path:
     names[: len(COCO_NAMES_HEAD)] = COCO_NAMES_HEAD
     names[16], names[17], names[25], names[58] = "dog", "horse", "umbrella", "potted plant"
     p = tmp_path / "data.yaml"
-    p.write_text(yaml.safe_dump({"path": str(assets / "coco8"), "train": "images/train", "val": "images/val",
-                                 "names": dict(enumerate(names))}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(assets / "coco8"),
+                "train": "images/train",
+                "val": "images/val",
+                "names": dict(enumerate(names)),
+            }
+        )
+    )
     return p
 
 
@@ -32,7 +40,7 @@ def _boxes_by_image(ds):
     out = {}
     for r in ds.images:
         key = Path(r.path).stem.split("__")[-1]
-        rows = sorted((ds.classes[l], *np.round(b, 3)) for b, l in zip(r.boxes.tolist(), r.labels.tolist()))
+        rows = sorted((ds.classes[lab], *np.round(b, 3)) for b, lab in zip(r.boxes.tolist(), r.labels.tolist()))
         out[key] = rows
     return out
 
@@ -73,19 +81,28 @@ def test_round_trip_coco_yolo_voc_coco_preserves_every_box(coco8_yaml, tmp_path)
 
 def _coco(tmp_path, anns, images=None):
     p = tmp_path / "bad.json"
-    p.write_text(json.dumps({
-        "images": images or [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
-        "annotations": anns, "categories": [{"id": 3, "name": "cat"}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "images": images or [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
+                "annotations": anns,
+                "categories": [{"id": 3, "name": "cat"}],
+            }
+        )
+    )
     return p
 
 
-@pytest.mark.parametrize("ann, needle", [
-    ({"id": 17, "image_id": 1, "category_id": 3, "bbox": [10, 10, 0, 20]}, "no positive area"),
-    ({"id": 17, "image_id": 1, "category_id": 3, "bbox": [90, 10, 30, 20]}, "outside the 100x80 image"),
-    ({"id": 17, "image_id": 1, "category_id": 9, "bbox": [10, 10, 5, 5]}, "category_id 9"),
-    ({"id": 17, "image_id": 5, "category_id": 3, "bbox": [10, 10, 5, 5]}, "image_id 5"),
-    ({"id": 17, "image_id": 1, "category_id": 3, "bbox": [10, "x", 5, 5]}, "not four numbers"),
-])
+@pytest.mark.parametrize(
+    "ann, needle",
+    [
+        ({"id": 17, "image_id": 1, "category_id": 3, "bbox": [10, 10, 0, 20]}, "no positive area"),
+        ({"id": 17, "image_id": 1, "category_id": 3, "bbox": [90, 10, 30, 20]}, "outside the 100x80 image"),
+        ({"id": 17, "image_id": 1, "category_id": 9, "bbox": [10, 10, 5, 5]}, "category_id 9"),
+        ({"id": 17, "image_id": 5, "category_id": 3, "bbox": [10, 10, 5, 5]}, "image_id 5"),
+        ({"id": 17, "image_id": 1, "category_id": 3, "bbox": [10, "x", 5, 5]}, "not four numbers"),
+    ],
+)
 def test_coco_errors_name_file_and_annotation_id(tmp_path, ann, needle):
     p = _coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5]}, ann])
     with pytest.raises(DatasetError) as e:

@@ -9,11 +9,21 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-TINY = {"backbone": {"source": "timm", "name": "mobilenetv3_small_100"}, "neck": {"channels": 64},
-        "image": {"min_size": 64, "max_size": 64}, "num_classes": 1,
-        "head": {"kwargs": {"rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 50,
-                            "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
-                            "box_batch_size_per_image": 32}}}
+TINY = {
+    "backbone": {"source": "timm", "name": "mobilenetv3_small_100"},
+    "neck": {"channels": 64},
+    "image": {"min_size": 64, "max_size": 64},
+    "num_classes": 1,
+    "head": {
+        "kwargs": {
+            "rpn_pre_nms_top_n_train": 100,
+            "rpn_post_nms_top_n_train": 50,
+            "rpn_pre_nms_top_n_test": 100,
+            "rpn_post_nms_top_n_test": 50,
+            "box_batch_size_per_image": 32,
+        }
+    },
+}
 
 
 def tiny_imagenet_coco(assets: Path, out: Path, n_classes=2, per_class=6) -> Path:
@@ -29,8 +39,15 @@ def tiny_imagenet_coco(assets: Path, out: Path, n_classes=2, per_class=6) -> Pat
             x0, y0, x1, y1 = map(int, r[2:6])
             anns.append({"id": i, "image_id": i, "category_id": ci + 1, "bbox": [x0, y0, x1 - x0, y1 - y0]})
     p = out / "ann.json"
-    p.write_text(json.dumps({"images": images, "annotations": anns,
-                             "categories": [{"id": i + 1, "name": w} for i, w in enumerate(wnids)]}))
+    p.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": anns,
+                "categories": [{"id": i + 1, "name": w} for i, w in enumerate(wnids)],
+            }
+        )
+    )
     return p
 
 
@@ -40,9 +57,21 @@ def trained(assets, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("dtrain")
     data = tiny_imagenet_coco(assets, tmp)
-    res = train_detector({"model": "tiny.yaml", "compose": TINY, "data": str(data), "val_fraction": 0.34,
-                          "epochs": 1, "batch_size": 4, "max_train_batches": 1, "warmup_steps": 1,
-                          "trackers": ["tensorboard"]}, run_root=tmp / "runs", progress=False)
+    res = train_detector(
+        {
+            "model": "tiny.yaml",
+            "compose": TINY,
+            "data": str(data),
+            "val_fraction": 0.34,
+            "epochs": 1,
+            "batch_size": 4,
+            "max_train_batches": 1,
+            "warmup_steps": 1,
+            "trackers": ["tensorboard"],
+        },
+        run_root=tmp / "runs",
+        progress=False,
+    )
     return res, data
 
 
@@ -92,8 +121,12 @@ def test_finetune_from_saved_detector_keeps_fitting_tensors(trained):
     det, rep = adapt_detector(str(res.model_dir), ["only_one"])
     assert det.class_names == ["__background__", "only_one"]
     changed = {k for k, *_ in rep.reinitialised}
-    assert changed == {"roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias",
-                       "roi_heads.box_predictor.bbox_pred.weight", "roi_heads.box_predictor.bbox_pred.bias"}
+    assert changed == {
+        "roi_heads.box_predictor.cls_score.weight",
+        "roi_heads.box_predictor.cls_score.bias",
+        "roi_heads.box_predictor.bbox_pred.weight",
+        "roi_heads.box_predictor.bbox_pred.bias",
+    }
     sd_old = res.detector.model.state_dict()
     assert torch.equal(det.model.state_dict()["rpn.head.conv.0.0.weight"], sd_old["rpn.head.conv.0.0.weight"])
 
@@ -108,8 +141,9 @@ def test_cli_detect_val_anchors(trained, assets, tmp_path):
     for p in sorted((assets / "tiny-imagenet-200-val" / "images").glob("val_1*.JPEG"))[:3]:
         (imgs / p.name).write_bytes(p.read_bytes())
     out = tmp_path / "out"
-    r = runner.invoke(app, ["detect", str(res.model_dir), str(imgs), "--out", str(out), "--conf", "0.0",
-                            "--max-det", "5"])
+    r = runner.invoke(
+        app, ["detect", str(res.model_dir), str(imgs), "--out", str(out), "--conf", "0.0", "--max-det", "5"]
+    )
     assert r.exit_code == 0, r.output
     preds = json.loads((out / "predictions.json").read_text())
     meta = json.loads((out / "images.json").read_text())
@@ -126,8 +160,9 @@ def test_cli_detect_val_anchors(trained, assets, tmp_path):
     assert set(m["metrics"]) >= {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"}
     assert len(m["per_class"]) == 2
 
-    r = runner.invoke(app, ["anchors", str(data), "--levels", "3", "--ratios", "2", "--min-size", "64",
-                            "--max-size", "64"])
+    r = runner.invoke(
+        app, ["anchors", str(data), "--levels", "3", "--ratios", "2", "--min-size", "64", "--max-size", "64"]
+    )
     assert r.exit_code == 0, r.output
     assert "sizes:" in r.output and "mean best IoU" in " ".join(r.output.split())
 
@@ -177,15 +212,30 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(assets, tmp_pat
     from visiontune.detect.train import train_detector
 
     data = tiny_imagenet_coco(assets, tmp_path)
-    cfg = {"model": "tiny.yaml", "compose": TINY, "data": str(data), "val_fraction": 0.34, "epochs": 4,
-           "batch_size": 4, "warmup_steps": 2, "lr": 0.02, "seed": 3, "trackers": []}
+    cfg = {
+        "model": "tiny.yaml",
+        "compose": TINY,
+        "data": str(data),
+        "val_fraction": 0.34,
+        "epochs": 4,
+        "batch_size": 4,
+        "warmup_steps": 2,
+        "lr": 0.02,
+        "seed": 3,
+        "trackers": [],
+    }
     torch.set_num_threads(1)
     ref = train_detector(cfg, run_root=tmp_path / "runs", run_name="ref", progress=False)
 
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), json.dumps(cfg), str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(cfg), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     killed = tmp_path / "runs" / "killed"
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1  # 0, 1 done
@@ -197,8 +247,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(assets, tmp_pat
     res = train_detector(cfg, run_root=tmp_path / "runs", resume=killed, progress=False)
     assert res.run_dir.name == "killed-resumed"
     assert json.loads((res.run_dir / "run.json").read_text())["tags"]["resumed_from"] == str(killed)
-    assert len(ref.metrics) > 2 and {k: v for k, v in res.metrics.items() if k != "train_seconds"} == \
-        {k: v for k, v in ref.metrics.items() if k != "train_seconds"}
+    assert len(ref.metrics) > 2 and {k: v for k, v in res.metrics.items() if k != "train_seconds"} == {
+        k: v for k, v in ref.metrics.items() if k != "train_seconds"
+    }
     a, b = load_file(ref.model_dir / "model.safetensors"), load_file(res.model_dir / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the best epoch's weights
     # the best epoch may predate the kill: the weights after the last epoch and the epochs trained
@@ -209,8 +260,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(assets, tmp_pat
     assert all(torch.equal(v, last_b["state_dict"][k]) for k, v in last_a["state_dict"].items())
 
     def epochs_after_kill(run_dir):
-        return [(r["epoch"], r["value"]) for r in load_run(run_dir).metric_rows()
-                if r["metric"] == "val/mAP50" and r["epoch"] >= 2]
+        return [
+            (r["epoch"], r["value"])
+            for r in load_run(run_dir).metric_rows()
+            if r["metric"] == "val/mAP50" and r["epoch"] >= 2
+        ]
 
     assert len(epochs_after_kill(ref.run_dir)) == 2
     assert epochs_after_kill(res.run_dir) == epochs_after_kill(ref.run_dir)

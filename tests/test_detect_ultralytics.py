@@ -50,16 +50,35 @@ def test_train_yolo_hands_a_visiontune_dataset_to_ultralytics_and_records_the_ru
     monkeypatch.chdir(tmp_path)
     import json
 
+    import yaml
+
     from visiontune.detect.yolo import train_yolo
     from visiontune.track import load_run
 
-    import yaml
-
     data = tmp_path / "coco8.yaml"  # the shared copy ships without one
-    data.write_text(yaml.safe_dump({"path": str(assets / "coco8"), "train": "images/train", "val": "images/val",
-                                    "names": {i: f"class{i}" for i in range(80)}}))
-    res = train_yolo("yolo:yolov8n.yaml", data, val_data=data, epochs=1, imgsz=64, batch=4, workers=0,
-                     run_root=tmp_path / "runs", run_name="y", trackers=(), device="cpu")
+    data.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(assets / "coco8"),
+                "train": "images/train",
+                "val": "images/val",
+                "names": {i: f"class{i}" for i in range(80)},
+            }
+        )
+    )
+    res = train_yolo(
+        "yolo:yolov8n.yaml",
+        data,
+        val_data=data,
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        run_root=tmp_path / "runs",
+        run_name="y",
+        trackers=(),
+        device="cpu",
+    )
     rec = json.loads((res.run_dir / "run.json").read_text())
     assert rec["status"] == "completed" and rec["kind"] == "yolo-train"
     assert rec["tags"]["license"].startswith("AGPL-3.0")

@@ -20,8 +20,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def yolov5n(assets):
     if importlib.util.find_spec("yolov5") is None:
-        pytest.skip('needs the test-only GPL helper: pip install "setuptools<81" seaborn && '
-                    "pip install yolov5==7.0.14 --no-deps")
+        pytest.skip(
+            'needs the test-only GPL helper: pip install "setuptools<81" seaborn && '
+            "pip install yolov5==7.0.14 --no-deps"
+        )
     ckpt_path = assets / "yolov5n-coco" / "yolov5n.pt"
     if not ckpt_path.is_file():
         pytest.skip("shared/assets/yolov5n-coco/yolov5n.pt is absent")
@@ -41,9 +43,16 @@ def yolov5n(assets):
 @pytest.fixture(scope="module")
 def coco8(assets, tmp_path_factory, yolov5n):
     d = tmp_path_factory.mktemp("coco8")
-    (d / "data.yaml").write_text(yaml.safe_dump({
-        "path": str(assets / "coco8"), "train": "images/train", "val": "images/val",
-        "names": dict(enumerate(yolov5n.names))}))
+    (d / "data.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "path": str(assets / "coco8"),
+                "train": "images/train",
+                "val": "images/val",
+                "names": dict(enumerate(yolov5n.names)),
+            }
+        )
+    )
     return d / "data.yaml"
 
 

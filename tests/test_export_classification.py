@@ -21,14 +21,16 @@ from visiontune.hub.preprocess import Preprocess
 def small_model():
     """A real timm architecture at 64 px (random weights: parity does not need trained ones)."""
     torch.manual_seed(0)
-    return vt.load("timm:mobilenetv3_small_050", pretrained=False, num_classes=4,
-                   class_names=["ant", "bee", "cat", "dog"])
+    return vt.load(
+        "timm:mobilenetv3_small_050", pretrained=False, num_classes=4, class_names=["ant", "bee", "cat", "dog"]
+    )
 
 
 @pytest.fixture(scope="module")
 def pre64():
-    return Preprocess(resize=72, crop=64, interpolation="bicubic", mean=(0.485, 0.456, 0.406),
-                      std=(0.229, 0.224, 0.225))
+    return Preprocess(
+        resize=72, crop=64, interpolation="bicubic", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +138,11 @@ def test_unsupported_operator_is_named_and_nothing_is_written(tmp_path, pre64):
 def test_preprocess_array_equals_the_torch_preprocess(assets):
     imgs = [Image.open(p).convert("RGB") for p in sorted((assets / "hymenoptera" / "val" / "ants").glob("*.jpg"))[:3]]
     imgs.append(Image.new("RGB", (40, 30), (200, 10, 10)))  # smaller than the crop: zero padding
-    for pre in (Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3),
-                Preprocess(resize=(100, 150), crop=None, interpolation="bilinear"),
-                Preprocess(resize=None, crop=64, mean=None, std=None)):
+    for pre in (
+        Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3),
+        Preprocess(resize=(100, 150), crop=None, interpolation="bilinear"),
+        Preprocess(resize=None, crop=64, mean=None, std=None),
+    ):
         for im in imgs:
             a = preprocess_array(im, pre.to_dict())
             t = pre(im).numpy()
@@ -175,8 +179,23 @@ def test_cli_export_and_export_predict(tmp_path, bees, isolated_caches):
 
     runner = CliRunner()
     out = tmp_path / "cli.onnx"
-    r = runner.invoke(app, ["export", "timm:mobilenetv3_small_050", "--random-init", "--input-size", "64",
-                            "-o", str(out), "--images", str(bees[0].parent), "--parity-images", "2", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "export",
+            "timm:mobilenetv3_small_050",
+            "--random-init",
+            "--input-size",
+            "64",
+            "-o",
+            str(out),
+            "--images",
+            str(bees[0].parent),
+            "--parity-images",
+            "2",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["parity"]["passed"] is True and doc["parity"]["n_images"] == 2

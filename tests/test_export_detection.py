@@ -47,11 +47,18 @@ def _untie(model: nn.Module, heads: list[nn.Module], images: list[str]) -> nn.Mo
 @pytest.mark.slow
 def test_fasterrcnn_onnx_box_parity_on_coco8(tmp_path, coco8):
     torch.manual_seed(0)
-    m = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=6,
-                                              box_detections_per_img=20)
+    m = fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=6, box_detections_per_img=20
+    )
     m = _untie(m, [m.rpn.head, m.roi_heads.box_head, m.roi_heads.box_predictor], coco8[:1])
-    res = export(m, "onnx", tmp_path / "frcnn.onnx", images=coco8[4:6], class_names=NAMES,
-                 model_id="torchvision:fasterrcnn_mobilenet_v3_large_320_fpn")
+    res = export(
+        m,
+        "onnx",
+        tmp_path / "frcnn.onnx",
+        images=coco8[4:6],
+        class_names=NAMES,
+        model_id="torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+    )
     p = res.parity
     assert p.passed and p.n_images == 2
     assert p.matched == 40 and p.unmatched_reference == 0 and p.unmatched_artifact == 0

@@ -25,7 +25,9 @@ def test_torchvision_matches_weights_transforms(photo):
     ref = ResNet50_Weights.IMAGENET1K_V2.transforms()(photo)
     torch.testing.assert_close(p.preprocess(photo), ref)
     t = torch.from_numpy(np.array(photo)).permute(2, 0, 1)  # uint8 tensor path
-    torch.testing.assert_close(p.preprocess(t), ResNet50_Weights.IMAGENET1K_V2.transforms()(t), atol=1.01 / 255 / 0.224, rtol=0)  # ±1 grey level
+    torch.testing.assert_close(
+        p.preprocess(t), ResNet50_Weights.IMAGENET1K_V2.transforms()(t), atol=1.01 / 255 / 0.224, rtol=0
+    )  # ±1 grey level
 
 
 @pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "convnext_tiny.fb_in22k_ft_in1k", "resnet18.a1_in1k"])

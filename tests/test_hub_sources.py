@@ -59,8 +59,12 @@ def test_torchvision_from_prefilled_torch_home(isolated_caches):
 
 def test_torchvision_uncached_fails_fast(isolated_caches):
     torch_home, _ = isolated_caches
-    e = assert_fast_error(lambda: vt.load("torchvision:resnet50@IMAGENET1K_V2"),
-                          "resnet50-11ad3fa6.pth", str(torch_home / "hub" / "checkpoints"), "weights=PATH")
+    e = assert_fast_error(
+        lambda: vt.load("torchvision:resnet50@IMAGENET1K_V2"),
+        "resnet50-11ad3fa6.pth",
+        str(torch_home / "hub" / "checkpoints"),
+        "weights=PATH",
+    )
     assert e.weights_file == "resnet50-11ad3fa6.pth"
 
 
@@ -99,8 +103,12 @@ def test_timm_from_prefilled_hf_cache(isolated_caches, tmp_path):
 
 
 def test_timm_uncached_fails_fast(isolated_caches):
-    assert_fast_error(lambda: vt.load("timm:convnext_tiny.fb_in22k_ft_in1k"),
-                      "timm/convnext_tiny.fb_in22k_ft_in1k", "model.safetensors", "weights=PATH")
+    assert_fast_error(
+        lambda: vt.load("timm:convnext_tiny.fb_in22k_ft_in1k"),
+        "timm/convnext_tiny.fb_in22k_ft_in1k",
+        "model.safetensors",
+        "weights=PATH",
+    )
 
 
 def test_timm_unknown_model():
@@ -112,9 +120,16 @@ def test_timm_unknown_model():
 def _tiny_hf_classifier(folder: Path, license_: str | None = "apache-2.0"):
     from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
 
-    cfg = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                       num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"}, label2id={"cat": 0, "dog": 1, "bird": 2},
-                       architectures=["ResNetForImageClassification"])
+    cfg = ResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        layer_type="basic",
+        num_labels=3,
+        id2label={0: "cat", 1: "dog", 2: "bird"},
+        label2id={"cat": 0, "dog": 1, "bird": 2},
+        architectures=["ResNetForImageClassification"],
+    )
     model = ResNetForImageClassification(cfg).eval()
     model.save_pretrained(folder)
     ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=0.875, resample=3).save_pretrained(folder)
@@ -192,7 +207,6 @@ def test_torchhub_uncached_fails_fast(isolated_caches):
     assert_fast_error(lambda: vt.load("hub:pytorch/vision:resnet18", trust_remote_code=True), "pytorch_vision_main")
 
 
-
 def test_models_list_reads_hf_and_torchhub_caches_without_running_code(isolated_caches, tmp_path):
     import json
 
@@ -210,11 +224,13 @@ def test_models_list_reads_hf_and_torchhub_caches_without_running_code(isolated_
     repo = torch_home / "hub" / "acme_tiny_nets_v2"
     repo.mkdir(parents=True)
     marker = tmp_path / "hubconf-ran"
-    (repo / "hubconf.py").write_text(f"open({str(marker)!r}, 'w').close()\n" + HUBCONF
-                                     + "\n\ndef _helper():\n    pass\n")
+    (repo / "hubconf.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n" + HUBCONF + "\n\ndef _helper():\n    pass\n"
+    )
 
     assert list_models("tiny", source="hf") == [
-        {"id": "hf:acme/tiny-resnet", "task": "classification", "weights": ["main"], "cached": True}]
+        {"id": "hf:acme/tiny-resnet", "task": "classification", "weights": ["main"], "cached": True}
+    ]
     hub = list_models(source="hub")
     assert [r["id"] for r in hub] == ["hub:acme/tiny_nets:tinynet@v2"]  # public functions only
     assert not marker.exists()  # the repository's code was read, never run
@@ -244,8 +260,13 @@ def test_yolo_local_file_needs_trust_pickle(tmp_path, monkeypatch):
 
 # -- saved models ----------------------------------------------------------------------------------
 def test_saved_model_roundtrip(tmp_path):
-    p = vt.load("timm:resnet18", pretrained=False, num_classes=3, class_names=["a", "b", "c"],
-                head={"dropout": 0.2, "hidden": 32})
+    p = vt.load(
+        "timm:resnet18",
+        pretrained=False,
+        num_classes=3,
+        class_names=["a", "b", "c"],
+        head={"dropout": 0.2, "hidden": 32},
+    )
     out = p.save(tmp_path / "model", metrics={"val/acc": 0.5}, training={"epochs": 1})
     assert {f.name for f in out.iterdir()} == {"model.safetensors", "visiontune.json"}
     q = vt.load(str(out))
@@ -310,8 +331,12 @@ def test_compare_across_hubs_each_with_its_own_preprocessing(isolated_caches, tm
     fill_hf_cache(hf_home, "timm/resnet18.a1_in1k", src)
     img = tmp_path / "cat.png"
     Image.new("RGB", (120, 90), (120, 60, 30)).save(img)
-    r = CliRunner().invoke(app, ["compare", "torchvision:resnet18", "timm:resnet18.a1_in1k", "--image", str(img), "-k", "3"],
-                           catch_exceptions=False, env={"COLUMNS": "250"})
+    r = CliRunner().invoke(
+        app,
+        ["compare", "torchvision:resnet18", "timm:resnet18.a1_in1k", "--image", str(img), "-k", "3"],
+        catch_exceptions=False,
+        env={"COLUMNS": "250"},
+    )
     assert r.exit_code == 0, r.output
     assert "resize 256 (bilinear)" in r.output and "resize 235 (bicubic)" in r.output
     assert r.output.count("\n") >= 5

@@ -25,9 +25,20 @@ def test_run_end_to_end_three_deliverables(tmp_path, digits):
     cfg = {
         "name": "tiny",
         "root": str(tmp_path / "runs"),
-        "train": {"model": "timm:resnet18", "pretrained": False, "data": str(digits), "image_size": 64,
-                  "val_fraction": 0.25, "strategy": "linear", "epochs": 3, "batch_size": 16, "lr": 0.01,
-                  "seed": 0, "deterministic": True, "trackers": ["tensorboard"]},
+        "train": {
+            "model": "timm:resnet18",
+            "pretrained": False,
+            "data": str(digits),
+            "image_size": 64,
+            "val_fraction": 0.25,
+            "strategy": "linear",
+            "epochs": 3,
+            "batch_size": 16,
+            "lr": 0.01,
+            "seed": 0,
+            "deterministic": True,
+            "trackers": ["tensorboard"],
+        },
         "audit": {"k_folds": 3},
     }
     cfg_file = tmp_path / "run.yaml"
@@ -67,8 +78,7 @@ def test_run_end_to_end_three_deliverables(tmp_path, digits):
 
 def test_config_errors_name_key_and_allowed_values(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"train": {"model": "timm:resnet18", "data": "x", "strategy": "half"},
-                                   "audti": {}}))
+    bad.write_text(yaml.safe_dump({"train": {"model": "timm:resnet18", "data": "x", "strategy": "half"}, "audti": {}}))
     with pytest.raises(ConfigError) as e:
         load_config(bad)
     assert "audti" in str(e.value) and "allowed keys" in str(e.value)
@@ -82,8 +92,9 @@ def test_config_errors_name_key_and_allowed_values(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.parametrize("example", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_examples_validate(example):
     text = example.read_text()
     if text.lstrip("#").find("backbone:") >= 0 and "train:" not in text:
@@ -96,9 +107,16 @@ def test_bad_option_values_are_one_line_errors_not_tracebacks():
     import subprocess
     import sys
 
-    for args, needle in ((["demo", "--dataset", "nope"], "dataset must be one of"),
-                         (["models", "list", "--source", "yolo"], "listable sources are")):
-        r = subprocess.run([sys.executable, "-c", "from visiontune.cli.main import main; main()", *args],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    for args, needle in (
+        (["demo", "--dataset", "nope"], "dataset must be one of"),
+        (["models", "list", "--source", "yolo"], "listable sources are"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-c", "from visiontune.cli.main import main; main()", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert r.returncode == 2, r.stderr
         assert needle in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -37,7 +37,9 @@ def test_every_lazy_internal_import_resolves():
     broken = []
     for path in sorted((ROOT / "src" / "visiontune").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("visiontune")):
+            if not (
+                isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("visiontune")
+            ):
                 continue
             module = importlib.import_module(node.module)
             for alias in node.names:

@@ -27,8 +27,7 @@ class _Tiny(L.LightningModule):
         self.log("val/acc", (logits.argmax(1) == y).float().mean())
 
     def configure_optimizers(self):
-        return torch.optim.SGD([{"params": self.net.weight, "lr": 0.1},
-                                {"params": self.net.bias, "lr": 0.01}])
+        return torch.optim.SGD([{"params": self.net.weight, "lr": 0.1}, {"params": self.net.bias, "lr": 0.01}])
 
 
 def test_callback_logs_steps_epochs_lrs_checkpoints(tmp_path):
@@ -36,10 +35,17 @@ def test_callback_logs_steps_epochs_lrs_checkpoints(tmp_path):
     ds = torch.utils.data.TensorDataset(torch.randn(32, 8, generator=g), torch.randint(0, 3, (32,), generator=g))
     dl = torch.utils.data.DataLoader(ds, batch_size=8)
     run = Run.start(root=tmp_path, name="pl", config={"lr": 0.1}, trackers=[])
-    ck = L.pytorch.callbacks.ModelCheckpoint(dirpath=run.dir / "checkpoints", monitor="val/acc",
-                                             mode="max", save_last=True)
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[ck, *run.lightning_callbacks()])
+    ck = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=run.dir / "checkpoints", monitor="val/acc", mode="max", save_last=True
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ck, *run.lightning_callbacks()],
+    )
     trainer.fit(_Tiny(), dl, dl)
     run.finish(summary={"val/acc": float(trainer.callback_metrics["val/acc"])})
     rec = load_run(run.dir)

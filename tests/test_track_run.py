@@ -41,8 +41,11 @@ def test_mlflow_client_finds_run(tmp_path):
     uri = f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert info["tracking_uri"] == uri
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
-    df = mlflow.search_runs(experiment_names=["visiontune"], tracking_uri=uri) \
-        if "tracking_uri" in mlflow.search_runs.__code__.co_varnames else None
+    df = (
+        mlflow.search_runs(experiment_names=["visiontune"], tracking_uri=uri)
+        if "tracking_uri" in mlflow.search_runs.__code__.co_varnames
+        else None
+    )
     if df is None:
         mlflow.set_tracking_uri(uri)
         df = mlflow.search_runs(experiment_names=["visiontune"])
@@ -117,7 +120,7 @@ def test_failed_run_keeps_traceback_and_cli(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with Run.start(root=tmp_path, name="boom", config={"x": 1}, trackers=[]) as run:
             run.log_metrics({"train/loss": 1.0}, step=1)
-            1 / 0
+            raise ZeroDivisionError("boom")
     rec = load_run("boom", tmp_path)
     assert rec.status == "failed" and "ZeroDivisionError" in (tmp_path / "boom" / "error.txt").read_text()
     res = CliRunner().invoke(app, ["runs", "list", "--root", str(tmp_path), "--json"])

@@ -37,11 +37,11 @@ def _records(run_dir: Path) -> list:
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
         left = block - pos % block
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
         if left < 7 or (length == 0 and kind == 0):  # block trailer / padding
             pos += left
             continue
-        buf += data[pos + 7:pos + 7 + length]
+        buf += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST chunk
             rec = pb.Record()
@@ -93,8 +93,9 @@ def test_offline_run_holds_the_metrics_lrs_and_image(tmp_path):
 
 def test_a_failed_run_exits_nonzero_in_wandb_too(tmp_path):
     with pytest.raises(RuntimeError):
-        with Run.start(root=tmp_path / "runs", name="boom", config={"lr": 0.1}, model_id="m",
-                       trackers=("wandb",)) as run:
+        with Run.start(
+            root=tmp_path / "runs", name="boom", config={"lr": 0.1}, model_id="m", trackers=("wandb",)
+        ) as run:
             run.log_metrics({"train/loss": 1.0}, step=0)
             raise RuntimeError("diverged")
     assert load_run(run.dir).status == "failed"

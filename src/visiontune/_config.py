@@ -48,8 +48,14 @@ def validate(model: type[M], data: Any, source: str = "config") -> M:
         raise ConfigError(format_errors(e, source, model)) from None
 
 
-def load(model: type[M], config: Any, *, section: str | None = None, what: str = "config",
-         overrides: dict[str, Any] | None = None) -> M:
+def load(
+    model: type[M],
+    config: Any,
+    *,
+    section: str | None = None,
+    what: str = "config",
+    overrides: dict[str, Any] | None = None,
+) -> M:
     """``model`` from a YAML path, a dict or an instance. A file or dict that holds the config
     under ``section`` (``train:``, ``detector:`` ...) is unwrapped; ``overrides`` win over it."""
     if isinstance(config, model) and not overrides:
@@ -60,8 +66,12 @@ def load(model: type[M], config: Any, *, section: str | None = None, what: str =
         config = read_yaml(config, what)
     elif isinstance(config, model):
         config = config.model_dump()
-    if section and isinstance(config, dict) and isinstance(config.get(section), dict) \
-            and section not in model.model_fields:
+    if (
+        section
+        and isinstance(config, dict)
+        and isinstance(config.get(section), dict)
+        and section not in model.model_fields
+    ):
         config = config[section]
     if overrides and isinstance(config, dict):
         config = {**config, **overrides}

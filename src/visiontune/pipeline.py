@@ -70,8 +70,12 @@ def load_config(config: str | Path | dict, overrides: dict[str, Any] | None = No
         if isinstance(train, dict):  # paths in the config are relative to the config file
             for key in ("data", "weights", "teacher_weights", "cache_dir"):
                 v = train.get(key)
-                if isinstance(v, str) and not v.startswith(("torchvision:", "/", "~")) and ":" not in v.split("/")[0] \
-                        and (base / v).exists():
+                if (
+                    isinstance(v, str)
+                    and not v.startswith(("torchvision:", "/", "~"))
+                    and ":" not in v.split("/")[0]
+                    and (base / v).exists()
+                ):
                     train[key] = str((base / v).resolve())
     rc = validate(RunConfig, config, source)
     train = {**rc.train, **(overrides or {})}
@@ -100,8 +104,9 @@ def _status(run_dir: Path) -> str | None:
         return None
 
 
-def run(config: str | Path | dict, *, resume: bool = True, overrides: dict[str, Any] | None = None,
-        console: Any = None) -> RunResult:
+def run(
+    config: str | Path | dict, *, resume: bool = True, overrides: dict[str, Any] | None = None, console: Any = None
+) -> RunResult:
     """Run the whole job. With ``resume`` (default), a run of the same name that was interrupted
     continues from its last checkpoint, a finished training is not repeated, and only the missing
     steps (audit) run."""
@@ -111,21 +116,34 @@ def run(config: str | Path | dict, *, resume: bool = True, overrides: dict[str, 
 
     console = console or Console()
     rc, tc = load_config(config, overrides)
-    if rc.audit.enabled and tc.strategy == "linear" and "feature_cache" not in rc.train and tc.feature_cache == "memory":
+    if (
+        rc.audit.enabled
+        and tc.strategy == "linear"
+        and "feature_cache" not in rc.train
+        and tc.feature_cache == "memory"
+    ):
         # the audit (a separate step) reuses the features the linear probe computed: keep them on disk
         tc = tc.model_copy(update={"feature_cache": "disk"})
     root = Path(rc.root)
     timings: dict[str, float] = {}
     run_dir = root / tc.name if tc.name else None
     t0 = time.perf_counter()
-    if run_dir is not None and resume and (run_dir / "model" / "visiontune.json").is_file() \
-            and _status(run_dir) == "completed":
+    if (
+        run_dir is not None
+        and resume
+        and (run_dir / "model" / "visiontune.json").is_file()
+        and _status(run_dir) == "completed"
+    ):
         console.print(f"[dim]training already complete in {run_dir}: skipping to the audit[/]")
         metrics = json.loads((run_dir / "run.json").read_text()).get("summary", {})
         model_dir = run_dir / "model"
     else:
-        can_resume = bool(run_dir is not None and resume and (run_dir / "checkpoints").is_dir()
-                          and any((run_dir / "checkpoints").glob("*.ckpt")))
+        can_resume = bool(
+            run_dir is not None
+            and resume
+            and (run_dir / "checkpoints").is_dir()
+            and any((run_dir / "checkpoints").glob("*.ckpt"))
+        )
         result = train(tc, run_root=root, run_name=tc.name, resume=True if can_resume else None, console=console)
         run_dir, model_dir, metrics = Path(result.run_dir), Path(result.model_dir), dict(result.metrics)
     timings["train_s"] = time.perf_counter() - t0
@@ -136,12 +154,28 @@ def run(config: str | Path | dict, *, resume: bool = True, overrides: dict[str, 
         from visiontune.audit import audit
 
         t1 = time.perf_counter()
-        audit_result = audit(run_dir, data=None, split=rc.audit.split, k_folds=rc.audit.k_folds,
-                             label_issues=rc.audit.label_issues, near_threshold=rc.audit.near_threshold,
-                             report_rows=rc.audit.report_rows, fiftyone=rc.audit.fiftyone, console=console)
+        audit_result = audit(
+            run_dir,
+            data=None,
+            split=rc.audit.split,
+            k_folds=rc.audit.k_folds,
+            label_issues=rc.audit.label_issues,
+            near_threshold=rc.audit.near_threshold,
+            report_rows=rc.audit.report_rows,
+            fiftyone=rc.audit.fiftyone,
+            console=console,
+        )
         timings["audit_s"] = time.perf_counter() - t1
         audit_dir = Path(audit_result.out_dir)
         report = audit_result.report_path
         mistakes = audit_result.files.get("mistakes", audit_dir / "mistakes.csv")
-    return RunResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics, audit_dir=audit_dir, report=report,
-                     mistakes_csv=mistakes, timings=timings, audit=audit_result)
+    return RunResult(
+        run_dir=run_dir,
+        model_dir=model_dir,
+        metrics=metrics,
+        audit_dir=audit_dir,
+        report=report,
+        mistakes_csv=mistakes,
+        timings=timings,
+        audit=audit_result,
+    )

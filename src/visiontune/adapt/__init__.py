@@ -11,9 +11,21 @@ from visiontune.adapt.recommend import Recommendation, recommend
 from visiontune.adapt.strategies import count_params, default_milestones, n_trainable_backbone, set_trainable
 
 __all__ = [
-    "TrainConfig", "TrainResult", "train", "LayerGroups", "layer_groups", "param_groups", "kd_loss",
-    "lr_find", "LRFindResult", "recommend", "Recommendation", "count_params", "default_milestones",
-    "n_trainable_backbone", "set_trainable",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "LayerGroups",
+    "layer_groups",
+    "param_groups",
+    "kd_loss",
+    "lr_find",
+    "LRFindResult",
+    "recommend",
+    "Recommendation",
+    "count_params",
+    "default_milestones",
+    "n_trainable_backbone",
+    "set_trainable",
 ]
 
 _register_runner()

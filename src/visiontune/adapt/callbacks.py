@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import Callback
+
 from visiontune._atomic import atomic_path
 
 
@@ -56,6 +57,9 @@ class EpochTable(Callback):
         vals = [str(trainer.current_epoch)]
         for k in ("train/loss", "train/acc", "val/loss", "val/acc", "val/top5"):
             vals.append(f"{float(m[k]):.4f}" if k in m else "-")
-        vals += [f"{lr:.2e}", str(len(getattr(pl_module, "trainable_groups", []))),
-                 f"{time.perf_counter() - self._t0:.1f}s"]
+        vals += [
+            f"{lr:.2e}",
+            str(len(getattr(pl_module, "trainable_groups", []))),
+            f"{time.perf_counter() - self._t0:.1f}s",
+        ]
         self.console.print(" ".join(f"{v:>{w}}" for v, w in zip(vals, widths)), highlight=False)

@@ -84,7 +84,7 @@ class TrainConfig(BaseModel):
     name: str | None = Field(None, description="run name (default: generated)")
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.milestones is not None:
             if sorted(self.milestones) != self.milestones or len(set(self.milestones)) != len(self.milestones):
                 raise ValueError("milestones must be strictly increasing epochs, e.g. [2, 4, 6]")
@@ -98,11 +98,11 @@ class TrainConfig(BaseModel):
 
     # -- construction helpers that turn pydantic's errors into ConfigError naming the key --
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         return validate(cls, data, source)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         return load(cls, Path(path), section="train", overrides=overrides)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,11 +12,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     The T² factor keeps its gradient scale comparable to the cross-entropy term as T changes.
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                         f"{tuple(teacher_logits.shape)} differ: the teacher must predict the same classes")
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ: the teacher must predict the same classes"
+        )
     t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
-                    reduction="batchmean", log_target=True) * (t * t)
+    return F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
 
 
 def input_adapter(student_pre, teacher_pre):
@@ -32,13 +38,15 @@ def input_adapter(student_pre, teacher_pre):
 
     def adapt(x: torch.Tensor) -> torch.Tensor:
         if s_mean is not None and s_std is not None:
-            x = x * torch.tensor(s_std, device=x.device).view(1, -1, 1, 1) + torch.tensor(
-                s_mean, device=x.device).view(1, -1, 1, 1)
+            x = x * torch.tensor(s_std, device=x.device).view(1, -1, 1, 1) + torch.tensor(s_mean, device=x.device).view(
+                1, -1, 1, 1
+            )
         if t_size is not None and tuple(x.shape[-2:]) != tuple(t_size):
             x = F.interpolate(x, size=tuple(t_size), mode="bilinear", align_corners=False, antialias=True)
         if t_mean is not None and t_std is not None:
             x = (x - torch.tensor(t_mean, device=x.device).view(1, -1, 1, 1)) / torch.tensor(
-                t_std, device=x.device).view(1, -1, 1, 1)
+                t_std, device=x.device
+            ).view(1, -1, 1, 1)
         return x
 
     return adapt

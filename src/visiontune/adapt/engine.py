@@ -15,9 +15,10 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,11 +108,18 @@ def load_pretrained(cfg: TrainConfig, classes: list[str]):
     from visiontune.hub import load
 
     head = {"dropout": cfg.head_dropout, "hidden": cfg.head_hidden} if (cfg.head_dropout or cfg.head_hidden) else None
-    p = load(cfg.model, num_classes=len(classes), class_names=list(classes), pretrained=cfg.pretrained,
-             weights=cfg.weights, head=head)
+    p = load(
+        cfg.model,
+        num_classes=len(classes),
+        class_names=list(classes),
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        head=head,
+    )
     if p.card.task not in ("classification", None):
-        raise ConfigError(f"key 'model': {cfg.model} is a {p.card.task} model; train classifiers here "
-                          "(detectors: visiontune.detect)")
+        raise ConfigError(
+            f"key 'model': {cfg.model} is a {p.card.task} model; train classifiers here (detectors: visiontune.detect)"
+        )
     if cfg.image_size:
         p.preprocess = with_image_size(p.preprocess, cfg.image_size, p.card.crop_pct)
     return p
@@ -124,8 +132,10 @@ def load_splits(cfg: TrainConfig):
     if splits.train is None or len(splits.train) == 0:
         raise ConfigError(f"key 'data': {cfg.data} has no training images")
     if splits.val is None or len(splits.val) == 0:
-        raise ConfigError(f"key 'data': {cfg.data} has no validation images; add a val/ folder or a split "
-                          "column, or raise val_fraction")
+        raise ConfigError(
+            f"key 'data': {cfg.data} has no validation images; add a val/ folder or a split "
+            "column, or raise val_fraction"
+        )
     return splits
 
 
@@ -148,32 +158,62 @@ def describe_groups(model: nn.Module, groups: LayerGroups, console=None) -> tupl
 
 
 def _hp(cfg: TrainConfig, milestones: list[int] | None) -> dict:
-    keys = ("strategy", "n_stages", "lr", "lr_decay", "head_lr", "optimizer", "weight_decay", "momentum",
-            "label_smoothing", "schedule", "warmup_epochs", "seed", "kd_temperature", "kd_alpha")
+    keys = (
+        "strategy",
+        "n_stages",
+        "lr",
+        "lr_decay",
+        "head_lr",
+        "optimizer",
+        "weight_decay",
+        "momentum",
+        "label_smoothing",
+        "schedule",
+        "warmup_epochs",
+        "seed",
+        "kd_temperature",
+        "kd_alpha",
+    )
     d = {k: getattr(cfg, k) for k in keys}
     d["milestones"] = milestones
     return d
 
 
-def _loader(ds, batch_size: int, shuffle: bool, seed: int, num_workers: int, train: bool,
-            seeded: bool = True) -> DataLoader:
+def _loader(
+    ds, batch_size: int, shuffle: bool, seed: int, num_workers: int, train: bool, seeded: bool = True
+) -> DataLoader:
     sampler = EpochSampler(len(ds), seed=seed, shuffle=shuffle, pad=train)
-    return DataLoader(SeededDataset(ds, seed, seeded), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      persistent_workers=False, pin_memory=torch.cuda.is_available(), drop_last=False)
+    return DataLoader(
+        SeededDataset(ds, seed, seeded),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+    )
 
 
 # -- the run ----------------------------------------------------------------------------------------
-def _open_run(cfg: TrainConfig, run_root: str | os.PathLike, run_name: str | None, resume_dir: Path | None,
-              p, splits):
+def _open_run(cfg: TrainConfig, run_root: str | os.PathLike, run_name: str | None, resume_dir: Path | None, p, splits):
     """A new run record. Resuming opens the old run again where track supports it; otherwise a
     new run ``<old>-resumed`` continues from the old run's last checkpoint (runs are never
     overwritten) and records where it came from."""
     from visiontune.track import Run
 
-    kwargs = dict(config=cfg.to_dict(), model_id=cfg.model, weights_sha256=p.card.weights_sha256,
-                  data_version=splits.version, seed=cfg.seed, trackers=tuple(cfg.trackers), command=list(sys.argv),
-                  kind="train", deterministic=cfg.deterministic, monitor=cfg.monitor,
-                  mode="max" if cfg.monitor == "val/acc" else "min")
+    kwargs = dict(
+        config=cfg.to_dict(),
+        model_id=cfg.model,
+        weights_sha256=p.card.weights_sha256,
+        data_version=splits.version,
+        seed=cfg.seed,
+        trackers=tuple(cfg.trackers),
+        command=list(sys.argv),
+        kind="train",
+        deterministic=cfg.deterministic,
+        monitor=cfg.monitor,
+        mode="max" if cfg.monitor == "val/acc" else "min",
+    )
     if resume_dir is not None:
         root, name = resumed_run_name(resume_dir)
         return Run.start(root=root, name=name, tags={"resumed_from": str(resume_dir)}, **kwargs)
@@ -233,14 +273,21 @@ def _resume_target(resume: Any, run_root, run_name: str | None) -> tuple[Path | 
         return path.parent.parent, path
     ckpt = path / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
-        raise VisiontuneError(f"cannot resume: {ckpt} does not exist (the run saved no checkpoint yet); "
-                              "start it again without --resume")
+        raise VisiontuneError(
+            f"cannot resume: {ckpt} does not exist (the run saved no checkpoint yet); start it again without --resume"
+        )
     return path, ckpt
 
 
-def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_name: str | None = None,
-          resume: str | os.PathLike | bool | None = None, callbacks: Sequence[Any] = (),
-          progress: bool = True, console=None) -> TrainResult:
+def train(
+    cfg: TrainConfig | dict,
+    run_root: str | os.PathLike = "runs",
+    run_name: str | None = None,
+    resume: str | os.PathLike | bool | None = None,
+    callbacks: Sequence[Any] = (),
+    progress: bool = True,
+    console=None,
+) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.data``; see :class:`TrainConfig` for every option.
 
     ``resume``: a run directory, a checkpoint, or True (the run called ``run_name``); training
@@ -264,12 +311,17 @@ def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_nam
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-    multi = (str(cfg.ddp_strategy).startswith(("ddp", "fsdp")) or cfg.num_nodes > 1
-             or (isinstance(cfg.devices, int) and cfg.devices > 1))
+    multi = (
+        str(cfg.ddp_strategy).startswith(("ddp", "fsdp"))
+        or cfg.num_nodes > 1
+        or (isinstance(cfg.devices, int) and cfg.devices > 1)
+    )
     if multi and cfg.strategy == "gradual":
-        raise ConfigError("key 'strategy': gradual unfreezing changes the trainable set during training, which "
-                          "DDP's gradient buckets cannot follow; use full / partial / linear with several "
-                          "devices, or train gradual on one device")
+        raise ConfigError(
+            "key 'strategy': gradual unfreezing changes the trainable set during training, which "
+            "DDP's gradient buckets cannot follow; use full / partial / linear with several "
+            "devices, or train gradual on one device"
+        )
     resume_dir, ckpt_path = _resume_target(resume, run_root, run_name)
     splits = load_splits(cfg)
     classes = list(splits.classes)
@@ -301,8 +353,10 @@ def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_nam
         elif run_name:
             run_dir = Path(run_root) / run_name
         else:
-            raise ConfigError("multi-process training started by torchrun / SLURM needs a run name "
-                              "(--name / 'name:') so every process writes to the same run")
+            raise ConfigError(
+                "multi-process training started by torchrun / SLURM needs a run name "
+                "(--name / 'name:') so every process writes to the same run"
+            )
     ckpt_dir = run_dir / "checkpoints"
     if ckpt_path is not None and is_zero and resume_dir is not None and run_dir != resume_dir:
         ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir)
@@ -312,11 +366,19 @@ def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_nam
 
         teacher, teacher_input = _load_teacher(cfg, p, classes) if cfg.teacher else (None, None)
         if use_cache:
-            module, train_loader, val_loader, feats = _cached_setup(cfg, p, head_path, splits, train_ds, val_ds,
-                                                                     hp, timings, console, progress and is_zero)
+            module, train_loader, val_loader, feats = _cached_setup(
+                cfg, p, head_path, splits, train_ds, val_ds, hp, timings, console, progress and is_zero
+            )
         else:
-            module = AdaptModule(model, groups, len(classes), hp, teacher=teacher, teacher_input=teacher_input,
-                                 channels_last=_channels_last(cfg))
+            module = AdaptModule(
+                model,
+                groups,
+                len(classes),
+                hp,
+                teacher=teacher,
+                teacher_input=teacher_input,
+                channels_last=_channels_last(cfg),
+            )
             train_loader = _loader(train_ds, cfg.batch_size, True, cfg.seed, cfg.num_workers, True)
             val_loader = _loader(val_ds, cfg.batch_size, False, cfg.seed, cfg.num_workers, False)
             feats = None
@@ -327,8 +389,9 @@ def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_nam
                 console.print(f"gradual unfreezing at epochs {milestones} (one group each, head side first)")
         t0 = time.perf_counter()
         with _quiet_lightning():
-            trainer, ckpt_cb = _make_trainer(cfg, run_dir, ckpt_dir, run, list(callbacks), progress and is_zero,
-                                             console, single_device=use_cache)
+            trainer, ckpt_cb = _make_trainer(
+                cfg, run_dir, ckpt_dir, run, list(callbacks), progress and is_zero, console, single_device=use_cache
+            )
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
         timings["fit_s"] = time.perf_counter() - t0
         if trainer.interrupted:
@@ -347,8 +410,11 @@ def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_nam
         if best is not None:
             metrics["best_checkpoint"] = str(best)
         p.model.eval()
-        model_dir = p.save(run_dir / "model", metrics=_scalar(metrics),
-                           training={**cfg.to_dict(), "milestones": milestones, "layer_groups": groups.names})
+        model_dir = p.save(
+            run_dir / "model",
+            metrics=_scalar(metrics),
+            training={**cfg.to_dict(), "milestones": milestones, "layer_groups": groups.names},
+        )
         timings["total_s"] = time.perf_counter() - t_start
         metrics["timing"] = timings
         if run is not None:
@@ -373,9 +439,14 @@ def train(cfg: TrainConfig | dict, run_root: str | os.PathLike = "runs", run_nam
 def _quiet_lightning():
     """Hide Lightning's banner lines and the warning about frozen modules in eval mode (on purpose
     here: frozen BatchNorm keeps its statistics)."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero",
-                                              "lightning.fabric.utilities.rank_zero",
-                                              "lightning.pytorch.accelerators.cuda")]
+    loggers = [
+        logging.getLogger(n)
+        for n in (
+            "lightning.pytorch.utilities.rank_zero",
+            "lightning.fabric.utilities.rank_zero",
+            "lightning.pytorch.accelerators.cuda",
+        )
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
@@ -399,20 +470,42 @@ def _channels_last(cfg: TrainConfig) -> bool:
     return cfg.channels_last if cfg.channels_last is not None else _device(cfg.accelerator).type == "cuda"
 
 
-def _make_trainer(cfg: TrainConfig, run_dir: Path, ckpt_dir: Path, run, callbacks: list, progress: bool,
-                  console, single_device: bool = False):
+def _make_trainer(
+    cfg: TrainConfig,
+    run_dir: Path,
+    ckpt_dir: Path,
+    run,
+    callbacks: list,
+    progress: bool,
+    console,
+    single_device: bool = False,
+):
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from visiontune.adapt.callbacks import AtomicCheckpointIO, EpochTable
 
     mode = "max" if cfg.monitor == "val/acc" else "min"
-    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=cfg.monitor, mode=mode,
-                              save_top_k=1, save_last=False, auto_insert_metric_name=False,
-                              enable_version_counter=False)
+    ckpt_cb = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="best",
+        monitor=cfg.monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=False,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     # Lightning's save_last only writes when a top-k file is written: keep "last" separately, every epoch
-    last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
-                              every_n_epochs=1, auto_insert_metric_name=False, enable_version_counter=False)
+    last_cb = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     cbs: list = [ckpt_cb, last_cb, EpochTable(console)]
     if cfg.early_stopping:
         cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping))
@@ -429,11 +522,24 @@ def _make_trainer(cfg: TrainConfig, run_dir: Path, ckpt_dir: Path, run, callback
     else:
         kw.update(devices=cfg.devices, strategy=cfg.ddp_strategy, num_nodes=cfg.num_nodes)
     trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, precision=resolve_precision(cfg.precision, cfg.accelerator),
-        accumulate_grad_batches=cfg.accumulate, gradient_clip_val=cfg.grad_clip, deterministic=cfg.deterministic,
-        callbacks=cbs, logger=False, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False, limit_train_batches=cfg.max_train_batches, log_every_n_steps=1, **kw)
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        accumulate_grad_batches=cfg.accumulate,
+        gradient_clip_val=cfg.grad_clip,
+        deterministic=cfg.deterministic,
+        callbacks=cbs,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        limit_train_batches=cfg.max_train_batches,
+        log_every_n_steps=1,
+        **kw,
+    )
     return trainer, ckpt_cb
 
 
@@ -452,12 +558,22 @@ def _cached_setup(cfg, p, head_path, splits, train_ds, val_ds, hp, timings, cons
     for split, ds in (("train", eval_train), ("val", val_ds)):
         key = cache_key(cfg.model, bh, splits.version, split, ds.paths, p.preprocess)
         with _progress(console, f"features ({split})", len(ds), progress) as cb:
-            f = cached_features(model, head_path, ds, key, mode=cfg.feature_cache, cache_dir=cfg.cache_dir,
-                                batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers, device=device,
-                                progress=cb)
+            f = cached_features(
+                model,
+                head_path,
+                ds,
+                key,
+                mode=cfg.feature_cache,
+                cache_dir=cfg.cache_dir,
+                batch_size=max(cfg.batch_size, 64),
+                num_workers=cfg.num_workers,
+                device=device,
+                progress=cb,
+            )
         timings[f"features_{split}_s"] = f.seconds
-        console.print(f"features ({split}): {tuple(f.x.shape)} "
-                      + ("from cache" if f.cached else f"computed in {f.seconds:.1f}s"))
+        console.print(
+            f"features ({split}): {tuple(f.x.shape)} " + ("from cache" if f.cached else f"computed in {f.seconds:.1f}s")
+        )
         out[split] = f
     model.to("cpu")
     head = _get_module(model, head_path)
@@ -465,8 +581,9 @@ def _cached_setup(cfg, p, head_path, splits, train_ds, val_ds, hp, timings, cons
     head_groups = LayerGroups(["head"], [names], head_path="", source="head-only (cached features)")
     hp = {**hp, "strategy": "full"}
     module = AdaptModule(head, head_groups, len(splits.classes), hp)
-    train_loader = _loader(TensorDataset(out["train"].x, out["train"].y), cfg.batch_size, True, cfg.seed, 0, True,
-                           seeded=False)
+    train_loader = _loader(
+        TensorDataset(out["train"].x, out["train"].y), cfg.batch_size, True, cfg.seed, 0, True, seeded=False
+    )
     val_loader = DataLoader(TensorDataset(out["val"].x, out["val"].y), batch_size=1024, shuffle=False)
     return module, train_loader, val_loader, out
 
@@ -483,8 +600,14 @@ class _progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        self._p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), console=self.console, transient=True)
+        self._p = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
         self._p.start()
         task = self._p.add_task(self.label, total=self.total)
         return lambda done, total: self._p.update(task, completed=done)
@@ -502,17 +625,21 @@ def _load_teacher(cfg: TrainConfig, student, classes: list[str]):
     t = load(cfg.teacher, weights=cfg.teacher_weights)
     n = t.card.num_classes
     if n is not None and n != len(classes):
-        raise ConfigError(f"key 'teacher': {cfg.teacher} predicts {n} classes, the data has {len(classes)}; "
-                          "distil from a teacher fine-tuned on the same classes (e.g. a saved run's model/)")
+        raise ConfigError(
+            f"key 'teacher': {cfg.teacher} predicts {n} classes, the data has {len(classes)}; "
+            "distil from a teacher fine-tuned on the same classes (e.g. a saved run's model/)"
+        )
     if t.card.class_names and list(t.card.class_names) != list(classes):
-        raise ConfigError(f"key 'teacher': its classes {t.card.class_names[:5]}... differ in order or names "
-                          f"from the data's {classes[:5]}...")
+        raise ConfigError(
+            f"key 'teacher': its classes {t.card.class_names[:5]}... differ in order or names "
+            f"from the data's {classes[:5]}..."
+        )
     return t.model.eval(), input_adapter(student.preprocess, t.preprocess)
 
 
 def _final_metrics(cfg, p, module, head_path, val_ds, splits, feats, run_dir: Path, classes, console) -> dict:
-    from visiontune.hub.pretrained import logits_of
     from visiontune.adapt.report import classification_metrics, plot_confusion_matrix, predict_logits
+    from visiontune.hub.pretrained import logits_of
 
     model = p.model.eval()
     device = next(model.parameters()).device
@@ -524,14 +651,15 @@ def _final_metrics(cfg, p, module, head_path, val_ds, splits, feats, run_dir: Pa
         if f is not None:
             head = _get_module(model, head_path).eval()
             batches = DataLoader(TensorDataset(f.x, f.y), batch_size=1024)
-            logits, labels = predict_logits(lambda x: logits_of(head(x)), batches, device)
+            logits, labels = predict_logits(lambda x, head=head: logits_of(head(x)), batches, device)
         else:
             batches = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
             logits, labels = predict_logits(lambda x: logits_of(model(x)), batches, device)
         m, cm = classification_metrics(logits, labels, classes, prefix=split)
         metrics.update(m)
-        png = plot_confusion_matrix(cm, classes, run_dir / "plots" / f"confusion_matrix_{split}.png",
-                                    title=f"{split} confusion matrix")
+        png = plot_confusion_matrix(
+            cm, classes, run_dir / "plots" / f"confusion_matrix_{split}.png", title=f"{split} confusion matrix"
+        )
         metrics[f"{split}/confusion_matrix_png"] = str(png)
         _print_final(console, split, m, classes)
     return metrics
@@ -540,8 +668,11 @@ def _final_metrics(cfg, p, module, head_path, val_ds, splits, feats, run_dir: Pa
 def _print_final(console, split: str, m: dict, classes: list[str]) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]{split}[/]: top-1 {m[f'{split}/acc']:.4f}  top-5 {m[f'{split}/top5']:.4f}  "
-                  f"balanced {m[f'{split}/balanced_acc']:.4f}  (n={m[f'{split}/n']})", highlight=False)
+    console.print(
+        f"[bold]{split}[/]: top-1 {m[f'{split}/acc']:.4f}  top-5 {m[f'{split}/top5']:.4f}  "
+        f"balanced {m[f'{split}/balanced_acc']:.4f}  (n={m[f'{split}/n']})",
+        highlight=False,
+    )
     per = m[f"{split}/per_class_acc"]
     if len(classes) <= 50:
         t = Table(title=f"{split} per-class accuracy")

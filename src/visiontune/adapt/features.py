@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,12 +59,22 @@ def weights_hash(model: nn.Module, exclude_prefix: str | None = None) -> str:
     return h.hexdigest()
 
 
-def cache_key(model_id: str, backbone_hash: str, data_version: str, split: str, paths: list[str],
-              preprocess: Any) -> str:
+def cache_key(
+    model_id: str, backbone_hash: str, data_version: str, split: str, paths: list[str], preprocess: Any
+) -> str:
     desc = preprocess.to_dict() if hasattr(preprocess, "to_dict") else repr(preprocess)
-    doc = json.dumps({"model": model_id, "weights": backbone_hash, "data": data_version, "split": split,
-                      "samples": hashlib.sha256("\n".join(paths).encode()).hexdigest(),
-                      "preprocess": desc}, sort_keys=True, default=str)
+    doc = json.dumps(
+        {
+            "model": model_id,
+            "weights": backbone_hash,
+            "data": data_version,
+            "split": split,
+            "samples": hashlib.sha256("\n".join(paths).encode()).hexdigest(),
+            "preprocess": desc,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
 
@@ -78,9 +89,16 @@ class _HeadInput:
 
 
 @torch.no_grad()
-def extract(model: nn.Module, head_path: str, dataset: Dataset, *, batch_size: int = 64,
-            num_workers: int = 0, device: torch.device | str = "cpu",
-            progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def extract(
+    model: nn.Module,
+    head_path: str,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``model`` (eval mode, no grad) over ``dataset`` and return the head's inputs and the
     labels. The model's train/eval mode is restored afterwards."""
     head = _get_module(model, head_path)
@@ -89,8 +107,9 @@ def extract(model: nn.Module, head_path: str, dataset: Dataset, *, batch_size: i
     was_training = model.training
     model.eval()
     feats, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        persistent_workers=False)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, persistent_workers=False
+    )
     done = 0
     try:
         for x, y in loader:
@@ -111,8 +130,16 @@ def extract(model: nn.Module, head_path: str, dataset: Dataset, *, batch_size: i
     return torch.cat(feats), torch.cat(labels)
 
 
-def cached_features(model: nn.Module, head_path: str, dataset: Dataset, key: str, *, mode: str = "memory",
-                    cache_dir: str | os.PathLike | None = None, **kw: Any) -> Features:
+def cached_features(
+    model: nn.Module,
+    head_path: str,
+    dataset: Dataset,
+    key: str,
+    *,
+    mode: str = "memory",
+    cache_dir: str | os.PathLike | None = None,
+    **kw: Any,
+) -> Features:
     """``extract`` with a cache: ``mode`` is ``memory`` (this process) or ``disk`` (a safetensors
     file under ``cache_dir``, also kept in memory)."""
     if mode in ("memory", "disk") and key in _MEMORY:
@@ -136,7 +163,8 @@ def cached_features(model: nn.Module, head_path: str, dataset: Dataset, key: str
 
 def default_cache_dir() -> Path:
     base = os.environ.get("VISIONTUNE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "visiontune")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "visiontune"
+    )
     return Path(base) / "features"
 
 

@@ -65,7 +65,11 @@ def _is_hf(model: nn.Module) -> bool:
 def _module(model: nn.Module, path: str) -> nn.Module | None:
     m = model
     for part in path.split("."):
-        m = getattr(m, part, None) if not part.isdigit() else (m[int(part)] if isinstance(m, (nn.Sequential, nn.ModuleList)) and int(part) < len(m) else None)
+        m = (
+            getattr(m, part, None)
+            if not part.isdigit()
+            else (m[int(part)] if isinstance(m, (nn.Sequential, nn.ModuleList)) and int(part) < len(m) else None)
+        )
         if m is None:
             return None
     return m
@@ -105,7 +109,7 @@ def _timm_groups(model: nn.Module, head_path: str) -> LayerGroups | None:
         return None
     names, params = [], []
     head: list[str] = []
-    for gid, plist in grouped.items():
+    for plist in grouped.values():
         body = []
         for pname in plist:
             (head if _under(pname, head_path) else body).append(pname)
@@ -130,8 +134,12 @@ def _torchvision_groups(model: nn.Module, head_path: str) -> LayerGroups | None:
     enc = _module(model, "encoder.layers")
     if isinstance(enc, (nn.Sequential, nn.ModuleList)) and len(enc) >= 2:  # torchvision ViT
         names = [n for n, _ in enc.named_children()]
-        groups = [("stem", [n for n in children if n not in ("encoder",) and not _under(head_path, n)]
-                   + ["encoder.pos_embedding"])]
+        groups = [
+            (
+                "stem",
+                [n for n in children if n not in ("encoder",) and not _under(head_path, n)] + ["encoder.pos_embedding"],
+            )
+        ]
         groups += [(f"encoder.layers.{n}", [f"encoder.layers.{n}"]) for n in names]
         return _assign(model, groups, head_path, "torchvision.vit")
     return None
@@ -178,8 +186,7 @@ def _hf_groups(model: nn.Module, head_path: str) -> LayerGroups | None:
     params[-1] += post
     names = ["stem"] + block_names
     keep = [i for i, ps in enumerate(params) if ps]
-    return LayerGroups([names[i] for i in keep] + ["head"], [params[i] for i in keep] + [head], head_path,
-                       "hf.blocks")
+    return LayerGroups([names[i] for i in keep] + ["head"], [params[i] for i in keep] + [head], head_path, "hf.blocks")
 
 
 def _generic_groups(model: nn.Module, head_path: str, n: int) -> LayerGroups:
@@ -195,7 +202,7 @@ def _generic_groups(model: nn.Module, head_path: str, n: int) -> LayerGroups:
         subs = list(m.named_children())
         if not subs:
             break
-        units[i:i + 1] = [(f"{name}.{s}", c) for s, c in subs]
+        units[i : i + 1] = [(f"{name}.{s}", c) for s, c in subs]
     units = [(nme, m) for nme, m in units if size(m) and not _under(nme, head_path) and not _under(head_path, nme)]
     total = sum(size(m) for _, m in units) or 1
     groups: list[tuple[str, list[str]]] = []
@@ -252,6 +259,5 @@ def param_groups(
         plain = [named[p] for p in plist if named[p].ndim <= 1]
         for suffix, ps, wd in (("", decayed, weight_decay), ("/no_decay", plain, 0.0)):
             if ps:
-                out.append({"params": ps, "lr": lrs[gi], "weight_decay": wd,
-                            "name": gname + suffix, "layer_group": gi})
+                out.append({"params": ps, "lr": lrs[gi], "weight_decay": wd, "name": gname + suffix, "layer_group": gi})
     return out

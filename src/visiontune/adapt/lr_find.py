@@ -7,29 +7,34 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from visiontune._atomic import save_figure
 
 
 @dataclass
 class LRFindResult:
-    lrs: list[float]          # head learning rate at each step
-    losses: list[float]       # smoothed (bias-corrected EMA) loss
+    lrs: list[float]  # head learning rate at each step
+    losses: list[float]  # smoothed (bias-corrected EMA) loss
     raw_losses: list[float]
     suggestion: float | None  # steepest descent of the smoothed loss
     min_loss_lr: float | None  # where the smoothed loss is lowest
     plot: Path | None = None
 
     def to_dict(self) -> dict:
-        return {"suggestion": self.suggestion, "min_loss_lr": self.min_loss_lr, "steps": len(self.lrs),
-                "plot": str(self.plot) if self.plot else None}
+        return {
+            "suggestion": self.suggestion,
+            "min_loss_lr": self.min_loss_lr,
+            "steps": len(self.lrs),
+            "plot": str(self.plot) if self.plot else None,
+        }
 
 
 def _cycle(batches: Iterable):
@@ -79,8 +84,8 @@ def lr_find(
     ``param_groups`` (from :func:`visiontune.adapt.param_groups`) keep their ratios: every group's
     lr is scaled by the same factor, and the head's lr is what is swept and reported.
     """
-    from visiontune.hub.pretrained import logits_of
     from visiontune.adapt.strategies import freeze_frozen_norms
+    from visiontune.hub.pretrained import logits_of
 
     forward = forward or (lambda x: logits_of(model(x)))
     state = copy.deepcopy(model.state_dict())
@@ -89,8 +94,11 @@ def lr_find(
     ref = param_groups[-1]["lr"]
     ratios = [g["lr"] / ref for g in param_groups]
     groups = [{k: v for k, v in g.items()} for g in param_groups]
-    opt = (torch.optim.SGD(groups, lr=start_lr, momentum=0.9) if optimizer == "sgd"
-           else torch.optim.AdamW(groups, lr=start_lr))
+    opt = (
+        torch.optim.SGD(groups, lr=start_lr, momentum=0.9)
+        if optimizer == "sgd"
+        else torch.optim.AdamW(groups, lr=start_lr)
+    )
     gamma = (end_lr / start_lr) ** (1.0 / max(1, num_steps - 1))
     lrs, raw, smoothed = [], [], []
     avg, best = 0.0, math.inf
@@ -99,7 +107,7 @@ def lr_find(
     freeze_frozen_norms(model)  # frozen BatchNorm keeps its statistics, as in training
     try:
         for x, y in _cycle(batches):
-            lr = start_lr * gamma ** step
+            lr = start_lr * gamma**step
             for g, r in zip(opt.param_groups, ratios):
                 g["lr"] = lr * r
             x, y = x.to(device), y.to(device)
@@ -141,8 +149,7 @@ def plot_lr_find(res: LRFindResult, path: str | os.PathLike, title: str = "LR ra
     ax.plot(res.lrs, res.losses, color="C0", lw=2, label="smoothed loss")
     if res.suggestion:
         i = res.lrs.index(res.suggestion)
-        ax.plot([res.suggestion], [res.losses[i]], "o", color="C3", ms=8,
-                label=f"suggested lr {res.suggestion:.2e}")
+        ax.plot([res.suggestion], [res.losses[i]], "o", color="C3", ms=8, label=f"suggested lr {res.suggestion:.2e}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (head)")
     ax.set_ylabel("training loss")
@@ -156,8 +163,9 @@ def plot_lr_find(res: LRFindResult, path: str | os.PathLike, title: str = "LR ra
     return save_figure(fig, path, dpi=110)
 
 
-def lr_find_config(cfg, out: str | os.PathLike = "lr_find.png", num_steps: int = 100,
-                   start_lr: float = 1e-7, end_lr: float = 1.0) -> LRFindResult:
+def lr_find_config(
+    cfg, out: str | os.PathLike = "lr_find.png", num_steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0
+) -> LRFindResult:
     """The range test for a :class:`TrainConfig`: same model, data, strategy (at epoch 0), layer
     groups and lr ratios as ``train`` would use. The linear strategy runs on cached features."""
     from torch.utils.data import DataLoader, TensorDataset
@@ -175,14 +183,35 @@ def lr_find_config(cfg, out: str | os.PathLike = "lr_find.png", num_steps: int =
     device = _device(cfg.accelerator)
     model.to(device)
     if cfg.strategy == "linear":
-        x, y = extract(model, head_path, splits.train.with_transform(p.preprocess), batch_size=64,
-                       num_workers=cfg.num_workers, device=device)
+        x, y = extract(
+            model,
+            head_path,
+            splits.train.with_transform(p.preprocess),
+            batch_size=64,
+            num_workers=cfg.num_workers,
+            device=device,
+        )
         head = _get_module(model, head_path)
-        g = make_groups(head, LayerGroups(["head"], [[n for n, _ in head.named_parameters()]], ""), cfg.lr,
-                        head_lr=cfg.head_lr, weight_decay=cfg.weight_decay)
+        g = make_groups(
+            head,
+            LayerGroups(["head"], [[n for n, _ in head.named_parameters()]], ""),
+            cfg.lr,
+            head_lr=cfg.head_lr,
+            weight_decay=cfg.weight_decay,
+        )
         loader = DataLoader(TensorDataset(x, y), batch_size=cfg.batch_size, shuffle=True)
-        return lr_find(head, loader, g, optimizer=cfg.optimizer, num_steps=num_steps, start_lr=start_lr,
-                       end_lr=end_lr, device=device, plot=out, title=f"LR range test: {cfg.model} (linear)")
+        return lr_find(
+            head,
+            loader,
+            g,
+            optimizer=cfg.optimizer,
+            num_steps=num_steps,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            device=device,
+            plot=out,
+            title=f"LR range test: {cfg.model} (linear)",
+        )
     groups = layer_groups(model, head_path)
     set_trainable(model, groups, n_trainable_backbone(cfg.strategy, groups.n_backbone, 0, cfg.n_stages, []))
     g = make_groups(model, groups, cfg.lr, cfg.lr_decay, cfg.head_lr, cfg.weight_decay)
@@ -194,6 +223,16 @@ def lr_find_config(cfg, out: str | os.PathLike = "lr_find.png", num_steps: int =
 
         return logits_of(model(x))
 
-    return lr_find(model, loader, g, optimizer=cfg.optimizer, num_steps=num_steps, start_lr=start_lr,
-                   end_lr=end_lr, forward=fwd, device=device, plot=out,
-                   title=f"LR range test: {cfg.model} ({cfg.strategy})")
+    return lr_find(
+        model,
+        loader,
+        g,
+        optimizer=cfg.optimizer,
+        num_steps=num_steps,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        forward=fwd,
+        device=device,
+        plot=out,
+        title=f"LR range test: {cfg.model} ({cfg.strategy})",
+    )

@@ -43,8 +43,16 @@ class AdaptModule(L.LightningModule):
     ``teacher_input`` maps a student batch to the teacher's input space.
     """
 
-    def __init__(self, model: nn.Module, groups: LayerGroups, num_classes: int, hp: dict,
-                 teacher: nn.Module | None = None, teacher_input=None, channels_last: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: LayerGroups,
+        num_classes: int,
+        hp: dict,
+        teacher: nn.Module | None = None,
+        teacher_input=None,
+        channels_last: bool = False,
+    ):
         super().__init__()
         self.model = model
         self.groups = groups
@@ -62,13 +70,15 @@ class AdaptModule(L.LightningModule):
 
         self.val_top1 = torchmetrics.classification.MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = torchmetrics.classification.MulticlassAccuracy(
-            num_classes, top_k=min(5, num_classes), average="micro")
+            num_classes, top_k=min(5, num_classes), average="micro"
+        )
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, top_k=1, average="micro")
 
     # -- strategy --------------------------------------------------------------------------------
     def n_trainable(self, epoch: int) -> int:
-        return n_trainable_backbone(self.hp["strategy"], self.groups.n_backbone, epoch,
-                                    self.hp.get("n_stages", 2), self.hp.get("milestones"))
+        return n_trainable_backbone(
+            self.hp["strategy"], self.groups.n_backbone, epoch, self.hp.get("n_stages", 2), self.hp.get("milestones")
+        )
 
     def _apply_strategy(self, epoch: int) -> None:
         self.trainable_groups = set_trainable(self.model, self.groups, self.n_trainable(epoch))
@@ -155,8 +165,7 @@ class AdaptModule(L.LightningModule):
         self.log("val/top5", self.val_top5, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
-        m = {k: float(v) for k, v in self.trainer.callback_metrics.items()
-             if k.startswith(("train/", "val/"))}
+        m = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
         m["epoch"] = self.current_epoch
         m["lr_head"] = self.trainer.optimizers[0].param_groups[-1]["lr"] if self.trainer.optimizers else 0.0
         m["trainable_groups"] = len(self.trainable_groups)
@@ -165,8 +174,9 @@ class AdaptModule(L.LightningModule):
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hp
-        groups = param_groups(self.model, self.groups, hp["lr"], hp.get("lr_decay", 0.1), hp.get("head_lr"),
-                              hp.get("weight_decay", 0.0))
+        groups = param_groups(
+            self.model, self.groups, hp["lr"], hp.get("lr_decay", 0.1), hp.get("head_lr"), hp.get("weight_decay", 0.0)
+        )
         if hp.get("optimizer", "adamw") == "sgd":
             opt = torch.optim.SGD(groups, lr=hp["lr"], momentum=hp.get("momentum", 0.9), nesterov=True)
         else:
@@ -177,8 +187,12 @@ class AdaptModule(L.LightningModule):
         if hp.get("schedule", "cosine") == "onecycle":
             pct = min(0.9, max(warmup / total, 0.05)) if warmup else 0.25
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=pct,
-                cycle_momentum=hp.get("optimizer") == "sgd")
+                opt,
+                max_lr=[g["lr"] for g in groups],
+                total_steps=total,
+                pct_start=pct,
+                cycle_momentum=hp.get("optimizer") == "sgd",
+            )
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(hp.get("schedule", "cosine"), total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

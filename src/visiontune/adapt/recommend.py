@@ -49,8 +49,12 @@ class Recommendation:
     measurements: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"strategy": self.strategy, "options": self.options, "reasons": self.reasons,
-                "measurements": self.measurements}
+        return {
+            "strategy": self.strategy,
+            "options": self.options,
+            "reasons": self.reasons,
+            "measurements": self.measurements,
+        }
 
 
 def size_band(per_class: float) -> str:
@@ -86,10 +90,19 @@ def decide(per_class: float, sep: float) -> tuple[str, dict, str, str]:
     return strategy, dict(opts), s, d
 
 
-def recommend(data: str, model: str, *, weights: str | None = None, pretrained: bool = True,
-              data_root: str | None = None,
-              per_class: int = 20, batch_size: int = 32, seed: int = 0, num_workers: int = 0,
-              console=None) -> Recommendation:
+def recommend(
+    data: str,
+    model: str,
+    *,
+    weights: str | None = None,
+    pretrained: bool = True,
+    data_root: str | None = None,
+    per_class: int = 20,
+    batch_size: int = 32,
+    seed: int = 0,
+    num_workers: int = 0,
+    console=None,
+) -> Recommendation:
     """Measure the data and the model's frozen features and suggest a strategy, with reasons.
     ``pretrained=False`` measures randomly initialised features (a baseline to compare with)."""
     import torch
@@ -105,15 +118,15 @@ def recommend(data: str, model: str, *, weights: str | None = None, pretrained: 
     median = float(np.median(counts))
     # a stratified sample for the separability probe
     rng = np.random.default_rng(seed)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(splits.train.labels == c))[:per_class]
-                          for c in range(n_classes)])
+    idx = np.concatenate(
+        [rng.permutation(np.flatnonzero(splits.train.labels == c))[:per_class] for c in range(n_classes)]
+    )
     p = load_pretrained(cfg, list(splits.classes))
     device = _device("auto")
     p.model.to(device)
     sample = splits.train.subset(np.sort(idx)).with_transform(p.preprocess)
     torch.manual_seed(seed)
-    x, y = extract(p.model, _head_path(p), sample, batch_size=batch_size, num_workers=num_workers,
-                   device=device)
+    x, y = extract(p.model, _head_path(p), sample, batch_size=batch_size, num_workers=num_workers, device=device)
     feats = x.flatten(1).numpy() if x.ndim > 2 else x.numpy()
     acc, sep, folds = separability(feats, y.numpy(), seed)
     strategy, opts, s_band, d_band = decide(median, sep)
@@ -127,16 +140,24 @@ def recommend(data: str, model: str, *, weights: str | None = None, pretrained: 
     ]
     why = {
         "linear": "few images and features that already separate the classes: train only the head "
-                  "(feature extraction); fine-tuning the backbone would mostly overfit",
+        "(feature extraction); fine-tuning the backbone would mostly overfit",
         "partial": "the features are close: adapt only the last stage(s), where features are most "
-                   "task-specific, and keep the generic early layers",
+        "task-specific, and keep the generic early layers",
         "gradual": "the head first, then unfreeze stage by stage so the pretrained features are not "
-                   "wrecked by large early gradients",
+        "wrecked by large early gradients",
         "full": "enough data and/or a distant domain: fine-tune every layer (with discriminative "
-                "learning rates, smaller toward the input)",
+        "learning rates, smaller toward the input)",
     }[strategy]
     reasons.append(f"{s_band} data + {d_band} similarity -> {strategy}: {why}")
-    measurements = {"images": int(counts.sum()), "classes": n_classes, "median_per_class": median,
-                    "min_per_class": int(counts.min()), "probe_images": int(len(y)), "probe_accuracy": acc,
-                    "separability": sep, "size_band": s_band, "similarity_band": d_band}
+    measurements = {
+        "images": int(counts.sum()),
+        "classes": n_classes,
+        "median_per_class": median,
+        "min_per_class": int(counts.min()),
+        "probe_images": int(len(y)),
+        "probe_accuracy": acc,
+        "separability": sep,
+        "size_band": s_band,
+        "similarity_band": d_band,
+    }
     return Recommendation(strategy, opts, reasons, measurements)

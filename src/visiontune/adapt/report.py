@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
+
 from visiontune._atomic import save_figure
 
 
 @torch.no_grad()
-def predict_logits(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
-                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenated (logits, labels) of ``forward`` over ``(x, y)`` batches."""
     outs, ys = [], []
     for x, y in batches:
@@ -24,8 +26,9 @@ def predict_logits(forward: Callable[[torch.Tensor], torch.Tensor], batches: Ite
     return torch.cat(outs), torch.cat(ys)
 
 
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str],
-                           prefix: str = "val") -> tuple[dict, np.ndarray]:
+def classification_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, class_names: list[str], prefix: str = "val"
+) -> tuple[dict, np.ndarray]:
     """Top-1 / top-5 / mean per-class accuracy, per-class accuracy and the confusion matrix
     (rows: true class, columns: predicted)."""
     n = len(class_names)
@@ -47,8 +50,9 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_nam
     return metrics, cm
 
 
-def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | os.PathLike,
-                          title: str = "Confusion matrix") -> Path:
+def plot_confusion_matrix(
+    cm: np.ndarray, class_names: list[str], path: str | os.PathLike, title: str = "Confusion matrix"
+) -> Path:
     """Row-normalised confusion matrix PNG with counts (atomic write)."""
     import matplotlib
 
@@ -67,8 +71,15 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | os
         if n <= 20:
             for i in range(n):
                 for j in range(n):
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                            color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        color="white" if norm[i, j] > 0.5 else "black",
+                        fontsize=9,
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     acc = np.trace(cm) / max(cm.sum(), 1)

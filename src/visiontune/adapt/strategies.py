@@ -29,8 +29,9 @@ def default_milestones(epochs: int, n_backbone: int) -> list[int]:
     return sorted({max(1, min(epochs - 1, round(i * epochs / (m + 1)))) for i in range(1, m + 1)})
 
 
-def n_trainable_backbone(strategy: str, n_backbone: int, epoch: int = 0, n_stages: int = 2,
-                         milestones: list[int] | None = None) -> int:
+def n_trainable_backbone(
+    strategy: str, n_backbone: int, epoch: int = 0, n_stages: int = 2, milestones: list[int] | None = None
+) -> int:
     """How many backbone groups (counted from the head) train at ``epoch``."""
     if strategy == "linear":
         return 0

@@ -12,6 +12,14 @@ from visiontune.audit.fiftyone_export import FiftyOneUnavailable, export_fiftyon
 from visiontune.audit.label_issues import out_of_sample_probs, rank_label_issues
 
 __all__ = [
-    "AuditResult", "FiftyOneUnavailable", "VersionComparison", "audit", "compare_versions",
-    "export_fiftyone", "find_duplicates", "out_of_sample_probs", "print_summary", "rank_label_issues",
+    "AuditResult",
+    "FiftyOneUnavailable",
+    "VersionComparison",
+    "audit",
+    "compare_versions",
+    "export_fiftyone",
+    "find_duplicates",
+    "out_of_sample_probs",
+    "print_summary",
+    "rank_label_issues",
 ]

@@ -44,9 +44,7 @@ class AuditData:
     def get(self, split: str) -> SplitData:
         if split not in self.splits:
             have = ", ".join(self.splits) or "none"
-            raise DatasetError(
-                f"the data has no '{split}' split (it has: {have}); pass --split with one of those"
-            )
+            raise DatasetError(f"the data has no '{split}' split (it has: {have}); pass --split with one of those")
         return self.splits[split]
 
 
@@ -156,9 +154,7 @@ def class_index_map(model_classes: list[str] | None, n_outputs: int, data_classe
             )
         return np.arange(n_outputs)
     if len(model_classes) != n_outputs:
-        raise ConfigError(
-            f"the model card names {len(model_classes)} classes but the model has {n_outputs} outputs"
-        )
+        raise ConfigError(f"the model card names {len(model_classes)} classes but the model has {n_outputs} outputs")
     missing = [c for c in data_classes if c not in model_classes]
     if missing:
         shown = ", ".join(repr(c) for c in missing[:5])

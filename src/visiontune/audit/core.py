@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontune._atomic import atomic_path, write_text
 from visiontune.audit import duplicates as dup
 from visiontune.audit import label_issues as li
 from visiontune.audit import rankings as rk
 from visiontune.audit._inputs import AuditData, ModelSource, SplitData, class_index_map, resolve_data, resolve_model
-from visiontune._atomic import atomic_path, write_text
 from visiontune.audit.features import EmbeddingCache, ImageOutputs, compute_outputs, model_key
 from visiontune.audit.report import Column, ReportData, Table, render_report
 from visiontune.errors import ConfigError, DatasetError
@@ -43,7 +43,7 @@ class AuditResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    comparison: "VersionComparison | None" = None
+    comparison: VersionComparison | None = None
 
     @property
     def report_path(self) -> Path:
@@ -75,8 +75,13 @@ class _Progress:
         if not quiet and total:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(),
-                                MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self.task = self.bar.add_task("audit: images", total=total)
 
     def __enter__(self):
@@ -98,8 +103,11 @@ def _run_split_options(src: ModelSource, data: Any) -> dict:
     cfg = _run_config(src)
     if not cfg or not isinstance(data, (str, Path)) or str(data) != str(cfg.get("data")):
         return {}
-    return {"val_fraction": float(cfg.get("val_fraction", 0.2)), "seed": int(cfg.get("split_seed", 0)),
-            "root": cfg.get("data_root")}
+    return {
+        "val_fraction": float(cfg.get("val_fraction", 0.2)),
+        "seed": int(cfg.get("split_seed", 0)),
+        "root": cfg.get("data_root"),
+    }
 
 
 def _run_config(src: ModelSource) -> dict:
@@ -130,8 +138,14 @@ def _training_features(src: ModelSource, data: AuditData, split: SplitData) -> n
 
     model = src.pretrained.model
     head_path, _ = find_head(model)
-    key = cache_key(cfg["model"], weights_hash(model, exclude_prefix=head_path), data.version, split.name,
-                    split.paths, src.pretrained.preprocess)
+    key = cache_key(
+        cfg["model"],
+        weights_hash(model, exclude_prefix=head_path),
+        data.version,
+        split.name,
+        split.paths,
+        src.pretrained.preprocess,
+    )
     path = Path(cfg.get("cache_dir") or default_cache_dir()) / f"{key}.safetensors"
     if not path.is_file():
         return None
@@ -147,8 +161,15 @@ def _training_features(src: ModelSource, data: AuditData, split: SplitData) -> n
     return x.flatten(1).float().numpy()
 
 
-def _outputs_for(src: ModelSource, data: AuditData, names: list[str], cache: EmbeddingCache,
-                 batch_size: int, num_workers: int, quiet: bool) -> dict[str, ImageOutputs]:
+def _outputs_for(
+    src: ModelSource,
+    data: AuditData,
+    names: list[str],
+    cache: EmbeddingCache,
+    batch_size: int,
+    num_workers: int,
+    quiet: bool,
+) -> dict[str, ImageOutputs]:
     splits = [data.get(n) for n in names]
     shas = {s.name: _hashes(s.paths) for s in splits}
     out = {}
@@ -157,9 +178,16 @@ def _outputs_for(src: ModelSource, data: AuditData, names: list[str], cache: Emb
             given = None
             if any(cache.get(h) is None for h in shas[s.name]):
                 given = _training_features(src, data, s)
-            out[s.name] = compute_outputs(src.pretrained, s.paths, cache=cache, sha256=shas[s.name],
-                                          batch_size=batch_size, num_workers=num_workers, progress=bar,
-                                          given=given)
+            out[s.name] = compute_outputs(
+                src.pretrained,
+                s.paths,
+                cache=cache,
+                sha256=shas[s.name],
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=bar,
+                given=given,
+            )
     return out
 
 
@@ -256,8 +284,9 @@ def audit(
     paths = [o.paths[i] for i in keep]
     labels = target.labels[keep]
     probs = _probs(src, o, ad.classes)
-    table = rk.predictions_table(paths, labels, probs, ad.classes, topk=topk, split=split,
-                                 sha256=[o.sha256[i] for i in keep])
+    table = rk.predictions_table(
+        paths, labels, probs, ad.classes, topk=topk, split=split, sha256=[o.sha256[i] for i in keep]
+    )
     files: dict[str, Path] = {}
     files["predictions_csv"] = _write_table(_csv_view(table), out_dir / "predictions.csv")
     with atomic_path(out_dir / "predictions.parquet") as tmp:
@@ -274,8 +303,9 @@ def audit(
     files["top_losses"] = _write_table(_csv_view(losses), out_dir / "top_losses.csv")
     files["confused_pairs"] = _write_table(pairs, out_dir / "confused_pairs.csv")
     files["per_class"] = _write_table(per_class, out_dir / "per_class.csv")
-    files["confusion_matrix"] = rk.plot_confusion_matrix(cm, ad.classes, out_dir / "confusion_matrix.png",
-                                                         title=f"{split} split")
+    files["confusion_matrix"] = rk.plot_confusion_matrix(
+        cm, ad.classes, out_dir / "confusion_matrix.png", title=f"{split} split"
+    )
     timings["rankings_s"] = time.perf_counter() - t
 
     # 3. label issues
@@ -297,11 +327,19 @@ def audit(
     for n in names:
         on, sd = outs[n], ad.get(n)
         k = np.flatnonzero(on.ok)
-        items.append(dup.Item(split=n, paths=[on.paths[i] for i in k],
-                              labels=[ad.classes[sd.labels[i]] for i in k],
-                              sha256=[on.sha256[i] for i in k], dhash=on.dhash[k], embeddings=on.embeddings[k]))
-    near_used = dup.auto_threshold([it.embeddings for it in items]) if near_threshold == "auto" \
-        else float(near_threshold)
+        items.append(
+            dup.Item(
+                split=n,
+                paths=[on.paths[i] for i in k],
+                labels=[ad.classes[sd.labels[i]] for i in k],
+                sha256=[on.sha256[i] for i in k],
+                dhash=on.dhash[k],
+                embeddings=on.embeddings[k],
+            )
+        )
+    near_used = (
+        dup.auto_threshold([it.embeddings for it in items]) if near_threshold == "auto" else float(near_threshold)
+    )
     dups = dup.find_duplicates(items, threshold=near_used, hash_distance=hash_distance)
     files["duplicates"] = _write_table(dups, out_dir / "duplicates.csv")
     timings["duplicates_s"] = time.perf_counter() - t
@@ -340,8 +378,16 @@ def audit(
     comparison = None
     if compare_with is not None:
         t = time.perf_counter()
-        comparison = compare_versions(src.pretrained, ad, compare_with, split=split, cache_dir=cache.path.parent,
-                                      batch_size=batch_size, out=out_dir, quiet=quiet)
+        comparison = compare_versions(
+            src.pretrained,
+            ad,
+            compare_with,
+            split=split,
+            cache_dir=cache.path.parent,
+            batch_size=batch_size,
+            out=out_dir,
+            quiet=quiet,
+        )
         files["version_comparison"] = out_dir / "version_comparison.json"
         metrics["error_from_label_noise"] = comparison.error_from_label_noise
         timings["compare_s"] = time.perf_counter() - t
@@ -349,23 +395,44 @@ def audit(
     # 5. report
     t = time.perf_counter()
     files["report"] = write_report(
-        out_dir / "report.html", src=src, data=ad, split=split, data_version=data_version,
-        metrics=metrics, mistakes=mistakes, losses=losses, pairs=pairs, per_class=per_class,
-        issues=issues, dups=dups, confusion_png=files["confusion_matrix"], rows=report_rows,
-        warnings=warnings, folds=folds_used,
+        out_dir / "report.html",
+        src=src,
+        data=ad,
+        split=split,
+        data_version=data_version,
+        metrics=metrics,
+        mistakes=mistakes,
+        losses=losses,
+        pairs=pairs,
+        per_class=per_class,
+        issues=issues,
+        dups=dups,
+        confusion_png=files["confusion_matrix"],
+        rows=report_rows,
+        warnings=warnings,
+        folds=folds_used,
     )
     timings["report_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
     timings["images_computed"] = float(sum(outs[n].n_computed for n in names))
 
     summary = {
-        "model_id": src.model_id, "model_dir": str(src.model_dir) if src.model_dir else None,
-        "run_dir": str(src.run_dir) if src.run_dir else None, "weights_sha256": src.weights_sha256,
-        "data_source": ad.source, "data_version": data_version,
-        "run_data_version": run_data_version, "split": split, "classes": ad.classes,
-        "metrics": metrics, "k_folds": folds_used, "near_threshold": near_used,
+        "model_id": src.model_id,
+        "model_dir": str(src.model_dir) if src.model_dir else None,
+        "run_dir": str(src.run_dir) if src.run_dir else None,
+        "weights_sha256": src.weights_sha256,
+        "data_source": ad.source,
+        "data_version": data_version,
+        "run_data_version": run_data_version,
+        "split": split,
+        "classes": ad.classes,
+        "metrics": metrics,
+        "k_folds": folds_used,
+        "near_threshold": near_used,
         "near_threshold_setting": near_threshold,
-        "hash_distance": hash_distance, "fiftyone_dataset": fiftyone_dataset, "timings": timings,
+        "hash_distance": hash_distance,
+        "fiftyone_dataset": fiftyone_dataset,
+        "timings": timings,
         "warnings": warnings,
         "files": {k: v.name for k, v in files.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -373,79 +440,182 @@ def audit(
     files["summary"] = write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
 
     result = AuditResult(
-        out_dir=out_dir, split=split, classes=ad.classes, predictions=table, mistakes=mistakes,
-        top_losses=losses, confused_pairs=pairs, per_class=per_class, confusion=cm, label_issues=issues,
-        duplicates=dups, metrics=metrics, files=files, data_version=data_version, skipped=skipped,
-        warnings=warnings, timings=timings, comparison=comparison,
+        out_dir=out_dir,
+        split=split,
+        classes=ad.classes,
+        predictions=table,
+        mistakes=mistakes,
+        top_losses=losses,
+        confused_pairs=pairs,
+        per_class=per_class,
+        confusion=cm,
+        label_issues=issues,
+        duplicates=dups,
+        metrics=metrics,
+        files=files,
+        data_version=data_version,
+        skipped=skipped,
+        warnings=warnings,
+        timings=timings,
+        comparison=comparison,
     )
     if not quiet:
         print_summary(result, console=console)
     return result
 
 
-def write_report(path: Path, *, src: ModelSource, data: AuditData, split: str, data_version: str | None,
-                 metrics: dict, mistakes: pd.DataFrame, losses: pd.DataFrame, pairs: pd.DataFrame,
-                 per_class: pd.DataFrame, issues: pd.DataFrame | None, dups: pd.DataFrame,
-                 confusion_png: Path | None, rows: int, warnings: list[str], folds: int | None) -> Path:
+def write_report(
+    path: Path,
+    *,
+    src: ModelSource,
+    data: AuditData,
+    split: str,
+    data_version: str | None,
+    metrics: dict,
+    mistakes: pd.DataFrame,
+    losses: pd.DataFrame,
+    pairs: pd.DataFrame,
+    per_class: pd.DataFrame,
+    issues: pd.DataFrame | None,
+    dups: pd.DataFrame,
+    confusion_png: Path | None,
+    rows: int,
+    warnings: list[str],
+    folds: int | None,
+) -> Path:
     img = Column("image", "path", "img")
-    pred_cols = [img, Column("path", "path", "path"), Column("label", "label"), Column("prediction", "pred"),
-                 Column("confidence", "confidence", "pct"), Column("p(label)", "p_label", "pct"),
-                 Column("loss", "loss", "num")]
+    pred_cols = [
+        img,
+        Column("path", "path", "path"),
+        Column("label", "label"),
+        Column("prediction", "pred"),
+        Column("confidence", "confidence", "pct"),
+        Column("p(label)", "p_label", "pct"),
+        Column("loss", "loss", "num"),
+    ]
     tables = [
-        Table("mistakes", "Confident mistakes", mistakes.head(rows), pred_cols, class_keys=("label", "pred"),
-              note=f"wrong predictions, most confident first ({len(mistakes)} in all; mistakes.csv has every one)",
-              empty="no mistakes on this split"),
-        Table("losses", "Top losses", losses.head(rows), pred_cols, class_keys=("label", "pred"),
-              note="highest cross-entropy of the given label first (top_losses.csv)"),
-        Table("pairs", "Most confused class pairs", pairs.head(rows),
-              [Column("true label", "label"), Column("predicted as", "pred"), Column("count", "count", "num", "{:.0f}"),
-               Column("% of true label", "fraction_of_label", "pct"),
-               Column("both directions", "pair_total", "num", "{:.0f}")],
-              class_keys=("label", "pred"), empty="no confusions"),
-        Table("perclass", "Per-class metrics", per_class,
-              [Column("class", "class"), Column("precision", "precision", "pct"),
-               Column("recall (class accuracy)", "recall", "pct"), Column("F1", "f1", "num"),
-               Column("support", "support", "num", "{:.0f}"), Column("predicted", "predicted", "num", "{:.0f}"),
-               Column("errors", "errors", "num", "{:.0f}")], class_keys=("class",)),
+        Table(
+            "mistakes",
+            "Confident mistakes",
+            mistakes.head(rows),
+            pred_cols,
+            class_keys=("label", "pred"),
+            note=f"wrong predictions, most confident first ({len(mistakes)} in all; mistakes.csv has every one)",
+            empty="no mistakes on this split",
+        ),
+        Table(
+            "losses",
+            "Top losses",
+            losses.head(rows),
+            pred_cols,
+            class_keys=("label", "pred"),
+            note="highest cross-entropy of the given label first (top_losses.csv)",
+        ),
+        Table(
+            "pairs",
+            "Most confused class pairs",
+            pairs.head(rows),
+            [
+                Column("true label", "label"),
+                Column("predicted as", "pred"),
+                Column("count", "count", "num", "{:.0f}"),
+                Column("% of true label", "fraction_of_label", "pct"),
+                Column("both directions", "pair_total", "num", "{:.0f}"),
+            ],
+            class_keys=("label", "pred"),
+            empty="no confusions",
+        ),
+        Table(
+            "perclass",
+            "Per-class metrics",
+            per_class,
+            [
+                Column("class", "class"),
+                Column("precision", "precision", "pct"),
+                Column("recall (class accuracy)", "recall", "pct"),
+                Column("F1", "f1", "num"),
+                Column("support", "support", "num", "{:.0f}"),
+                Column("predicted", "predicted", "num", "{:.0f}"),
+                Column("errors", "errors", "num", "{:.0f}"),
+            ],
+            class_keys=("class",),
+        ),
     ]
     if issues is not None:
         flagged = int(issues["is_issue"].sum())
-        tables.append(Table(
-            "issues", "Label issues", issues.head(rows),
-            [Column("rank", "rank", "num", "{:.0f}"), img, Column("path", "path", "path"),
-             Column("given label", "label"), Column("suggested", "suggested"),
-             Column("label quality", "label_quality", "num"), Column("p(given)", "p_label", "pct"),
-             Column("flagged", "is_issue", "bool")],
-            class_keys=("label", "suggested"),
-            note=f"out-of-sample probabilities from {folds}-fold logistic regression on the model's embeddings, "
-                 f"ranked by confident learning (cleanlab); {flagged} flagged; lowest label quality first",
-        ))
-    tables.append(Table(
-        "dups", "Duplicates and leaks", dups.head(rows),
-        [Column("kind", "kind"), Column("similarity", "similarity", "num"), Column("leak", "leak", "bool"),
-         Column("image A", "path_a", "img"), Column("split A", "split_a"), Column("path A", "path_a", "path"),
-         Column("label A", "label_a"), Column("image B", "path_b", "img"), Column("split B", "split_b"),
-         Column("path B", "path_b", "path"), Column("label B", "label_b"),
-         Column("label conflict", "label_conflict", "bool")],
-        class_keys=("label_a", "label_b"),
-        note="exact = same bytes; visual = perceptual hash; near = embedding cosine similarity. "
-             "A pair across splits is a leak.",
-        empty="no duplicates found",
-    ))
+        tables.append(
+            Table(
+                "issues",
+                "Label issues",
+                issues.head(rows),
+                [
+                    Column("rank", "rank", "num", "{:.0f}"),
+                    img,
+                    Column("path", "path", "path"),
+                    Column("given label", "label"),
+                    Column("suggested", "suggested"),
+                    Column("label quality", "label_quality", "num"),
+                    Column("p(given)", "p_label", "pct"),
+                    Column("flagged", "is_issue", "bool"),
+                ],
+                class_keys=("label", "suggested"),
+                note=f"out-of-sample probabilities from {folds}-fold logistic regression on the model's embeddings, "
+                f"ranked by confident learning (cleanlab); {flagged} flagged; lowest label quality first",
+            )
+        )
+    tables.append(
+        Table(
+            "dups",
+            "Duplicates and leaks",
+            dups.head(rows),
+            [
+                Column("kind", "kind"),
+                Column("similarity", "similarity", "num"),
+                Column("leak", "leak", "bool"),
+                Column("image A", "path_a", "img"),
+                Column("split A", "split_a"),
+                Column("path A", "path_a", "path"),
+                Column("label A", "label_a"),
+                Column("image B", "path_b", "img"),
+                Column("split B", "split_b"),
+                Column("path B", "path_b", "path"),
+                Column("label B", "label_b"),
+                Column("label conflict", "label_conflict", "bool"),
+            ],
+            class_keys=("label_a", "label_b"),
+            note="exact = same bytes; visual = perceptual hash; near = embedding cosine similarity. "
+            "A pair across splits is a leak.",
+            empty="no duplicates found",
+        )
+    )
     cards = [
-        ("accuracy", f"{100 * metrics['accuracy']:.1f}%"), ("images", str(metrics["n_images"])),
-        ("mistakes", str(metrics["n_mistakes"])), ("macro recall", f"{100 * metrics['macro_recall']:.1f}%"),
-        ("label issues", str(metrics["n_label_issues"])), ("duplicate pairs", str(metrics["n_duplicate_pairs"])),
+        ("accuracy", f"{100 * metrics['accuracy']:.1f}%"),
+        ("images", str(metrics["n_images"])),
+        ("mistakes", str(metrics["n_mistakes"])),
+        ("macro recall", f"{100 * metrics['macro_recall']:.1f}%"),
+        ("label issues", str(metrics["n_label_issues"])),
+        ("duplicate pairs", str(metrics["n_duplicate_pairs"])),
         ("leaks", str(metrics["n_leaks"])),
     ]
     if "error_from_label_noise" in metrics:
         cards.append(("error from label noise", f"{100 * metrics['error_from_label_noise']:+.1f} pts"))
     rd = ReportData(
         title=f"visiontune audit: {src.model_id or 'model'} on {split}",
-        meta={"model": src.model_id, "model dir": src.model_dir, "run": src.run_dir, "data": data.source,
-              "data version": data_version, "split": split, "classes": len(data.classes),
-              "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-        cards=cards, classes=data.classes, tables=tables, confusion_png=confusion_png, warnings=warnings,
+        meta={
+            "model": src.model_id,
+            "model dir": src.model_dir,
+            "run": src.run_dir,
+            "data": data.source,
+            "data version": data_version,
+            "split": split,
+            "classes": len(data.classes),
+            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+        cards=cards,
+        classes=data.classes,
+        tables=tables,
+        confusion_png=confusion_png,
+        warnings=warnings,
     )
     return write_text(path, render_report(rd))
 
@@ -460,7 +630,9 @@ def print_summary(result: AuditResult, n: int = 10, console: Any = None) -> None
     console.print(
         f"[bold]audit[/] {result.split}: accuracy {100 * m['accuracy']:.2f}% on {m['n_images']} images, "
         f"{m['n_mistakes']} mistakes, {m['n_label_issues']} label issues, "
-        f"{m['n_duplicate_pairs']} duplicate pairs ({m['n_leaks']} across splits)", highlight=False)
+        f"{m['n_duplicate_pairs']} duplicate pairs ({m['n_leaks']} across splits)",
+        highlight=False,
+    )
     if len(result.mistakes):
         t = RichTable(title=f"top {min(n, len(result.mistakes))} confident mistakes")
         for c in ("#", "path", "label", "prediction", "confidence", "loss"):
@@ -535,20 +707,29 @@ def compare_versions(
         probs = _probs(src, o, d.classes)
         keep = np.flatnonzero(o.ok)
         sd: SplitData = d.get(split)
-        res[tag] = pd.DataFrame({"sha256": [o.sha256[i] for i in keep], "label": sd.labels[keep],
-                                 "pred": probs.argmax(1)})
+        res[tag] = pd.DataFrame(
+            {"sha256": [o.sha256[i] for i in keep], "label": sd.labels[keep], "pred": probs.argmax(1)}
+        )
     ra, rb = res["a"], res["b"]
     acc = {k: float((r["label"] == r["pred"]).mean()) if len(r) else float("nan") for k, r in res.items()}
     both = ra.drop_duplicates("sha256").merge(rb.drop_duplicates("sha256"), on="sha256", suffixes=("_a", "_b"))
     changed = both[both["label_a"] != both["label_b"]]
     cmp = VersionComparison(
-        split=split, accuracy_a=acc["a"], accuracy_b=acc["b"], n_a=len(ra), n_b=len(rb),
+        split=split,
+        accuracy_a=acc["a"],
+        accuracy_b=acc["b"],
+        n_a=len(ra),
+        n_b=len(rb),
         n_relabelled=int(len(changed)),
-        errors_a_fixed_by_relabel=int(((changed["pred_a"] != changed["label_a"]) & (changed["pred_b"] == changed["label_b"])).sum()),
-        errors_b_new_by_relabel=int(((changed["pred_a"] == changed["label_a"]) & (changed["pred_b"] != changed["label_b"])).sum()),
-        version_a=a.version, version_b=b.version,
+        errors_a_fixed_by_relabel=int(
+            ((changed["pred_a"] != changed["label_a"]) & (changed["pred_b"] == changed["label_b"])).sum()
+        ),
+        errors_b_new_by_relabel=int(
+            ((changed["pred_a"] == changed["label_a"]) & (changed["pred_b"] != changed["label_b"])).sum()
+        ),
+        version_a=a.version,
+        version_b=b.version,
     )
     if out is not None:
         write_text(Path(out) / "version_comparison.json", json.dumps(cmp.to_dict(), indent=2))
     return cmp
-

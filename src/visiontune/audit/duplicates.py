@@ -16,14 +16,22 @@ nearest distinct neighbour is typically at 0.67.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 COLUMNS = [
-    "kind", "similarity", "leak", "split_a", "path_a", "label_a", "split_b", "path_b", "label_b",
+    "kind",
+    "similarity",
+    "leak",
+    "split_a",
+    "path_a",
+    "label_a",
+    "split_b",
+    "path_b",
+    "label_b",
     "label_conflict",
 ]
 
@@ -50,8 +58,14 @@ AUTO_FACTOR = 0.13
 AUTO_FLOOR = 0.90
 
 
-def auto_threshold(embeddings: Sequence[np.ndarray], factor: float = AUTO_FACTOR, floor: float = AUTO_FLOOR,
-                   sample: int = 2000, seed: int = 0, block: int = 2048) -> float:
+def auto_threshold(
+    embeddings: Sequence[np.ndarray],
+    factor: float = AUTO_FACTOR,
+    floor: float = AUTO_FLOOR,
+    sample: int = 2000,
+    seed: int = 0,
+    block: int = 2048,
+) -> float:
     """The data-adapted "near" cosine threshold: ``1 - factor * median NN distance`` over all the
     given embeddings pooled (the median estimated from up to ``sample`` random query images),
     clipped to ``[floor, 0.9999]``. With fewer than 3 images there is no neighbourhood: ``floor``."""
@@ -136,8 +150,12 @@ def find_duplicates(
                 "kind": kind,
                 "similarity": sim,
                 "leak": ia.split != ib.split,
-                "split_a": ia.split, "path_a": ia.paths[i], "label_a": ia.labels[i],
-                "split_b": ib.split, "path_b": ib.paths[j], "label_b": ib.labels[j],
+                "split_a": ia.split,
+                "path_a": ia.paths[i],
+                "label_a": ia.labels[i],
+                "split_b": ib.split,
+                "path_b": ib.paths[j],
+                "label_b": ib.labels[j],
                 "label_conflict": ia.labels[i] != ib.labels[j],
             }
         )

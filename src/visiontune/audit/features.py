@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -276,6 +277,12 @@ def compute_outputs(
     logits = head_logits(head, E).astype(np.float32)
     logits[~ok] = np.nan
     return ImageOutputs(
-        paths=paths, sha256=shas, logits=logits, embeddings=E, dhash=dh, ok=ok,
-        skipped=skipped, n_computed=len(todo),
+        paths=paths,
+        sha256=shas,
+        logits=logits,
+        embeddings=E,
+        dhash=dh,
+        ok=ok,
+        skipped=skipped,
+        n_computed=len(todo),
     )

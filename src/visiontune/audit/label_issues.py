@@ -4,7 +4,7 @@ then confident learning (cleanlab) to rank images whose given label looks wrong.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,7 @@ def _classifier(C: float, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer, StandardScaler
 
-    return make_pipeline(
-        Normalizer(), StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    )
+    return make_pipeline(Normalizer(), StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
 
 
 def out_of_sample_probs(

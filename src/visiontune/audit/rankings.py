@@ -3,8 +3,8 @@ confused class pairs, per-class metrics and the confusion matrix."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -150,15 +150,27 @@ def plot_confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, 
     if k <= 60:
         labels = [c if len(c) <= 24 else c[:23] + "…" for c in classes]
         long = max(len(c) for c in labels) > 8
-        ax.set_xticks(range(k), labels, rotation=90 if k > 6 else (30 if long else 0),
-                      ha="right" if long and k <= 6 else "center", fontsize=8 if k > 20 else 10)
+        ax.set_xticks(
+            range(k),
+            labels,
+            rotation=90 if k > 6 else (30 if long else 0),
+            ha="right" if long and k <= 6 else "center",
+            fontsize=8 if k > 20 else 10,
+        )
         ax.set_yticks(range(k), labels, fontsize=8 if k > 20 else 10)
     if k <= 30:
         for i in range(k):
             for j in range(k):
                 if cm[i, j]:
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=9 if k <= 12 else 6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=9 if k <= 12 else 6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true label")
     acc = np.trace(cm) / max(cm.sum(), 1)

@@ -8,10 +8,11 @@ import base64
 import hashlib
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -190,11 +191,11 @@ def render_report(data: ReportData, *, thumb_size: int = 96) -> str:
         "base-uri 'none'; form-action 'none'"
     )
     h = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{escape(data.title)}</title><style>{CSS}</style></head><body>",
-        f"<header><h1>{escape(data.title)}</h1><div class=\"meta\">",
+        f'<header><h1>{escape(data.title)}</h1><div class="meta">',
         " · ".join(f"{escape(str(k))}: {escape(str(v))}" for k, v in data.meta.items() if v not in (None, "")),
         '</div><div class="cards">',
         "".join(f'<div class="card"><b>{escape(v)}</b>{escape(k)}</div>' for k, v in data.cards),

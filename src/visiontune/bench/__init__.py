@@ -12,6 +12,13 @@ from visiontune.bench.measure import BenchOptions, Measurement, count_flops, cou
 from visiontune.bench.run import BenchResult, BenchRow, bench, bench_one
 
 __all__ = [
-    "BenchOptions", "BenchResult", "BenchRow", "Measurement", "bench", "bench_one", "count_flops",
-    "count_params", "measure",
+    "BenchOptions",
+    "BenchResult",
+    "BenchRow",
+    "Measurement",
+    "bench",
+    "bench_one",
+    "count_flops",
+    "count_params",
+    "measure",
 ]

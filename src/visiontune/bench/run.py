@@ -7,9 +7,10 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -83,8 +84,13 @@ class BenchResult:
 
     def header_note(self) -> str:
         e, o = self.environment, self.options
-        flags = [f"device={o.device}", f"threads={e['threads']}", f"dtype={o.dtype}",
-                 f"throughput batch={o.batch_size}", f"latency runs={o.runs} (warm-up {o.warmup})"]
+        flags = [
+            f"device={o.device}",
+            f"threads={e['threads']}",
+            f"dtype={o.dtype}",
+            f"throughput batch={o.batch_size}",
+            f"latency runs={o.runs} (warm-up {o.warmup})",
+        ]
         if o.channels_last:
             flags.append("channels_last")
         if o.compile:
@@ -98,8 +104,10 @@ class BenchResult:
             notes.append(f"peak memory: {m}")
         notes.append("GFLOPs: torch.utils.flop_counter, one image, multiply-add = 2 FLOPs")
         if any(r.weights == RANDOM_INIT for r in self.rows):
-            notes.append("random init rows: latency/FLOPs/memory are those of the architecture; "
-                         "top-1 is the published figure of its default weights")
+            notes.append(
+                "random init rows: latency/FLOPs/memory are those of the architecture; "
+                "top-1 is the published figure of its default weights"
+            )
         for r in self.rows:
             for n in r.notes:
                 notes.append(f"{r.model_id}: {n}")
@@ -119,8 +127,11 @@ class BenchResult:
 
     def markdown(self) -> str:
         head = [t for _, t in COLUMNS]
-        lines = [f"<!-- {self.header_note()} -->", "| " + " | ".join(head) + " |",
-                 "|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|"]
+        lines = [
+            f"<!-- {self.header_note()} -->",
+            "| " + " | ".join(head) + " |",
+            "|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|",
+        ]
         for row in self.rows:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.cells(row)) + " |")
         lines.append("")
@@ -129,8 +140,11 @@ class BenchResult:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
-        return {"environment": self.environment, "options": self.options.to_dict(),
-                "rows": [asdict(r) for r in self.rows]}
+        return {
+            "environment": self.environment,
+            "options": self.options.to_dict(),
+            "rows": [asdict(r) for r in self.rows],
+        }
 
     # -- files ---------------------------------------------------------------------------------
     def write(self, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:
@@ -225,8 +239,15 @@ def bench_one(model_id: str, options: BenchOptions) -> BenchRow:
     return row
 
 
-def bench(model_ids: Iterable[str], options: BenchOptions | None = None, *, out_dir: str | os.PathLike | None = None,
-          plot: bool = True, progress: bool = True, keep_going: bool = True) -> BenchResult:
+def bench(
+    model_ids: Iterable[str],
+    options: BenchOptions | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    plot: bool = True,
+    progress: bool = True,
+    keep_going: bool = True,
+) -> BenchResult:
     """Measure each model on this machine; write bench.csv/.md/.json/.png to ``out_dir`` if given.
 
     A model that fails to load or run (unknown id, a ``torch.compile`` failure, out of memory)
@@ -272,5 +293,6 @@ def _progress(enabled: bool, total: int):
         return _NoProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -18,7 +18,9 @@ def _overrides(**kw: Any) -> dict:
         except ValueError:
             from visiontune.errors import ConfigError
 
-            raise ConfigError(f"--milestones: expected comma-separated epochs like 2,4,6, got {kw['milestones']!r}")
+            raise ConfigError(
+                f"--milestones: expected comma-separated epochs like 2,4,6, got {kw['milestones']!r}"
+            ) from None
     if "trackers" in out:
         out["trackers"] = [t.strip() for t in str(out["trackers"]).split(",") if t.strip()]
     if "devices" in out and str(out["devices"]).isdigit():
@@ -26,7 +28,7 @@ def _overrides(**kw: Any) -> dict:
     return out
 
 
-def _config(config: Optional[Path], overrides: dict):
+def _config(config: Path | None, overrides: dict):
     from visiontune.adapt import TrainConfig
     from visiontune.errors import ConfigError
 
@@ -41,59 +43,88 @@ def _config(config: Optional[Path], overrides: dict):
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="model id, e.g. timm:resnet18"),
-        data: Optional[str] = typer.Option(None, "--data", "-d", help="image folder / CSV / manifest / torchvision:NAME"),
-        strategy: Optional[str] = typer.Option(None, help="linear | partial | full | gradual"),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (options below override it)"),
-        epochs: Optional[int] = typer.Option(None),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-        lr: Optional[float] = typer.Option(None, help="head lr; group k steps toward the input gets lr*lr_decay^k"),
-        head_lr: Optional[float] = typer.Option(None),
-        lr_decay: Optional[float] = typer.Option(None, help="per layer group toward the input (default 0.1)"),
-        optimizer: Optional[str] = typer.Option(None, help="adamw | sgd"),
-        weight_decay: Optional[float] = typer.Option(None),
-        schedule: Optional[str] = typer.Option(None, help="cosine | onecycle | constant"),
-        warmup_epochs: Optional[float] = typer.Option(None),
-        n_stages: Optional[int] = typer.Option(None, help="partial: last N stages train"),
-        milestones: Optional[str] = typer.Option(None, help="gradual: epochs, e.g. 2,4,6"),
-        feature_cache: Optional[str] = typer.Option(None, help="linear: memory | disk | off"),
-        image_size: Optional[int] = typer.Option(None),
-        augment: Optional[str] = typer.Option(None, help="none | light | default | strong"),
-        weights: Optional[str] = typer.Option(None, help="local weights file"),
-        pretrained: Optional[bool] = typer.Option(None, "--pretrained/--random-init"),
-        head_dropout: Optional[float] = typer.Option(None),
-        head_hidden: Optional[int] = typer.Option(None),
-        precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16 | fp16"),
-        accelerator: Optional[str] = typer.Option(None),
-        devices: Optional[str] = typer.Option(None),
-        num_nodes: Optional[int] = typer.Option(None),
-        ddp_strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp"),
-        accumulate: Optional[int] = typer.Option(None),
-        early_stopping: Optional[int] = typer.Option(None, help="patience in epochs"),
-        seed: Optional[int] = typer.Option(None),
-        deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic"),
-        num_workers: Optional[int] = typer.Option(None),
-        teacher: Optional[str] = typer.Option(None, help="distil from this frozen model"),
-        kd_temperature: Optional[float] = typer.Option(None),
-        kd_alpha: Optional[float] = typer.Option(None),
-        trackers: Optional[str] = typer.Option(None, help="comma-separated: tensorboard,mlflow,wandb"),
-        name: Optional[str] = typer.Option(None, help="run name"),
+        model: str | None = typer.Option(None, "--model", "-m", help="model id, e.g. timm:resnet18"),
+        data: str | None = typer.Option(None, "--data", "-d", help="image folder / CSV / manifest / torchvision:NAME"),
+        strategy: str | None = typer.Option(None, help="linear | partial | full | gradual"),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (options below override it)"),
+        epochs: int | None = typer.Option(None),
+        batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+        lr: float | None = typer.Option(None, help="head lr; group k steps toward the input gets lr*lr_decay^k"),
+        head_lr: float | None = typer.Option(None),
+        lr_decay: float | None = typer.Option(None, help="per layer group toward the input (default 0.1)"),
+        optimizer: str | None = typer.Option(None, help="adamw | sgd"),
+        weight_decay: float | None = typer.Option(None),
+        schedule: str | None = typer.Option(None, help="cosine | onecycle | constant"),
+        warmup_epochs: float | None = typer.Option(None),
+        n_stages: int | None = typer.Option(None, help="partial: last N stages train"),
+        milestones: str | None = typer.Option(None, help="gradual: epochs, e.g. 2,4,6"),
+        feature_cache: str | None = typer.Option(None, help="linear: memory | disk | off"),
+        image_size: int | None = typer.Option(None),
+        augment: str | None = typer.Option(None, help="none | light | default | strong"),
+        weights: str | None = typer.Option(None, help="local weights file"),
+        pretrained: bool | None = typer.Option(None, "--pretrained/--random-init"),
+        head_dropout: float | None = typer.Option(None),
+        head_hidden: int | None = typer.Option(None),
+        precision: str | None = typer.Option(None, help="auto | 32 | bf16 | fp16"),
+        accelerator: str | None = typer.Option(None),
+        devices: str | None = typer.Option(None),
+        num_nodes: int | None = typer.Option(None),
+        ddp_strategy: str | None = typer.Option(None, help="Lightning strategy, e.g. ddp"),
+        accumulate: int | None = typer.Option(None),
+        early_stopping: int | None = typer.Option(None, help="patience in epochs"),
+        seed: int | None = typer.Option(None),
+        deterministic: bool | None = typer.Option(None, "--deterministic/--no-deterministic"),
+        num_workers: int | None = typer.Option(None),
+        teacher: str | None = typer.Option(None, help="distil from this frozen model"),
+        kd_temperature: float | None = typer.Option(None),
+        kd_alpha: float | None = typer.Option(None),
+        trackers: str | None = typer.Option(None, help="comma-separated: tensorboard,mlflow,wandb"),
+        name: str | None = typer.Option(None, help="run name"),
         runs: Path = typer.Option(Path("runs"), help="folder that holds the runs"),
-        resume: Optional[Path] = typer.Option(None, help="a run folder or checkpoint to continue from"),
+        resume: Path | None = typer.Option(None, help="a run folder or checkpoint to continue from"),
         json_out: bool = typer.Option(False, "--json", help="print the final metrics as JSON"),
     ) -> None:
         """Fine-tune a model on an image classification data set."""
         from visiontune.adapt import train
 
-        ov = _overrides(model=model, data=data, strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr,
-                        head_lr=head_lr, lr_decay=lr_decay, optimizer=optimizer, weight_decay=weight_decay,
-                        schedule=schedule, warmup_epochs=warmup_epochs, n_stages=n_stages, milestones=milestones,
-                        feature_cache=feature_cache, image_size=image_size, augment=augment, weights=weights,
-                        pretrained=pretrained, head_dropout=head_dropout, head_hidden=head_hidden,
-                        precision=precision, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                        ddp_strategy=ddp_strategy, accumulate=accumulate, early_stopping=early_stopping, seed=seed,
-                        deterministic=deterministic, num_workers=num_workers, teacher=teacher,
-                        kd_temperature=kd_temperature, kd_alpha=kd_alpha, trackers=trackers, name=name)
+        ov = _overrides(
+            model=model,
+            data=data,
+            strategy=strategy,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            head_lr=head_lr,
+            lr_decay=lr_decay,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            n_stages=n_stages,
+            milestones=milestones,
+            feature_cache=feature_cache,
+            image_size=image_size,
+            augment=augment,
+            weights=weights,
+            pretrained=pretrained,
+            head_dropout=head_dropout,
+            head_hidden=head_hidden,
+            precision=precision,
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            ddp_strategy=ddp_strategy,
+            accumulate=accumulate,
+            early_stopping=early_stopping,
+            seed=seed,
+            deterministic=deterministic,
+            num_workers=num_workers,
+            teacher=teacher,
+            kd_temperature=kd_temperature,
+            kd_alpha=kd_alpha,
+            trackers=trackers,
+            name=name,
+        )
         cfg = _config(config, ov)
         result = train(cfg, run_root=runs, resume=resume)
         if result.model_dir is None:  # a DDP worker process
@@ -107,17 +138,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("lr-find")
     def lr_find_cmd(
-        model: Optional[str] = typer.Option(None, "--model", "-m"),
-        data: Optional[str] = typer.Option(None, "--data", "-d"),
-        strategy: Optional[str] = typer.Option(None),
-        config: Optional[Path] = typer.Option(None, "--config", "-c"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-        image_size: Optional[int] = typer.Option(None),
-        weights: Optional[str] = typer.Option(None),
-        pretrained: Optional[bool] = typer.Option(None, "--pretrained/--random-init"),
-        optimizer: Optional[str] = typer.Option(None),
-        lr_decay: Optional[float] = typer.Option(None),
-        n_stages: Optional[int] = typer.Option(None),
+        model: str | None = typer.Option(None, "--model", "-m"),
+        data: str | None = typer.Option(None, "--data", "-d"),
+        strategy: str | None = typer.Option(None),
+        config: Path | None = typer.Option(None, "--config", "-c"),
+        batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+        image_size: int | None = typer.Option(None),
+        weights: str | None = typer.Option(None),
+        pretrained: bool | None = typer.Option(None, "--pretrained/--random-init"),
+        optimizer: str | None = typer.Option(None),
+        lr_decay: float | None = typer.Option(None),
+        n_stages: int | None = typer.Option(None),
         out: Path = typer.Option(Path("lr_find.png"), help="loss-vs-LR plot (PNG)"),
         steps: int = typer.Option(100, help="number of steps from start to end lr"),
         start_lr: float = typer.Option(1e-7),
@@ -126,26 +157,35 @@ def register(app: typer.Typer) -> None:
         """LR range test from 1e-7 to 1: loss-vs-LR plot and a suggested learning rate."""
         from visiontune.adapt.lr_find import lr_find_config
 
-        ov = _overrides(model=model, data=data, strategy=strategy, batch_size=batch_size, image_size=image_size,
-                        weights=weights, pretrained=pretrained, optimizer=optimizer, lr_decay=lr_decay,
-                        n_stages=n_stages)
+        ov = _overrides(
+            model=model,
+            data=data,
+            strategy=strategy,
+            batch_size=batch_size,
+            image_size=image_size,
+            weights=weights,
+            pretrained=pretrained,
+            optimizer=optimizer,
+            lr_decay=lr_decay,
+            n_stages=n_stages,
+        )
         cfg = _config(config, ov)
         res = lr_find_config(cfg, out=out, num_steps=steps, start_lr=start_lr, end_lr=end_lr)
         typer.echo(f"steps: {len(res.lrs)} (lr {res.lrs[0]:.1e} .. {res.lrs[-1]:.1e})" if res.lrs else "steps: 0")
         if res.suggestion is None:
             typer.echo("no suggestion: too few steps before the loss diverged; use more data or --steps")
         else:
-            typer.echo(f"suggested lr: {res.suggestion:.3g}  (steepest descent; loss lowest at "
-                       f"{res.min_loss_lr:.3g})")
+            typer.echo(f"suggested lr: {res.suggestion:.3g}  (steepest descent; loss lowest at {res.min_loss_lr:.3g})")
         typer.echo(f"plot: {res.plot}")
 
     @app.command("recommend")
     def recommend_cmd(
         data: str = typer.Argument(..., help="image folder / CSV / manifest"),
         model: str = typer.Option(..., "--model", "-m"),
-        weights: Optional[str] = typer.Option(None),
-        pretrained: bool = typer.Option(True, "--pretrained/--random-init",
-                                        help="--random-init measures a random-feature baseline"),
+        weights: str | None = typer.Option(None),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init measures a random-feature baseline"
+        ),
         per_class: int = typer.Option(20, help="images per class used to measure feature separability"),
         seed: int = typer.Option(0),
         json_out: bool = typer.Option(False, "--json"),

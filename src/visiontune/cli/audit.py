@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -11,24 +10,32 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("audit")
     def audit_cmd(
-        run_or_model: str = typer.Argument(..., help="run directory (its model/ is audited), saved model dir or model id"),
-        data: Optional[str] = typer.Option(None, "--data", "-d", help="image folder, CSV or manifest JSON (default: the run's data)"),
+        run_or_model: str = typer.Argument(
+            ..., help="run directory (its model/ is audited), saved model dir or model id"
+        ),
+        data: str | None = typer.Option(
+            None, "--data", "-d", help="image folder, CSV or manifest JSON (default: the run's data)"
+        ),
         split: str = typer.Option("val", "--split", "-s", help="split to audit: train, val or test"),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/audit or ./audit)"),
+        out: Path | None = typer.Option(None, "--out", "-o", help="output folder (default: <run>/audit or ./audit)"),
         k_folds: int = typer.Option(5, "--k-folds", help="folds for out-of-sample label-issue probabilities"),
         topk: int = typer.Option(5, "--topk", help="top-k predictions kept per image"),
         batch_size: int = typer.Option(32, "--batch-size", "-b"),
         num_workers: int = typer.Option(0, "--num-workers"),
-        near_threshold: str = typer.Option("auto", "--near-threshold", help="cosine similarity for near duplicates, or 'auto' (adapted to the data)"),
+        near_threshold: str = typer.Option(
+            "auto", "--near-threshold", help="cosine similarity for near duplicates, or 'auto' (adapted to the data)"
+        ),
         hash_distance: int = typer.Option(4, "--hash-distance", help="max differing bits of perceptual hashes"),
         no_label_issues: bool = typer.Option(False, "--no-label-issues", help="skip the K-fold label-issue search"),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="embedding cache (default: <out>/cache)"),
+        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="embedding cache (default: <out>/cache)"),
         rows: int = typer.Option(50, "--rows", help="rows per table in report.html"),
         fiftyone: bool = typer.Option(False, "--fiftyone", help="also export to a FiftyOne dataset (optional extra)"),
         launch: bool = typer.Option(False, "--launch", help="launch the FiftyOne app (with --fiftyone)"),
-        compare_with: Optional[str] = typer.Option(
-            None, "--compare-with", help="another version of the data (e.g. the label-fixed manifest): "
-                                         "report the model's error on both"),
+        compare_with: str | None = typer.Option(
+            None,
+            "--compare-with",
+            help="another version of the data (e.g. the label-fixed manifest): report the model's error on both",
+        ),
     ) -> None:
         """Audit a model: mistakes, label issues, duplicates/leaks and an HTML report in audit/."""
         from rich.console import Console
@@ -37,10 +44,25 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         result = audit(
-            run_or_model, data, split=split, out=out, k_folds=k_folds, topk=topk, batch_size=batch_size,
-            num_workers=num_workers, near_threshold=near_threshold if near_threshold == "auto" else _unit_float(near_threshold, "--near-threshold"), hash_distance=hash_distance,
-            label_issues=not no_label_issues, cache_dir=cache_dir, report_rows=rows, fiftyone=fiftyone,
-            launch_app=launch, compare_with=compare_with, console=console,
+            run_or_model,
+            data,
+            split=split,
+            out=out,
+            k_folds=k_folds,
+            topk=topk,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            near_threshold=near_threshold
+            if near_threshold == "auto"
+            else _unit_float(near_threshold, "--near-threshold"),
+            hash_distance=hash_distance,
+            label_issues=not no_label_issues,
+            cache_dir=cache_dir,
+            report_rows=rows,
+            fiftyone=fiftyone,
+            launch_app=launch,
+            compare_with=compare_with,
+            console=console,
         )
         cmp = result.comparison
         if cmp is not None:
@@ -48,7 +70,9 @@ def register(app: typer.Typer) -> None:
                 f"error on {split}: {100 * cmp.error_a:.2f}% (audited data) vs {100 * cmp.error_b:.2f}% "
                 f"({compare_with}); {cmp.n_relabelled} images relabelled, "
                 f"{cmp.errors_a_fixed_by_relabel} model errors were label errors "
-                f"({100 * cmp.error_from_label_noise:+.2f} points of error)", highlight=False)
+                f"({100 * cmp.error_from_label_noise:+.2f} points of error)",
+                highlight=False,
+            )
 
 
 def _unit_float(text: str, option: str) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -13,10 +12,10 @@ console = Console()
 
 
 def bench_cmd(
-    model_ids: List[str] = typer.Argument(..., help="Model ids, e.g. timm:resnet18 torchvision:resnet50."),
+    model_ids: list[str] = typer.Argument(..., help="Model ids, e.g. timm:resnet18 torchvision:resnet50."),
     out: Path = typer.Option(Path("bench"), "--out", "-o", help="Folder for bench.csv / .md / .json / .png."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (GPU)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory format."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model before timing."),
@@ -24,7 +23,7 @@ def bench_cmd(
     runs: int = typer.Option(20, "--runs", help="Timed batch-1 runs (median and p95 over them)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs."),
     throughput_runs: int = typer.Option(5, "--throughput-runs", help="Timed runs at --batch-size."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Square input size instead of the card's."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Square input size instead of the card's."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write bench.png."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
 ):
@@ -33,9 +32,18 @@ def bench_cmd(
     measured as random-init architectures (the table says so)."""
     from visiontune.bench import BenchOptions, bench
 
-    opts = BenchOptions(device=device, threads=threads, dtype=dtype, channels_last=channels_last, compile=compile_,
-                        batch_size=batch_size, warmup=warmup, runs=runs, throughput_runs=throughput_runs,
-                        input_size=input_size)
+    opts = BenchOptions(
+        device=device,
+        threads=threads,
+        dtype=dtype,
+        channels_last=channels_last,
+        compile=compile_,
+        batch_size=batch_size,
+        warmup=warmup,
+        runs=runs,
+        throughput_runs=throughput_runs,
+        input_size=input_size,
+    )
     result = bench(model_ids, opts, out_dir=out, plot=plot, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1))

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
-def _classes(text: Optional[str]):
+def _classes(text: str | None):
     if not text:
         return None
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _load(model_id: str, weights: Optional[str], pretrained: bool, device: Optional[str]):
+def _load(model_id: str, weights: str | None, pretrained: bool, device: str | None):
     from visiontune.detect import Detector
 
     kw = {}
@@ -32,30 +31,37 @@ def register(app: typer.Typer) -> None:
     @app.command("detect")
     def detect_cmd(
         model: str = typer.Argument(..., help="torchvision:<arch>, hf:<repo>, yolo:<file>, or a saved detector dir"),
-        images: List[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
+        images: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
         out: Path = typer.Option(Path("detections"), "--out", "-o", help="output folder"),
         score_threshold: float = typer.Option(0.25, "--conf", "--score-threshold", help="minimum score"),
         nms_iou: float = typer.Option(0.45, "--iou", help="NMS IoU threshold"),
         max_detections: int = typer.Option(100, "--max-det", help="at most this many boxes per image"),
-        classes: Optional[str] = typer.Option(None, "--classes", help="comma-separated class names or ids"),
+        classes: str | None = typer.Option(None, "--classes", help="comma-separated class names or ids"),
         batch_size: int = typer.Option(8, "--batch-size", "-b"),
         draw: bool = typer.Option(True, "--draw/--no-draw", help="write annotated images"),
-        weights: Optional[str] = typer.Option(None, "--weights", help="local weights file"),
+        weights: str | None = typer.Option(None, "--weights", help="local weights file"),
         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
-        device: Optional[str] = typer.Option(None, "--device"),
+        device: str | None = typer.Option(None, "--device"),
     ):
         """Detect objects: annotated images and a COCO-format results JSON in --out."""
         from rich.console import Console
 
-        from visiontune.detect.io import list_images, read_image
         from visiontune._atomic import write_text
+        from visiontune.detect.io import list_images, read_image
 
         console = Console(stderr=True)
         det = _load(model, weights, pretrained, device)
         paths = list_images(images)
         out.mkdir(parents=True, exist_ok=True)
-        results = det(paths, score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections,
-                      classes=_classes(classes), batch_size=batch_size, progress=True)
+        results = det(
+            paths,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            max_detections=max_detections,
+            classes=_classes(classes),
+            batch_size=batch_size,
+            progress=True,
+        )
         coco, imgs, used, written = [], [], set(), set()
         for i, (p, d) in enumerate(zip(paths, results), 1):
             h, w = d.image_size
@@ -73,20 +79,22 @@ def register(app: typer.Typer) -> None:
         write_text(out / "predictions.json", json.dumps(coco))
         write_text(out / "images.json", json.dumps({"images": imgs, "categories": cats, "model": det.model_id}))
         n = sum(len(d) for d in results)
-        console.print(f"{len(paths)} images, {n} detections -> {out}/predictions.json"
-                      + (f" and {len(paths)} annotated images" if draw else ""))
+        console.print(
+            f"{len(paths)} images, {n} detections -> {out}/predictions.json"
+            + (f" and {len(paths)} annotated images" if draw else "")
+        )
 
     @app.command("val")
     def val_cmd(
         model: str = typer.Argument(..., help="detector id or saved detector dir"),
         data: str = typer.Option(..., "--data", help="COCO .json, YOLO data.yaml / folder, or VOC folder"),
-        split: Optional[str] = typer.Option(None, "--split", help="YOLO / VOC split (default: train for YOLO)"),
+        split: str | None = typer.Option(None, "--split", help="YOLO / VOC split (default: train for YOLO)"),
         batch_size: int = typer.Option(8, "--batch-size", "-b"),
         backend: str = typer.Option("pycocotools", "--backend", help="pycocotools | faster-coco-eval"),
-        out: Optional[Path] = typer.Option(None, "--out", help="write metrics JSON here"),
-        weights: Optional[str] = typer.Option(None, "--weights"),
+        out: Path | None = typer.Option(None, "--out", help="write metrics JSON here"),
+        weights: str | None = typer.Option(None, "--weights"),
         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
-        device: Optional[str] = typer.Option(None, "--device"),
+        device: str | None = typer.Option(None, "--device"),
     ):
         """COCO mAP (AP, AP50, AP75, small / medium / large, per class) of a detector on a dataset."""
         from rich.console import Console
@@ -104,13 +112,14 @@ def register(app: typer.Typer) -> None:
     @app.command("anchors")
     def anchors_cmd(
         data: str = typer.Argument(..., help="detection dataset"),
-        model: Optional[str] = typer.Option(None, "--model", help="compare with this detector's default anchors "
-                                            "(torchvision:<arch> or composed YAML)"),
+        model: str | None = typer.Option(
+            None, "--model", help="compare with this detector's default anchors (torchvision:<arch> or composed YAML)"
+        ),
         levels: int = typer.Option(5, "--levels", help="pyramid levels (one size each)"),
         ratios: int = typer.Option(3, "--ratios", help="number of aspect ratios"),
         min_size: int = typer.Option(800, "--min-size"),
         max_size: int = typer.Option(1333, "--max-size"),
-        split: Optional[str] = typer.Option(None, "--split"),
+        split: str | None = typer.Option(None, "--split"),
     ):
         """Suggest anchor sizes and aspect ratios (k-means on the dataset's boxes)."""
         from rich.console import Console
@@ -127,40 +136,52 @@ def register(app: typer.Typer) -> None:
                 probe = build_from_recipe({"builder": "composed", "config": c.model_dump(mode="json")})
                 min_size, max_size = c.image.min_size, c.image.max_size
             else:
-                probe = build_from_recipe({"builder": "torchvision", "arch": model.split(":", 1)[-1].split("@")[0],
-                                           "num_classes": 2})
+                probe = build_from_recipe(
+                    {"builder": "torchvision", "arch": model.split(":", 1)[-1].split("@")[0], "num_classes": 2}
+                )
             da = default_anchors(probe)
             if da:
                 dsz, drt = [s for lvl in da[0] for s in lvl], da[1][0]
                 levels, ratios = len(da[0]), len(da[1][0])
-        s = suggest_anchors(data, num_levels=levels, num_ratios=ratios, min_size=min_size, max_size=max_size,
-                            default_sizes=dsz, default_ratios=drt, split=split)
+        s = suggest_anchors(
+            data,
+            num_levels=levels,
+            num_ratios=ratios,
+            min_size=min_size,
+            max_size=max_size,
+            default_sizes=dsz,
+            default_ratios=drt,
+            split=split,
+        )
         con = Console()
         con.print(f"{s.num_boxes} boxes (scaled to min_size={min_size}, max_size={max_size})")
         con.print(s.yaml(), highlight=False)
         con.print(f"fit: mean best IoU {s.fit['mean_best_iou']:.3f}, recall@0.5 {s.fit['recall@0.5']:.3f}")
         if s.default_fit:
-            con.print(f"default anchors: mean best IoU {s.default_fit['mean_best_iou']:.3f}, "
-                      f"recall@0.5 {s.default_fit['recall@0.5']:.3f}")
+            con.print(
+                f"default anchors: mean best IoU {s.default_fit['mean_best_iou']:.3f}, "
+                f"recall@0.5 {s.default_fit['recall@0.5']:.3f}"
+            )
 
     @app.command("detect-train")
     def train_cmd(
-        model: Optional[str] = typer.Argument(None, help="torchvision:<arch>, composed YAML, or saved detector dir"),
-        data: Optional[str] = typer.Option(None, "--data"),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML with the DetectTrainConfig fields"),
-        epochs: Optional[int] = typer.Option(None, "--epochs"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-        lr: Optional[float] = typer.Option(None, "--lr"),
-        trainable_backbone_layers: Optional[int] = typer.Option(None, "--trainable-backbone-layers"),
-        anchors: Optional[str] = typer.Option(None, "--anchors", help="'auto' (k-means) or sizes '32,64,128,256,512'"),
-        aspect_ratios: Optional[str] = typer.Option(None, "--aspect-ratios", help="e.g. '0.5,1,2'"),
-        classes: Optional[str] = typer.Option(None, "--classes", help="train on these classes only"),
+        model: str | None = typer.Argument(None, help="torchvision:<arch>, composed YAML, or saved detector dir"),
+        data: str | None = typer.Option(None, "--data"),
+        config: Path | None = typer.Option(None, "--config", help="YAML with the DetectTrainConfig fields"),
+        epochs: int | None = typer.Option(None, "--epochs"),
+        batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+        lr: float | None = typer.Option(None, "--lr"),
+        trainable_backbone_layers: int | None = typer.Option(None, "--trainable-backbone-layers"),
+        anchors: str | None = typer.Option(None, "--anchors", help="'auto' (k-means) or sizes '32,64,128,256,512'"),
+        aspect_ratios: str | None = typer.Option(None, "--aspect-ratios", help="e.g. '0.5,1,2'"),
+        classes: str | None = typer.Option(None, "--classes", help="train on these classes only"),
         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
-        weights: Optional[str] = typer.Option(None, "--weights"),
+        weights: str | None = typer.Option(None, "--weights"),
         run_root: Path = typer.Option(Path("runs"), "--runs"),
-        name: Optional[str] = typer.Option(None, "--name"),
-        resume: Optional[Path] = typer.Option(
-            None, "--resume", help="an interrupted run's folder (or its last.ckpt): continue it as <run>-resumed"),
+        name: str | None = typer.Option(None, "--name"),
+        resume: Path | None = typer.Option(
+            None, "--resume", help="an interrupted run's folder (or its last.ckpt): continue it as <run>-resumed"
+        ),
     ):
         """Fine-tune a torchvision or composed detector; records a run and saves the model."""
         from rich.console import Console
@@ -170,9 +191,16 @@ def register(app: typer.Typer) -> None:
 
         cfg = read_yaml(config, "detect-train config") if config else {}
         cfg = cfg.get("detect_train", cfg) if isinstance(cfg, dict) else {}
-        over = {"model": model, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                "trainable_backbone_layers": trainable_backbone_layers, "weights": weights,
-                "classes": _classes(classes)}
+        over = {
+            "model": model,
+            "data": data,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "trainable_backbone_layers": trainable_backbone_layers,
+            "weights": weights,
+            "classes": _classes(classes),
+        }
         cfg.update({k: v for k, v in over.items() if v is not None})
         if not pretrained:
             cfg["pretrained"] = False
@@ -191,7 +219,7 @@ def register(app: typer.Typer) -> None:
         source: str = typer.Argument(..., help="COCO .json, YOLO data.yaml / folder, or VOC folder"),
         target: Path = typer.Argument(..., help="output .json (coco) or folder (yolo / voc)"),
         to: str = typer.Option(..., "--to", help="coco | yolo | voc"),
-        split: Optional[str] = typer.Option(None, "--split"),
+        split: str | None = typer.Option(None, "--split"),
         images: str = typer.Option("copy", "--images", help="yolo / voc: copy | link | none"),
         strict: bool = typer.Option(True, "--strict/--no-strict", help="--no-strict skips bad annotations"),
     ):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -17,16 +16,19 @@ console = Console()
 def export_cmd(
     model: str = typer.Argument(..., help="Model id (timm:resnet18, torchvision:...), or a saved model directory."),
     format_: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact path (.onnx / .pt)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Local weights file for the model id."),
-    random_init: bool = typer.Option(False, "--random-init", help="Export the architecture with random weights "
-                                     "(no weights needed; for testing a deployment path)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Artifact path (.onnx / .pt)."),
+    weights: Path | None = typer.Option(None, "--weights", "-w", help="Local weights file for the model id."),
+    random_init: bool = typer.Option(
+        False,
+        "--random-init",
+        help="Export the architecture with random weights (no weights needed; for testing a deployment path).",
+    ),
     int8: bool = typer.Option(False, "--int8", help="ONNX Runtime dynamic int8 quantization (CPU)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     exporter: str = typer.Option("auto", "--exporter", help="auto, torchscript or dynamo (ONNX only)."),
     static_batch: bool = typer.Option(False, "--static-batch", help="Fix the batch size to 1 (default: dynamic)."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Square input size instead of the card's."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Image file or folder for the parity check."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Square input size instead of the card's."),
+    images: Path | None = typer.Option(None, "--images", help="Image file or folder for the parity check."),
     parity_images: int = typer.Option(16, "--parity-images", help="How many images the parity check uses."),
     parity: bool = typer.Option(True, "--parity/--no-parity", help="Compare the artifact with PyTorch."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (and write nothing) if parity fails."),
@@ -39,14 +41,36 @@ def export_cmd(
 
     src = vt.load(model, weights=weights, pretrained=not random_init) if (weights or random_init) else model
     with console.status(f"exporting {model} to {format_}…", spinner="dots") if not as_json else _null():
-        res = export(src, format_, output, quantize="int8" if int8 else None, opset=opset, exporter=exporter,
-                     dynamic_batch=not static_batch, input_size=input_size, images=images,
-                     parity=parity, parity_limit=parity_images, strict=strict, model_id=model)
+        res = export(
+            src,
+            format_,
+            output,
+            quantize="int8" if int8 else None,
+            opset=opset,
+            exporter=exporter,
+            dynamic_batch=not static_batch,
+            input_size=input_size,
+            images=images,
+            parity=parity,
+            parity_limit=parity_images,
+            strict=strict,
+            model_id=model,
+        )
     if as_json:
-        typer.echo(json.dumps({"artifact": str(res.artifact), "sidecar": str(res.sidecar),
-                               "files": [str(f) for f in res.files], "exporter": res.exporter,
-                               "quantized": res.quantized, "seconds": round(res.seconds, 2),
-                               "parity": res.parity.to_dict() if res.parity else None}, indent=1))
+        typer.echo(
+            json.dumps(
+                {
+                    "artifact": str(res.artifact),
+                    "sidecar": str(res.sidecar),
+                    "files": [str(f) for f in res.files],
+                    "exporter": res.exporter,
+                    "quantized": res.quantized,
+                    "seconds": round(res.seconds, 2),
+                    "parity": res.parity.to_dict() if res.parity else None,
+                },
+                indent=1,
+            )
+        )
         return
     console.print(f"[green]exported[/] {res.summary()}", highlight=False)
     if res.parity is not None:
@@ -58,10 +82,10 @@ def export_cmd(
 
 def predict_cmd(
     artifact: Path = typer.Argument(..., help="An exported .onnx / .pt with its .visiontune.json sidecar."),
-    images: List[Path] = typer.Argument(..., help="Image files or folders."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
     topk: int = typer.Option(5, "--topk", "-k", help="Classes per image (classification)."),
     score_threshold: float = typer.Option(0.25, "--score-threshold", help="Minimum score (detection)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads."),
+    threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ):
     """Predict with an exported artifact alone (ONNX Runtime or TorchScript), using the sidecar's
@@ -71,12 +95,26 @@ def predict_cmd(
     rt = load_artifact(artifact, threads=threads)
     preds = rt.predict([str(p) for p in images], topk=topk, score_threshold=score_threshold)
     if rt.task == "detection":
-        rows = [{"image": d.path, "detections": [
-            {"label": n, "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-            for n, s, b in zip(d.names, d.scores, d.boxes)]} for d in preds]
+        rows = [
+            {
+                "image": d.path,
+                "detections": [
+                    {"label": n, "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+                    for n, s, b in zip(d.names, d.scores, d.boxes)
+                ],
+            }
+            for d in preds
+        ]
     else:
-        rows = [{"image": p.source, "top": [{"label": lab, "prob": round(pr, 4), "index": i}
-                                           for i, lab, pr in zip(p.indices, p.labels, p.probs)]} for p in preds]
+        rows = [
+            {
+                "image": p.source,
+                "top": [
+                    {"label": lab, "prob": round(pr, 4), "index": i} for i, lab, pr in zip(p.indices, p.labels, p.probs)
+                ],
+            }
+            for p in preds
+        ]
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -18,24 +17,30 @@ diagnose_app = typer.Typer(help="Diagnostic experiments.", no_args_is_help=True)
 WeightsOpt = typer.Option(None, "--weights", "-w", help="Local weights file (safetensors or tensors-only .pth).")
 TrustPickle = typer.Option(False, "--trust-pickle", help="Allow unpickling a checkpoint (runs code from the file).")
 TrustCode = typer.Option(False, "--trust-remote-code", help="Allow torch.hub to run the repo's hubconf.py.")
-NoStrict = typer.Option(False, "--no-strict", help="Load weights even if some tensors do not match (a report is printed).")
+NoStrict = typer.Option(
+    False, "--no-strict", help="Load weights even if some tensors do not match (a report is printed)."
+)
 
 
 def _load(model_id: str, weights, trust_pickle: bool, trust_remote_code: bool, no_strict: bool = False):
     import visiontune as vt
 
-    p = vt.load(model_id, weights=weights, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code,
-                strict=not no_strict)
+    p = vt.load(
+        model_id, weights=weights, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code, strict=not no_strict
+    )
     if p.load_report is not None:
         console.print(f"[dim]weights: {p.load_report.details()}[/]")
     return p
 
 
-def models_list(pattern: Optional[str] = typer.Argument(None, help="Substring or glob, e.g. 'resnet*'."),
-                source: Optional[str] = typer.Option(None, "--source", "-s",
-                                                      help="torchvision, timm, hf or hub (hf, hub: the local cache)."),
-                pretrained: bool = typer.Option(False, "--pretrained", help="Only models with published weights."),
-                as_json: bool = typer.Option(False, "--json")):
+def models_list(
+    pattern: str | None = typer.Argument(None, help="Substring or glob, e.g. 'resnet*'."),
+    source: str | None = typer.Option(
+        None, "--source", "-s", help="torchvision, timm, hf or hub (hf, hub: the local cache)."
+    ),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Only models with published weights."),
+    as_json: bool = typer.Option(False, "--json"),
+):
     """List model ids offline: torchvision and timm registries, cached Hugging Face and torch.hub models."""
     from visiontune.hub import list_models
 
@@ -50,13 +55,22 @@ def models_list(pattern: Optional[str] = typer.Argument(None, help="Substring or
     t.add_column("cached")
     for r in rows:
         w = r["weights"]
-        t.add_row(r["id"], r["task"], ", ".join(w[:4]) + (f" (+{len(w) - 4})" if len(w) > 4 else ""),
-                  {True: "yes", False: "no", None: "-"}[r["cached"]])
+        t.add_row(
+            r["id"],
+            r["task"],
+            ", ".join(w[:4]) + (f" (+{len(w) - 4})" if len(w) > 4 else ""),
+            {True: "yes", False: "no", None: "-"}[r["cached"]],
+        )
     console.print(t)
 
 
-def models_info(model_id: str, weights: Optional[Path] = WeightsOpt, as_json: bool = typer.Option(False, "--json"),
-                trust_pickle: bool = TrustPickle, trust_remote_code: bool = TrustCode):
+def models_info(
+    model_id: str,
+    weights: Path | None = WeightsOpt,
+    as_json: bool = typer.Option(False, "--json"),
+    trust_pickle: bool = TrustPickle,
+    trust_remote_code: bool = TrustCode,
+):
     """Show a model's card: preprocessing, classes, licence, params, published metrics (no download)."""
     from visiontune.hub.loader import describe
 
@@ -75,15 +89,25 @@ def models_info(model_id: str, weights: Optional[Path] = WeightsOpt, as_json: bo
     console.print(t)
 
 
-def predict(model_id: str, images: List[Path] = typer.Argument(..., help="Image files or folders."),
-            topk: int = typer.Option(5, "--topk", "-k"), batch_size: int = typer.Option(32, "--batch-size"),
-            weights: Optional[Path] = WeightsOpt, trust_pickle: bool = TrustPickle, trust_remote_code: bool = TrustCode,
-            as_json: bool = typer.Option(False, "--json")):
+def predict(
+    model_id: str,
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    topk: int = typer.Option(5, "--topk", "-k"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    weights: Path | None = WeightsOpt,
+    trust_pickle: bool = TrustPickle,
+    trust_remote_code: bool = TrustCode,
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Top-k classes for images, each preprocessed as the weights expect (also for saved models)."""
     files: list[Path] = []
     for im in images:
         if im.is_dir():
-            files += sorted(f for f in im.rglob("*") if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+            files += sorted(
+                f
+                for f in im.rglob("*")
+                if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+            )
         else:
             files.append(im)
     artifact = Path(model_id)
@@ -104,8 +128,11 @@ def _print_preds(preds, as_json: bool) -> None:
             typer.echo(json.dumps([d.to_records() for d in preds], indent=1, default=str))
         else:
             for d in preds:
-                console.print(f"{d.path}: {len(d)} objects " + ", ".join(
-                    f"{n} {s:.2f}" for n, s in zip(d.names, d.scores.tolist())), highlight=False)
+                console.print(
+                    f"{d.path}: {len(d)} objects "
+                    + ", ".join(f"{n} {s:.2f}" for n, s in zip(d.names, d.scores.tolist())),
+                    highlight=False,
+                )
         return
     if as_json:
         typer.echo(json.dumps([x.to_dict() for x in preds], indent=1))
@@ -123,7 +150,9 @@ def license_cmd(model_id: str, trust_pickle: bool = TrustPickle, trust_remote_co
     if model_id.startswith(("yolo:", "ultralytics:")):
         from visiontune.hub.sources.yolo import AGPL_NOTICE
 
-        console.print(f"[bold]{model_id}[/]\ncode: AGPL-3.0\nweights: AGPL-3.0\n\n{explain('agpl-3.0')}\n\n{AGPL_NOTICE}")
+        console.print(
+            f"[bold]{model_id}[/]\ncode: AGPL-3.0\nweights: AGPL-3.0\n\n{explain('agpl-3.0')}\n\n{AGPL_NOTICE}"
+        )
         return
     card = describe(model_id, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code).card
     console.print(f"[bold]{card.model_id}[/]")
@@ -134,10 +163,16 @@ def license_cmd(model_id: str, trust_pickle: bool = TrustPickle, trust_remote_co
         console.print(f"- {n}")
 
 
-def check_preprocess_cmd(model_id: str,
-                         transform: str = typer.Option(..., "--transform", "-t",
-                                                       help="YAML file or inline YAML, e.g. \"{resize: 256, crop: 224, mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}\""),
-                         weights: Optional[Path] = WeightsOpt):
+def check_preprocess_cmd(
+    model_id: str,
+    transform: str = typer.Option(
+        ...,
+        "--transform",
+        "-t",
+        help='YAML file or inline YAML, e.g. "{resize: 256, crop: 224, mean: [0.5,0.5,0.5], std: [0.5,0.5,0.5]}"',
+    ),
+    weights: Path | None = WeightsOpt,
+):
     """Compare your preprocessing with the one the weights expect; name every mismatch."""
     import yaml
 
@@ -158,11 +193,15 @@ def check_preprocess_cmd(model_id: str,
     raise typer.Exit(1)
 
 
-def normalization_sweep_cmd(model_id: str, data: Path = typer.Option(..., "--data", "-d", help="Folder with labels.csv (file,index) or class folders."),
-                            weights: Optional[Path] = WeightsOpt, limit: Optional[int] = typer.Option(None, "--limit"),
-                            plot: Path = typer.Option(Path("normalization_sweep.png"), "--plot"),
-                            scales: str = typer.Option("0,0.25,0.5,0.75,1", "--scales"),
-                            trust_pickle: bool = TrustPickle):
+def normalization_sweep_cmd(
+    model_id: str,
+    data: Path = typer.Option(..., "--data", "-d", help="Folder with labels.csv (file,index) or class folders."),
+    weights: Path | None = WeightsOpt,
+    limit: int | None = typer.Option(None, "--limit"),
+    plot: Path = typer.Option(Path("normalization_sweep.png"), "--plot"),
+    scales: str = typer.Option("0,0.25,0.5,0.75,1", "--scales"),
+    trust_pickle: bool = TrustPickle,
+):
     """Accuracy as the mean/std normalisation is scaled from 0 (none) to 1 (correct)."""
     from visiontune.hub.check import normalization_sweep
 
@@ -172,15 +211,23 @@ def normalization_sweep_cmd(model_id: str, data: Path = typer.Option(..., "--dat
     for c in ("scale", "mean", "std", "top-1", "top-5"):
         t.add_column(c)
     for r in rows:
-        t.add_row(f"{r['scale']:.2f}", "(" + ", ".join(f"{v:.3f}" for v in r["mean"]) + ")",
-                  "(" + ", ".join(f"{v:.3f}" for v in r["std"]) + ")", f"{100 * r['top1']:.1f}%", f"{100 * r['top5']:.1f}%")
+        t.add_row(
+            f"{r['scale']:.2f}",
+            "(" + ", ".join(f"{v:.3f}" for v in r["mean"]) + ")",
+            "(" + ", ".join(f"{v:.3f}" for v in r["std"]) + ")",
+            f"{100 * r['top1']:.1f}%",
+            f"{100 * r['top5']:.1f}%",
+        )
     console.print(t)
     console.print(f"plot: {plot}")
 
 
-def compare_cmd(model_ids: List[str] = typer.Argument(..., help="Two or more model ids."),
-                image: Path = typer.Option(..., "--image", "-i"), topk: int = typer.Option(5, "--topk", "-k"),
-                trust_remote_code: bool = TrustCode):
+def compare_cmd(
+    model_ids: list[str] = typer.Argument(..., help="Two or more model ids."),
+    image: Path = typer.Option(..., "--image", "-i"),
+    topk: int = typer.Option(5, "--topk", "-k"),
+    trust_remote_code: bool = TrustCode,
+):
     """Each model's top-k on one image, side by side, each with its own preprocessing."""
     import visiontune as vt
 

@@ -20,7 +20,15 @@ app = typer.Typer(
 # Order matters only for --help listing. A module that is absent is skipped; a module that is
 # present but fails to import raises (no silently missing commands).
 COMMAND_MODULES = [
-    "hub", "data", "adapt", "track", "audit", "detect", "bench", "export", "pipeline",
+    "hub",
+    "data",
+    "adapt",
+    "track",
+    "audit",
+    "detect",
+    "bench",
+    "export",
+    "pipeline",
 ]
 
 
@@ -45,7 +53,7 @@ def main() -> None:
         from rich.console import Console
 
         Console(stderr=True).print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

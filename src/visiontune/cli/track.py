@@ -9,8 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-runs_app = typer.Typer(name="runs", help="List, show, compare and reproduce recorded runs.",
-                       no_args_is_help=True)
+runs_app = typer.Typer(name="runs", help="List, show, compare and reproduce recorded runs.", no_args_is_help=True)
 
 RootOpt = Annotated[Path, typer.Option("--root", "-r", help="Folder holding the runs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -59,10 +58,19 @@ def _status(s: str) -> str:
 
 
 def _summary_row(r) -> dict[str, Any]:
-    return {"name": r.name, "dir": str(r.dir), "status": r.status, "status_reason": r.status_reason,
-            "kind": r.data.get("kind"), "model": r.model_id, "data_version": r.data_version,
-            "strategy": r.strategy, "best": r.best, "start_time": r.data.get("start_time"),
-            "duration_s": r.duration_s}
+    return {
+        "name": r.name,
+        "dir": str(r.dir),
+        "status": r.status,
+        "status_reason": r.status_reason,
+        "kind": r.data.get("kind"),
+        "model": r.model_id,
+        "data_version": r.data_version,
+        "strategy": r.strategy,
+        "best": r.best,
+        "start_time": r.data.get("start_time"),
+        "duration_s": r.duration_s,
+    }
 
 
 @runs_app.command("list")
@@ -91,14 +99,24 @@ def list_cmd(root: RootOpt = Path("runs"), as_json: JsonOpt = False) -> None:
         t.add_column(col, overflow="fold")
     for r in runs:
         dv = r.data_version or "-"
-        t.add_row(escape(r.name), escape(r.model_id or "-"), escape(dv[:16]), escape(str(r.strategy or "-")),
-                  escape(_fmt_best(r.best)), _fmt_duration(r.duration_s), _status(r.status))
+        t.add_row(
+            escape(r.name),
+            escape(r.model_id or "-"),
+            escape(dv[:16]),
+            escape(str(r.strategy or "-")),
+            escape(_fmt_best(r.best)),
+            _fmt_duration(r.duration_s),
+            _status(r.status),
+        )
     con.print(t)
 
 
 @runs_app.command("show")
-def show_cmd(name: Annotated[str, typer.Argument(help="Run name, unique prefix or folder.")],
-             root: RootOpt = Path("runs"), as_json: JsonOpt = False) -> None:
+def show_cmd(
+    name: Annotated[str, typer.Argument(help="Run name, unique prefix or folder.")],
+    root: RootOpt = Path("runs"),
+    as_json: JsonOpt = False,
+) -> None:
     """One run: record, environment, final / best metrics, checkpoints, artifacts, error."""
     from rich.markup import escape
     from rich.table import Table
@@ -122,20 +140,28 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Run name, unique prefix o
     info.add_column(style="bold")
     info.add_column(overflow="fold")
     rows = [
-        ("name", escape(r.name)), ("folder", escape(str(r.dir))),
+        ("name", escape(r.name)),
+        ("folder", escape(str(r.dir))),
         ("status", _status(r.status) + (f" ({escape(r.status_reason)})" if r.status_reason else "")),
         ("kind", escape(str(d.get("kind")))),
         ("model", escape(f"{r.model_id or '-'}  sha256={(d.get('model') or {}).get('weights_sha256') or '-'}")),
-        ("data version", escape(str(r.data_version or "-"))), ("strategy", escape(str(r.strategy or "-"))),
+        ("data version", escape(str(r.data_version or "-"))),
+        ("strategy", escape(str(r.strategy or "-"))),
         ("seed", escape(f"{d.get('seed')}  deterministic={d.get('deterministic')}")),
-        ("started", escape(str(d.get("start_time")))), ("duration", _fmt_duration(r.duration_s)),
+        ("started", escape(str(d.get("start_time")))),
+        ("duration", _fmt_duration(r.duration_s)),
         ("best", escape(_fmt_best(r.best))),
         ("command", escape(" ".join(d.get("command") or []))),
         ("git", escape(f"{git.get('commit') or '-'}{' (dirty)' if git.get('dirty') else ''}") if git else "-"),
-        ("environment", escape(f"python {env.get('python')}, torch {pk.get('torch')}, torchvision "
-                               f"{pk.get('torchvision')}, timm {pk.get('timm')}, lightning {pk.get('lightning')}, "
-                               f"visiontune {pk.get('visiontune')}, device {env.get('device')}, "
-                               f"{env.get('cpu_count')} cpus, host {env.get('hostname')}")),
+        (
+            "environment",
+            escape(
+                f"python {env.get('python')}, torch {pk.get('torch')}, torchvision "
+                f"{pk.get('torchvision')}, timm {pk.get('timm')}, lightning {pk.get('lightning')}, "
+                f"visiontune {pk.get('visiontune')}, device {env.get('device')}, "
+                f"{env.get('cpu_count')} cpus, host {env.get('hostname')}"
+            ),
+        ),
         ("trackers", escape(", ".join(d.get("trackers") or {}))),
     ]
     if d.get("reproduced_from"):
@@ -149,14 +175,21 @@ def show_cmd(name: Annotated[str, typer.Argument(help="Run name, unique prefix o
         for col in ("metric", "final", "best", "min", "max", "points"):
             t.add_column(col, justify="left" if col == "metric" else "right")
         for m, s in fm.items():
-            t.add_row(escape(m), _fmt_num(s["final"]), _fmt_num(s["best"]), _fmt_num(s["min"]),
-                      _fmt_num(s["max"]), str(s["count"]))
+            t.add_row(
+                escape(m),
+                _fmt_num(s["final"]),
+                _fmt_num(s["best"]),
+                _fmt_num(s["min"]),
+                _fmt_num(s["max"]),
+                str(s["count"]),
+            )
         con.print(t)
     if d.get("summary"):
         con.print("[bold]summary[/] " + escape(json.dumps(d["summary"])))
     for c in d.get("checkpoints") or []:
-        con.print(f"[bold]checkpoint[/] {escape(c.get('kind', ''))}: {escape(c['path'])} "
-                  f"score={_fmt_num(c.get('score'))}")
+        con.print(
+            f"[bold]checkpoint[/] {escape(c.get('kind', ''))}: {escape(c['path'])} score={_fmt_num(c.get('score'))}"
+        )
     for a in d.get("artifacts") or []:
         con.print(f"[bold]artifact[/] {escape(a['name'])}: {escape(a['path'])}")
     for e in d.get("tracker_errors") or []:
@@ -173,7 +206,9 @@ def compare_cmd(
     names: Annotated[list[str], typer.Argument(help="Two or more runs (names, prefixes or folders).")],
     root: RootOpt = Path("runs"),
     plot: Annotated[Path | None, typer.Option("--plot", help="Write overlaid curves to this PNG.")] = None,
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric to plot (repeatable; default: all shared).")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Metric to plot (repeatable; default: all shared).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Config diff side by side (only keys that differ), final / best metric table, and
@@ -187,9 +222,18 @@ def compare_cmd(
     cmp = compare_runs(records)
     png = plot_comparison(records, plot, metric or None) if plot is not None else None
     if as_json:
-        typer.echo(json.dumps({"runs": cmp.names, "config_diff": cmp.config_diff,
-                               "record_diff": cmp.record_diff, "metrics": cmp.metrics,
-                               "plot": str(png) if png else None}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "runs": cmp.names,
+                    "config_diff": cmp.config_diff,
+                    "record_diff": cmp.record_diff,
+                    "metrics": cmp.metrics,
+                    "plot": str(png) if png else None,
+                },
+                indent=2,
+            )
+        )
         return
     con = _console()
     for title, diff in (("config differences", cmp.config_diff), ("record differences", cmp.record_diff)):
@@ -220,7 +264,9 @@ def reproduce_cmd(
     root: RootOpt = Path("runs"),
     new_name: Annotated[str | None, typer.Option("--name", help="Name of the new run (default <name>-repro).")] = None,
     out_root: Annotated[Path | None, typer.Option("--out-root", help="Where the new run goes (default: ROOT).")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit with code 1 unless every final metric matches exactly.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with code 1 unless every final metric matches exactly.")
+    ] = False,
 ) -> None:
     """Re-run a run from its record (config.yaml + run.json). Warns on every environment, code
     or data-version difference, then compares the final metrics of both runs."""
@@ -256,7 +302,10 @@ def reproduce_cmd(
 @runs_app.command("selfcheck")
 def selfcheck_cmd(
     root: RootOpt = Path("runs"),
-    tracker: Annotated[list[str] | None, typer.Option("--tracker", "-t", help="Backend to check (repeatable): tensorboard, mlflow, mlflow=URI, wandb.")] = None,
+    tracker: Annotated[
+        list[str] | None,
+        typer.Option("--tracker", "-t", help="Backend to check (repeatable): tensorboard, mlflow, mlflow=URI, wandb."),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of the synthetic training.")] = 3,
 ) -> None:
     """Run a small real deterministic training (MLP on synthetic clusters) through the
@@ -269,8 +318,10 @@ def selfcheck_cmd(
     with con.status("training the self-check model ..."):
         run = run_selfcheck({"epochs": epochs}, root=root, trackers=tracker or ["tensorboard"])
     rec = run.record
-    con.print(f"{_status(rec['status'])} {escape(run.name)} in {_fmt_duration(rec['duration_s'])}: "
-              f"{escape(_fmt_best(rec['best']))}")
+    con.print(
+        f"{_status(rec['status'])} {escape(run.name)} in {_fmt_duration(rec['duration_s'])}: "
+        f"{escape(_fmt_best(rec['best']))}"
+    )
     for k, v in rec["trackers"].items():
         con.print(f"  {escape(k)}: {escape(json.dumps(v))}")
     for e in rec.get("tracker_errors") or []:

@@ -127,9 +127,7 @@ class ImageDataset(Dataset):
             paths.append(p)
             if isinstance(lab, str):
                 if lab not in self.class_to_idx:
-                    raise DatasetError(
-                        f"sample {i} ({p}): label {lab!r} is not one of the classes {self.classes}"
-                    )
+                    raise DatasetError(f"sample {i} ({p}): label {lab!r} is not one of the classes {self.classes}")
                 labels[i] = self.class_to_idx[lab]
             else:
                 k = int(lab)
@@ -269,9 +267,9 @@ class ImageDataset(Dataset):
             dropped = sorted({p for p in self._paths if p in bad})
             log.warning(
                 "validate: dropped %d of %d files that cannot be decoded: %s",
-                len(dropped), len(dict.fromkeys(self._paths)),
-                "; ".join(f"{p} ({bad[p]})" for p in dropped[:10])
-                + (" ..." if len(dropped) > 10 else ""),
+                len(dropped),
+                len(dict.fromkeys(self._paths)),
+                "; ".join(f"{p} ({bad[p]})" for p in dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
             )
         return self.subset(keep)
 
@@ -336,17 +334,25 @@ class Splits:
             train=self.train.with_transform(train) if self.train is not None else None,
             val=self.val.with_transform(eval) if self.val is not None else None,
             test=self.test.with_transform(eval) if self.test is not None else None,
-            classes=self.classes, source=self.source, split_info=self.split_info,
-            _manifest_fn=self._manifest_fn, _manifest=self._manifest,
+            classes=self.classes,
+            source=self.source,
+            split_info=self.split_info,
+            _manifest_fn=self._manifest_fn,
+            _manifest=self._manifest,
         )
 
     def validate(self, num_workers: int = 4, progress: bool = False) -> Splits:
         """Decode every file of every split now; return splits without the undecodable ones."""
         done = {n: ds.validate(num_workers, progress) for n, ds in self.items()}
         return Splits(
-            train=done.get("train"), val=done.get("val"), test=done.get("test"),
-            classes=self.classes, source=self.source, split_info=self.split_info,
-            _manifest_fn=self._manifest_fn, _manifest=self._manifest,
+            train=done.get("train"),
+            val=done.get("val"),
+            test=done.get("test"),
+            classes=self.classes,
+            source=self.source,
+            split_info=self.split_info,
+            _manifest_fn=self._manifest_fn,
+            _manifest=self._manifest,
         )
 
     def __repr__(self) -> str:

@@ -84,9 +84,8 @@ class HashCache:
                 names = list(wanted)
                 for i in range(0, len(names), 500):
                     part = names[i : i + 500]
-                    q = "SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path IN (%s)" % (
-                        ",".join("?" * len(part))
-                    )
+                    marks = ",".join("?" * len(part))
+                    q = f"SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path IN ({marks})"
                     for path, size, mtime_ns, digest in conn.execute(q, part):
                         if wanted[path][1] == size and wanted[path][2] == mtime_ns:
                             out[path] = digest

@@ -29,7 +29,7 @@ STORE_SUBDIR = Path(".visiontune") / "versions"
 class Entry(NamedTuple):
     """One file of a dataset version."""
 
-    path: str            # relative to the manifest's root, '/'-separated (or an in-memory id)
+    path: str  # relative to the manifest's root, '/'-separated (or an in-memory id)
     sha256: str
     size: int
     label: str
@@ -140,10 +140,16 @@ class Manifest:
                 for e in d["entries"]
             ]
             return cls(
-                entries=entries, classes=[str(c) for c in d["classes"]], root=d.get("root"),
-                source=d.get("source"), created=d.get("created") or _now(), parent=d.get("parent"),
-                notes=d.get("notes") or "", changes=list(d.get("changes") or []),
-                version=d.get("version") or "", file=file,
+                entries=entries,
+                classes=[str(c) for c in d["classes"]],
+                root=d.get("root"),
+                source=d.get("source"),
+                created=d.get("created") or _now(),
+                parent=d.get("parent"),
+                notes=d.get("notes") or "",
+                changes=list(d.get("changes") or []),
+                version=d.get("version") or "",
+                file=file,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DatasetError(f"{where}: malformed manifest ({type(e).__name__}: {e})") from None
@@ -170,8 +176,9 @@ class Manifest:
         """Write ``<store>/<version>.json`` atomically (default store: ``<root>/.visiontune/versions``)
         and register it in the user's version index so the id alone finds it later."""
         folder = Path(store) if store is not None else self.default_store()
-        target = write_text(folder / f"{self.version}.json",
-                            json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        target = write_text(
+            folder / f"{self.version}.json", json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        )
         self.file = target.resolve()
         _index_add(self.version, self.file, self.created)
         return self.file

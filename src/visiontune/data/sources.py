@@ -47,8 +47,8 @@ def _raise_problems(what: str, problems: list[str]) -> None:
 
 @dataclass
 class _Sample:
-    rel: str          # identity inside the dataset: path relative to root ('/'-separated) or id
-    path: str         # what the loader reads (absolute path, or the id for in-memory data)
+    rel: str  # identity inside the dataset: path relative to root ('/'-separated) or id
+    path: str  # what the loader reads (absolute path, or the id for in-memory data)
     label: str
     split: str | None  # explicit split from the source, None when it must be drawn
 
@@ -77,7 +77,7 @@ def _rel(path: str, root: Path | str) -> str:
     """The identity of a file in a manifest: ``path`` relative to ``root`` ('/'-separated) when it
     lies under ``root``, else the absolute path itself (``path`` and ``root`` absolute)."""
     prefix = os.path.join(os.fspath(root), "")
-    r = path[len(prefix):] if path.startswith(prefix) else path
+    r = path[len(prefix) :] if path.startswith(prefix) else path
     return r.replace(os.sep, "/") if os.sep != "/" else r
 
 
@@ -121,8 +121,10 @@ def _scan_class_folders(folder: Path, root: Path, split: str | None) -> list[_Sa
     samples: list[_Sample] = []
     loose = [p.name for p in folder.iterdir() if p.is_file() and is_image_file(p)]
     if loose:
-        _warn(f"{folder}: {len(loose)} image(s) directly in the folder are ignored "
-              f"(expected {folder}/<class>/<image>), e.g. {loose[0]}")
+        _warn(
+            f"{folder}: {len(loose)} image(s) directly in the folder are ignored "
+            f"(expected {folder}/<class>/<image>), e.g. {loose[0]}"
+        )
     for cdir in _visible_dirs(folder):
         cls = cdir.name
         found = 0
@@ -154,8 +156,7 @@ def _collect_folder(folder: Path) -> _Collected:
             continue
         if split in split_dirs:
             raise DatasetError(
-                f"{root}: both {split_dirs[split].name}/ and {d.name}/ hold the {split} split; "
-                "keep one of them"
+                f"{root}: both {split_dirs[split].name}/ and {d.name}/ hold the {split} split; keep one of them"
             )
         split_dirs[split] = d
     if split_dirs and "train" not in split_dirs:
@@ -182,8 +183,14 @@ def _collect_folder(folder: Path) -> _Collected:
             f"{root}/train/<class>/<image> (extensions: {', '.join(sorted(_exts()))})"
         )
     classes = _sort_classes({s.label for s in samples})
-    return _Collected(str(root), kind, root, samples, classes,
-                      info={"splits_from": "folders" if split_dirs else "seeded stratified split"})
+    return _Collected(
+        str(root),
+        kind,
+        root,
+        samples,
+        classes,
+        info={"splits_from": "folders" if split_dirs else "seeded stratified split"},
+    )
 
 
 # -- CSV / split files -------------------------------------------------------------------------
@@ -210,14 +217,14 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return [h.strip().lower() for h in header], rows
 
 
-def _collect_csv(path: Path, base: Path | None, allow_split: bool = True,
-                 forced_split: str | None = None) -> list[_Sample]:
+def _collect_csv(
+    path: Path, base: Path | None, allow_split: bool = True, forced_split: str | None = None
+) -> list[_Sample]:
     """Samples of a ``path,label[,split]`` CSV (paths relative to ``base``, default its folder)."""
     header, rows = _read_csv_rows(path)
     if "path" not in header or "label" not in header:
         raise DatasetError(
-            f"{path}, line 1: header must name the columns 'path' and 'label' (and optionally "
-            f"'split'); found {header}"
+            f"{path}, line 1: header must name the columns 'path' and 'label' (and optionally 'split'); found {header}"
         )
     ip, il = header.index("path"), header.index("label")
     isp = header.index("split") if (allow_split and "split" in header) else None
@@ -262,8 +269,14 @@ def _collect_csv_source(path: Path, root: Path | None) -> _Collected:
     samples = _collect_csv(path, root)
     base = (root or path.parent).resolve()
     has_split = any(s.split is not None for s in samples)
-    return _Collected(str(path.resolve()), "csv", base, samples, _sort_classes({s.label for s in samples}),
-                      info={"splits_from": "CSV split column" if has_split else "seeded stratified split"})
+    return _Collected(
+        str(path.resolve()),
+        "csv",
+        base,
+        samples,
+        _sort_classes({s.label for s in samples}),
+        info={"splits_from": "CSV split column" if has_split else "seeded stratified split"},
+    )
 
 
 def _collect_split_files(folder: Path, split_files: Mapping[str, str | os.PathLike]) -> _Collected:
@@ -292,8 +305,10 @@ def _collect_split_files(folder: Path, split_files: Mapping[str, str | os.PathLi
                     continue
                 label = full.parent.name
                 if full.parent.resolve() == root:
-                    problems.append(f"{fpath}, line {line_no}: {rel} has no class folder "
-                                    "(the label is the name of the image's parent folder)")
+                    problems.append(
+                        f"{fpath}, line {line_no}: {rel} has no class folder "
+                        "(the label is the name of the image's parent folder)"
+                    )
                     continue
                 absp = os.path.abspath(full)
                 part.append(_Sample(_rel(absp, root), absp, label, split))
@@ -305,16 +320,21 @@ def _collect_split_files(folder: Path, split_files: Mapping[str, str | os.PathLi
         samples += part
     if not samples:
         raise DatasetError(f"split_files {dict(split_files)}: no samples listed")
-    return _Collected(str(root), "split-files", root, samples, _sort_classes({s.label for s in samples}),
-                      info={"splits_from": "split files"})
+    return _Collected(
+        str(root),
+        "split-files",
+        root,
+        samples,
+        _sort_classes({s.label for s in samples}),
+        info={"splits_from": "split files"},
+    )
 
 
 # -- manifests ---------------------------------------------------------------------------------
 def _collect_manifest(m: Manifest) -> _Collected:
     if m.root is None:
         raise DatasetError(
-            f"manifest {m.version} has no root folder (an in-memory dataset): load its source "
-            f"{m.source!r} instead"
+            f"manifest {m.version} has no root folder (an in-memory dataset): load its source {m.source!r} instead"
         )
     root = Path(m.root)
     problems: list[str] = []
@@ -335,9 +355,19 @@ def _collect_manifest(m: Manifest) -> _Collected:
         samples.append(_Sample(e.path, os.path.abspath(full), e.label, split))
     _raise_problems(f"dataset version {m.version} ({m.file or m.root})", problems)
     has_split = any(s.split is not None for s in samples)
-    return _Collected(str(m.file or m.version), "manifest", root, samples, list(m.classes), manifest=m,
-                      info={"splits_from": "manifest paths" if has_split else "seeded stratified split",
-                            "version": m.version, "parent": m.parent})
+    return _Collected(
+        str(m.file or m.version),
+        "manifest",
+        root,
+        samples,
+        list(m.classes),
+        manifest=m,
+        info={
+            "splits_from": "manifest paths" if has_split else "seeded stratified split",
+            "version": m.version,
+            "parent": m.parent,
+        },
+    )
 
 
 # -- from collected samples to Splits ------------------------------------------------------------
@@ -346,8 +376,9 @@ def _build_manifest(c: _Collected) -> Manifest:
         return c.manifest
     hashes = c.hasher(c.samples) if c.hasher is not None else hash_files([s.path for s in c.samples])
     entries = [Entry(s.rel, d, size, s.label, s.split) for s, (d, size) in zip(c.samples, hashes)]
-    return Manifest(entries=entries, classes=list(c.classes),
-                    root=str(c.root) if c.root is not None else None, source=c.source)
+    return Manifest(
+        entries=entries, classes=list(c.classes), root=str(c.root) if c.root is not None else None, source=c.source
+    )
 
 
 def _make_splits(c: _Collected, val_fraction: float, seed: int) -> Splits:
@@ -381,8 +412,10 @@ def _make_splits(c: _Collected, val_fraction: float, seed: int) -> Splits:
     for split in ("val", "test"):
         missing = sorted({s.label for s in groups[split]} - train_classes)
         if missing:
-            _warn(f"{c.source}: class(es) {missing} have {split} images but no training images; "
-                  "the model cannot learn them (they keep their index)")
+            _warn(
+                f"{c.source}: class(es) {missing} have {split} images but no training images; "
+                "the model cannot learn them (they keep their index)"
+            )
 
     def ds(split: str) -> ImageDataset | None:
         items = groups[split]
@@ -391,13 +424,19 @@ def _make_splits(c: _Collected, val_fraction: float, seed: int) -> Splits:
         return ImageDataset([(s.path, s.label) for s in items], c.classes, loader=c.loader)
 
     return Splits(
-        train=ds("train"), val=ds("val"), test=ds("test"), classes=list(c.classes), source=c.source,
-        split_info=info, _manifest_fn=functools.partial(_build_manifest, c),
+        train=ds("train"),
+        val=ds("val"),
+        test=ds("test"),
+        classes=list(c.classes),
+        source=c.source,
+        split_info=info,
+        _manifest_fn=functools.partial(_build_manifest, c),
     )
 
 
-def collect(source: Any, root: str | os.PathLike | None = None,
-            split_files: Mapping[str, str | os.PathLike] | None = None) -> _Collected:
+def collect(
+    source: Any, root: str | os.PathLike | None = None, split_files: Mapping[str, str | os.PathLike] | None = None
+) -> _Collected:
     """Samples, classes and explicit splits of ``source`` (no train/val drawing, no hashing)."""
     if isinstance(source, Manifest):
         return _collect_manifest(source)

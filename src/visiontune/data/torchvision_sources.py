@@ -26,56 +26,73 @@ from visiontune.errors import DatasetError, ImageDecodeError, OfflineError
 
 @dataclass(frozen=True)
 class TVSpec:
-    name: str                      # torchvision class name
-    splits: dict[str, dict]        # our split -> kwargs for the torchvision class
-    expect: str                    # what must exist under root, for the error message
-    url: str                       # where the download comes from
-    marker: str                    # a path under root that exists once the files are there
+    name: str  # torchvision class name
+    splits: dict[str, dict]  # our split -> kwargs for the torchvision class
+    expect: str  # what must exist under root, for the error message
+    url: str  # where the download comes from
+    marker: str  # a path under root that exists once the files are there
     in_memory: bool = False
     downloadable: bool = True
 
 
 _SPECS = {
     "cifar10": TVSpec(
-        "CIFAR10", {"train": {"train": True}, "test": {"train": False}},
+        "CIFAR10",
+        {"train": {"train": True}, "test": {"train": False}},
         "<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} "
         "(the contents of cifar-10-python.tar.gz)",
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-batches-py", in_memory=True,
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "cifar-10-batches-py",
+        in_memory=True,
     ),
     "cifar100": TVSpec(
-        "CIFAR100", {"train": {"train": True}, "test": {"train": False}},
+        "CIFAR100",
+        {"train": {"train": True}, "test": {"train": False}},
         "<root>/cifar-100-python/{train, test, meta} (the contents of cifar-100-python.tar.gz)",
-        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python", in_memory=True,
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "cifar-100-python",
+        in_memory=True,
     ),
     "oxfordiiitpet": TVSpec(
-        "OxfordIIITPet", {"train": {"split": "trainval"}, "test": {"split": "test"}},
+        "OxfordIIITPet",
+        {"train": {"split": "trainval"}, "test": {"split": "test"}},
         "<root>/oxford-iiit-pet/images/*.jpg and <root>/oxford-iiit-pet/annotations/{trainval,test}.txt "
         "(images.tar.gz and annotations.tar.gz extracted there)",
-        "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz", "oxford-iiit-pet/annotations",
+        "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz",
+        "oxford-iiit-pet/annotations",
     ),
     "flowers102": TVSpec(
-        "Flowers102", {"train": {"split": "train"}, "val": {"split": "val"}, "test": {"split": "test"}},
+        "Flowers102",
+        {"train": {"split": "train"}, "val": {"split": "val"}, "test": {"split": "test"}},
         "<root>/flowers-102/jpg/image_*.jpg (from 102flowers.tgz), <root>/flowers-102/imagelabels.mat "
         "and <root>/flowers-102/setid.mat",
-        "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz", "flowers-102/jpg",
+        "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",
+        "flowers-102/jpg",
     ),
     "food101": TVSpec(
-        "Food101", {"train": {"split": "train"}, "test": {"split": "test"}},
+        "Food101",
+        {"train": {"split": "train"}, "test": {"split": "test"}},
         "<root>/food-101/images/<class>/*.jpg and <root>/food-101/meta/{train,test}.json "
         "(food-101.tar.gz extracted in <root>)",
-        "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz", "food-101/meta",
+        "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
+        "food-101/meta",
     ),
     "dtd": TVSpec(
-        "DTD", {"train": {"split": "train"}, "val": {"split": "val"}, "test": {"split": "test"}},
+        "DTD",
+        {"train": {"split": "train"}, "val": {"split": "val"}, "test": {"split": "test"}},
         "<root>/dtd/dtd/images/<class>/*.jpg and <root>/dtd/dtd/labels/{train,val,test}1.txt "
         "(dtd-r1.0.1.tar.gz extracted in <root>/dtd)",
-        "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz", "dtd/dtd/labels",
+        "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
+        "dtd/dtd/labels",
     ),
     "stanfordcars": TVSpec(
-        "StanfordCars", {"train": {"split": "train"}, "test": {"split": "test"}},
+        "StanfordCars",
+        {"train": {"split": "train"}, "test": {"split": "test"}},
         "<root>/stanford_cars/{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, "
         "cars_test/, cars_test_annos_withlabels.mat}",
-        "https://ai.stanford.edu/~jkrause/cars/car_dataset.html", "stanford_cars/devkit", downloadable=False,
+        "https://ai.stanford.edu/~jkrause/cars/car_dataset.html",
+        "stanford_cars/devkit",
+        downloadable=False,
     ),
 }
 
@@ -148,8 +165,16 @@ def collect_arrays(name: str, parts: dict[str, tuple[np.ndarray, list[int]]], cl
             sid = f"{prefix}/{i:06d}"
             samples.append(_Sample(sid, sid, classes[int(t)], split))
     loader = ArrayImages(arrays)
-    return _Collected(f"torchvision:{name}", "in-memory", None, samples, list(classes), loader=loader,
-                      hasher=loader.hash_samples, info={"splits_from": "torchvision splits"})
+    return _Collected(
+        f"torchvision:{name}",
+        "in-memory",
+        None,
+        samples,
+        list(classes),
+        loader=loader,
+        hasher=loader.hash_samples,
+        info={"splits_from": "torchvision splits"},
+    )
 
 
 def _files_and_labels(ds: Any) -> tuple[list[str], list[int]]:
@@ -221,5 +246,11 @@ def collect_torchvision(name: str, root: str | os.PathLike | None):
         for f, t in zip(files, labels):
             absp = os.path.abspath(f)
             samples.append(_Sample(_rel(absp, base), absp, classes[t], split))
-    return _Collected(f"torchvision:{spec.name}", "torchvision-files", base, samples, classes,
-                      info={"splits_from": "torchvision splits"})
+    return _Collected(
+        f"torchvision:{spec.name}",
+        "torchvision-files",
+        base,
+        samples,
+        classes,
+        info={"splits_from": "torchvision splits"},
+    )

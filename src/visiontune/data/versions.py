@@ -24,8 +24,7 @@ from visiontune.data.manifest import Entry, Manifest, find_manifest
 from visiontune.data.sources import DatasetWarning, _build_manifest, _raise_problems, _read_csv_rows, collect
 from visiontune.errors import DatasetError
 
-__all__ = ["Manifest", "Entry", "ManifestDiff", "snapshot", "diff", "apply_fixes", "load_manifest",
-           "list_versions"]
+__all__ = ["Manifest", "Entry", "ManifestDiff", "snapshot", "diff", "apply_fixes", "load_manifest", "list_versions"]
 
 load_manifest = find_manifest
 
@@ -76,8 +75,8 @@ class ManifestDiff:
     b: str
     added: list[Entry] = field(default_factory=list)
     removed: list[Entry] = field(default_factory=list)
-    relabelled: list[tuple[str, str, str]] = field(default_factory=list)     # path, old, new
-    modified: list[tuple[str, str, str]] = field(default_factory=list)       # path, old sha, new sha
+    relabelled: list[tuple[str, str, str]] = field(default_factory=list)  # path, old, new
+    modified: list[tuple[str, str, str]] = field(default_factory=list)  # path, old sha, new sha
     resplit: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     unchanged: int = 0
 
@@ -87,7 +86,9 @@ class ManifestDiff:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "a": self.a, "b": self.b, "unchanged": self.unchanged,
+            "a": self.a,
+            "b": self.b,
+            "unchanged": self.unchanged,
             "added": [e._asdict() for e in self.added],
             "removed": [e._asdict() for e in self.removed],
             "relabelled": [{"path": p, "old_label": o, "new_label": n} for p, o, n in self.relabelled],
@@ -96,9 +97,11 @@ class ManifestDiff:
         }
 
     def __str__(self) -> str:
-        lines = [f"{self.a} -> {self.b}: {len(self.added)} added, {len(self.removed)} removed, "
-                 f"{len(self.relabelled)} relabelled, {len(self.modified)} modified, "
-                 f"{len(self.resplit)} moved between splits, {self.unchanged} unchanged"]
+        lines = [
+            f"{self.a} -> {self.b}: {len(self.added)} added, {len(self.removed)} removed, "
+            f"{len(self.relabelled)} relabelled, {len(self.modified)} modified, "
+            f"{len(self.resplit)} moved between splits, {self.unchanged} unchanged"
+        ]
         lines += [f"  + {e.path} [{e.label}]" for e in self.added]
         lines += [f"  - {e.path} [{e.label}]" for e in self.removed]
         lines += [f"  ~ {p}: {o} -> {n}" for p, o, n in self.relabelled]
@@ -107,8 +110,9 @@ class ManifestDiff:
         return "\n".join(lines)
 
 
-def diff(a: str | os.PathLike | Manifest, b: str | os.PathLike | Manifest,
-         store: str | os.PathLike | None = None) -> ManifestDiff:
+def diff(
+    a: str | os.PathLike | Manifest, b: str | os.PathLike | Manifest, store: str | os.PathLike | None = None
+) -> ManifestDiff:
     """Entries added, removed, relabelled, modified (content changed) and moved between splits
     from ``a`` to ``b`` (manifests, manifest files or version ids)."""
     ma, mb = find_manifest(a, store), find_manifest(b, store)
@@ -219,19 +223,29 @@ def apply_fixes(
             changes.append({"path": e.path, "action": "remove", "label": e.label})
         elif fix[1] == e.label:
             entries.append(e)
-            warnings.warn(f"{fix[2]}: {e.path} already has label {e.label!r}; nothing to change",
-                          DatasetWarning, stacklevel=2)
+            warnings.warn(
+                f"{fix[2]}: {e.path} already has label {e.label!r}; nothing to change", DatasetWarning, stacklevel=2
+            )
         else:
             entries.append(Entry(e.path, e.sha256, e.size, fix[1], e.split))
             changes.append({"path": e.path, "action": "relabel", "old_label": e.label, "new_label": fix[1]})
     if not changes:
-        warnings.warn(f"corrections {name} change nothing; version {m.version} stays current",
-                      DatasetWarning, stacklevel=2)
+        warnings.warn(
+            f"corrections {name} change nothing; version {m.version} stays current", DatasetWarning, stacklevel=2
+        )
         return m
-    new = Manifest(entries=entries, classes=list(m.classes), root=m.root, source=m.source, parent=m.version,
-                   notes=notes if notes is not None else f"apply_fixes({name}): "
-                   f"{sum(c['action'] == 'relabel' for c in changes)} relabelled, "
-                   f"{sum(c['action'] == 'remove' for c in changes)} removed",
-                   changes=changes)
+    new = Manifest(
+        entries=entries,
+        classes=list(m.classes),
+        root=m.root,
+        source=m.source,
+        parent=m.version,
+        notes=notes
+        if notes is not None
+        else f"apply_fixes({name}): "
+        f"{sum(c['action'] == 'relabel' for c in changes)} relabelled, "
+        f"{sum(c['action'] == 'remove' for c in changes)} removed",
+        changes=changes,
+    )
     new.save(store if store is not None else m.default_store())
     return new

@@ -7,22 +7,51 @@ anchors and detectors composed from YAML.
 >>> det(["street.jpg"], score_threshold=0.5, classes=["person", "car"])[0].boxes
 """
 
+from .anchors import suggest_anchors
+from .audit import audit_detections, rank_images
 from .compose import ComposeConfig, build_composed, composed_detector, parse_config
 from .datasets import (
-    DetectionDataset, ImageRecord, TorchDetectionDataset, convert, load_coco, load_detection, load_voc, load_yolo,
+    DetectionDataset,
+    ImageRecord,
+    TorchDetectionDataset,
+    convert,
+    load_coco,
+    load_detection,
+    load_voc,
+    load_yolo,
 )
 from .detector import Detector
 from .evaluate import EvalResult, coco_map, evaluate
 from .models import TransferReport, build_from_recipe, freeze_backbone, transfer_weights
 from .results import Detections
-from .anchors import suggest_anchors
-from .audit import audit_detections, rank_images
 from .train import DetectTrainConfig, adapt_detector, train_detector
 
 __all__ = [
-    "ComposeConfig", "DetectionDataset", "Detections", "Detector", "EvalResult", "ImageRecord",
-    "TorchDetectionDataset", "TransferReport", "build_composed", "build_from_recipe", "coco_map",
-    "composed_detector", "convert", "evaluate", "freeze_backbone", "load_coco", "load_detection",
-    "load_voc", "load_yolo", "parse_config", "transfer_weights", "suggest_anchors", "audit_detections",
-    "rank_images", "DetectTrainConfig", "adapt_detector", "train_detector",
+    "ComposeConfig",
+    "DetectionDataset",
+    "Detections",
+    "Detector",
+    "EvalResult",
+    "ImageRecord",
+    "TorchDetectionDataset",
+    "TransferReport",
+    "build_composed",
+    "build_from_recipe",
+    "coco_map",
+    "composed_detector",
+    "convert",
+    "evaluate",
+    "freeze_backbone",
+    "load_coco",
+    "load_detection",
+    "load_voc",
+    "load_yolo",
+    "parse_config",
+    "transfer_weights",
+    "suggest_anchors",
+    "audit_detections",
+    "rank_images",
+    "DetectTrainConfig",
+    "adapt_detector",
+    "train_detector",
 ]

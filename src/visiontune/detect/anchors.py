@@ -28,11 +28,16 @@ class AnchorSuggestion:
     num_boxes: int
 
     def to_dict(self) -> dict:
-        return {"sizes": self.sizes, "aspect_ratios": self.aspect_ratios, "fit": self.fit,
-                "default_fit": self.default_fit, "num_boxes": self.num_boxes}
+        return {
+            "sizes": self.sizes,
+            "aspect_ratios": self.aspect_ratios,
+            "fit": self.fit,
+            "default_fit": self.default_fit,
+            "num_boxes": self.num_boxes,
+        }
 
     def yaml(self) -> str:
-        return (f"anchors:\n  sizes: {self.sizes}\n  aspect_ratios: {self.aspect_ratios}\n")
+        return f"anchors:\n  sizes: {self.sizes}\n  aspect_ratios: {self.aspect_ratios}\n"
 
 
 def box_shapes(ds: DetectionDataset, min_size: int = 800, max_size: int = 1333) -> np.ndarray:
@@ -76,8 +81,16 @@ def anchor_fit(wh: np.ndarray, sizes, ratios) -> dict:
     return {"mean_best_iou": round(float(best.mean()), 4), "recall@0.5": round(float((best >= 0.5).mean()), 4)}
 
 
-def suggest_anchors(data, num_levels: int = 5, num_ratios: int = 3, min_size: int = 800, max_size: int = 1333,
-                    default_sizes=None, default_ratios=None, split: str | None = None) -> AnchorSuggestion:
+def suggest_anchors(
+    data,
+    num_levels: int = 5,
+    num_ratios: int = 3,
+    min_size: int = 800,
+    max_size: int = 1333,
+    default_sizes=None,
+    default_ratios=None,
+    split: str | None = None,
+) -> AnchorSuggestion:
     """k-means anchor sizes (one per level) and aspect ratios for ``data``."""
     ds = load_detection(data, split=split)
     wh = box_shapes(ds, min_size, max_size)

@@ -10,10 +10,10 @@ images of the worst ones, and `html_section` gives an escaped HTML fragment for 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,11 +24,15 @@ from .evaluate import label_mapping
 from .results import Detections
 
 
-def match_image(gt_boxes, gt_labels, pred: Detections, mapping: dict[int, int], iou: float = 0.5,
-                score_threshold: float = 0.3) -> dict:
+def match_image(
+    gt_boxes, gt_labels, pred: Detections, mapping: dict[int, int], iou: float = 0.5, score_threshold: float = 0.3
+) -> dict:
     """Counts for one image (predictions below ``score_threshold`` are ignored)."""
-    keep = [i for i, (s, lab) in enumerate(zip(pred.scores.tolist(), pred.labels.tolist()))
-            if s >= score_threshold and lab in mapping]
+    keep = [
+        i
+        for i, (s, lab) in enumerate(zip(pred.scores.tolist(), pred.labels.tolist()))
+        if s >= score_threshold and lab in mapping
+    ]
     p = pred[keep] if keep else pred[[]]
     pl = torch.tensor([mapping[x] for x in p.labels.tolist()], dtype=torch.int64)
     gb = torch.as_tensor(np.asarray(gt_boxes), dtype=torch.float32).reshape(-1, 4)
@@ -37,7 +41,7 @@ def match_image(gt_boxes, gt_labels, pred: Detections, mapping: dict[int, int], 
     matched = torch.zeros(len(gb), dtype=torch.bool)
     tp = fp = wrong = dup = 0
     for i in torch.argsort(p.scores, descending=True).tolist():
-        same = (gl == pl[i])
+        same = gl == pl[i]
         cand = ious[i].clone()
         cand[~same | matched] = -1
         if len(gb) and cand.max() >= iou:
@@ -49,12 +53,24 @@ def match_image(gt_boxes, gt_labels, pred: Detections, mapping: dict[int, int], 
             wrong += 1
         elif len(gb) and ((ious[i] >= iou) & same & matched).any():
             dup += 1
-    return {"gt": len(gb), "predictions": len(p), "tp": tp, "fp": fp, "missed": int((~matched).sum()),
-            "wrong_class": wrong, "duplicates": dup}
+    return {
+        "gt": len(gb),
+        "predictions": len(p),
+        "tp": tp,
+        "fp": fp,
+        "missed": int((~matched).sum()),
+        "wrong_class": wrong,
+        "duplicates": dup,
+    }
 
 
-def rank_images(data, predictions: Sequence[Detections], iou: float = 0.5, score_threshold: float = 0.3,
-                mapping: dict[int, int] | None = None):
+def rank_images(
+    data,
+    predictions: Sequence[Detections],
+    iou: float = 0.5,
+    score_threshold: float = 0.3,
+    mapping: dict[int, int] | None = None,
+):
     """A pandas DataFrame, one row per image, worst first (false positives + missed objects)."""
     import pandas as pd
 
@@ -65,14 +81,21 @@ def rank_images(data, predictions: Sequence[Detections], iou: float = 0.5, score
     for r, d in zip(ds.images, predictions):
         c = match_image(r.boxes[~r.crowd], r.labels[~r.crowd], d, mapping, iou, score_threshold)
         missed_names = _missed_names(r, d, mapping, iou, score_threshold, ds.classes)
-        rows.append({"path": str(r.path), **c, "errors": c["fp"] + c["missed"],
-                     "precision": c["tp"] / c["predictions"] if c["predictions"] else float("nan"),
-                     "recall": c["tp"] / c["gt"] if c["gt"] else float("nan"),
-                     "missed_classes": ", ".join(missed_names)})
+        rows.append(
+            {
+                "path": str(r.path),
+                **c,
+                "errors": c["fp"] + c["missed"],
+                "precision": c["tp"] / c["predictions"] if c["predictions"] else float("nan"),
+                "recall": c["tp"] / c["gt"] if c["gt"] else float("nan"),
+                "missed_classes": ", ".join(missed_names),
+            }
+        )
     df = pd.DataFrame(rows)
     if len(df):
-        df = df.sort_values(["errors", "missed", "fp", "path"], ascending=[False, False, False, True],
-                            kind="stable").reset_index(drop=True)
+        df = df.sort_values(
+            ["errors", "missed", "fp", "path"], ascending=[False, False, False, True], kind="stable"
+        ).reset_index(drop=True)
         df.insert(0, "rank", range(1, len(df) + 1))
     return df
 
@@ -96,17 +119,29 @@ def _missed_names(r, d, mapping, iou, thr, classes) -> list[str]:
 
 @dataclass
 class DetectionAudit:
-    table: "object"  # pandas DataFrame
+    table: object  # pandas DataFrame
     summary: dict
     out: Path | None
 
     def html_section(self, limit: int = 50, image_links: bool = True) -> str:
-        return html_section(self.table, self.summary, limit=limit,
-                            images_dir=(self.out / "detection_mistakes") if (self.out and image_links) else None)
+        return html_section(
+            self.table,
+            self.summary,
+            limit=limit,
+            images_dir=(self.out / "detection_mistakes") if (self.out and image_links) else None,
+        )
 
 
-def audit_detections(detector, data, out=None, iou: float = 0.5, score_threshold: float = 0.3,
-                     draw_worst: int = 12, batch_size: int = 8, progress: bool = False) -> DetectionAudit:
+def audit_detections(
+    detector,
+    data,
+    out=None,
+    iou: float = 0.5,
+    score_threshold: float = 0.3,
+    draw_worst: int = 12,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> DetectionAudit:
     """Run ``detector`` on ``data``; rank images by mistakes; write ``detection_audit.csv`` /
     ``.parquet`` and drawn images of the ``draw_worst`` worst to ``out`` (an audit folder)."""
     from .detector import Detector
@@ -114,12 +149,25 @@ def audit_detections(detector, data, out=None, iou: float = 0.5, score_threshold
     det = detector if isinstance(detector, Detector) else Detector.load(detector)
     ds: DetectionDataset = load_detection(data)
     mapping, _ = label_mapping(det.class_names, ds.classes)
-    preds = det([r.path for r in ds.images], score_threshold=min(score_threshold, 0.05),
-                batch_size=batch_size, progress=progress)
+    preds = det(
+        [r.path for r in ds.images],
+        score_threshold=min(score_threshold, 0.05),
+        batch_size=batch_size,
+        progress=progress,
+    )
     df = rank_images(ds, preds, iou=iou, score_threshold=score_threshold, mapping=mapping)
-    tot = df[["gt", "predictions", "tp", "fp", "missed", "wrong_class", "duplicates"]].sum().astype(int).to_dict() if len(df) else {}
-    summary = {"images": len(df), "iou": iou, "score_threshold": score_threshold, **tot,
-               "images_with_errors": int((df["errors"] > 0).sum()) if len(df) else 0}
+    tot = (
+        df[["gt", "predictions", "tp", "fp", "missed", "wrong_class", "duplicates"]].sum().astype(int).to_dict()
+        if len(df)
+        else {}
+    )
+    summary = {
+        "images": len(df),
+        "iou": iou,
+        "score_threshold": score_threshold,
+        **tot,
+        "images_with_errors": int((df["errors"] > 0).sum()) if len(df) else 0,
+    }
     outp = None
     if out is not None:
         from visiontune._atomic import atomic_path, write_text
@@ -138,8 +186,14 @@ def audit_detections(detector, data, out=None, iou: float = 0.5, score_threshold
             r, p = by_path[row["path"]]
             img = _draw_with_gt(r, p.filter(score_threshold), ds.classes)
             img.save(mdir / f"{int(row['rank']):03d}_{Path(row['path']).stem}.png")
-        write_report(outp / "report.html", df, summary, ds.classes, mdir,
-                     title=f"visiontune detection audit: {getattr(det, 'model_id', None) or 'detector'}")
+        write_report(
+            outp / "report.html",
+            df,
+            summary,
+            ds.classes,
+            mdir,
+            title=f"visiontune detection audit: {getattr(det, 'model_id', None) or 'detector'}",
+        )
     return DetectionAudit(df, summary, outp)
 
 
@@ -161,17 +215,33 @@ def write_report(path: Path, table, summary: dict, classes: list[str], drawn_dir
 
     df["image"] = [picture(r) for _, r in df.iterrows()] if len(df) else []
     cols = [Column("image", "image", "img"), Column("rank", "rank", "num", "{:.0f}"), Column("path", "path", "path")]
-    cols += [Column(c, c, "num", "{:.0f}") for c in ("gt", "predictions", "tp", "fp", "missed", "wrong_class", "duplicates")]
+    cols += [
+        Column(c, c, "num", "{:.0f}") for c in ("gt", "predictions", "tp", "fp", "missed", "wrong_class", "duplicates")
+    ]
     cols.append(Column("missed classes", "missed_classes"))
     rd = ReportData(
         title=title,
-        meta={"IoU": summary.get("iou"), "score threshold": summary.get("score_threshold"),
-              "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-        cards=[(k.replace("_", " "), str(summary[k])) for k in
-               ("images", "images_with_errors", "tp", "fp", "missed", "wrong_class") if k in summary],
+        meta={
+            "IoU": summary.get("iou"),
+            "score threshold": summary.get("score_threshold"),
+            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+        cards=[
+            (k.replace("_", " "), str(summary[k]))
+            for k in ("images", "images_with_errors", "tp", "fp", "missed", "wrong_class")
+            if k in summary
+        ],
         classes=list(classes),
-        tables=[Table("detections", "Images ranked by false positives and missed objects", df, cols,
-                      note="Drawn: predictions in colour, ground truth in white.", empty="no images")],
+        tables=[
+            Table(
+                "detections",
+                "Images ranked by false positives and missed objects",
+                df,
+                cols,
+                note="Drawn: predictions in colour, ground truth in white.",
+                empty="no images",
+            )
+        ],
     )
     return write_text(path, render_report(rd))
 
@@ -208,5 +278,7 @@ def html_section(table, summary: dict, limit: int = 50, images_dir: Path | None 
             cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     totals = ", ".join(f"{esc(str(k))}: {esc(str(v))}" for k, v in summary.items())
-    return (f'<section class="detection-audit"><h2>Detection mistakes</h2><p>{totals}</p>'
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>")
+    return (
+        f'<section class="detection-audit"><h2>Detection mistakes</h2><p>{totals}</p>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></section>"
+    )

@@ -165,8 +165,9 @@ def _timm_body(cfg: BackboneCfg):
         from visiontune.errors import WeightsNotCachedError
 
         if cfg.pretrained:
-            raise WeightsNotCachedError(f"timm weights for {cfg.name} are not cached ({e}); pass "
-                                        "backbone.weights: PATH or pretrained: false") from e
+            raise WeightsNotCachedError(
+                f"timm weights for {cfg.name} are not cached ({e}); pass backbone.weights: PATH or pretrained: false"
+            ) from e
         raise
     info = model.feature_info
     return TimmBody(model), info.channels(), info.reduction()
@@ -185,8 +186,10 @@ def _torchvision_stages(name: str) -> tuple[nn.Module, list[nn.Module]]:
         return model, stages
     feats = getattr(model, "features", None)
     if not isinstance(feats, nn.Sequential):
-        raise ConfigError(f"backbone.name: torchvision {name} has neither layer1..4 nor a .features "
-                          "Sequential; use a ResNet / MobileNet / EfficientNet / ConvNeXt / VGG family model or timm")
+        raise ConfigError(
+            f"backbone.name: torchvision {name} has neither layer1..4 nor a .features "
+            "Sequential; use a ResNet / MobileNet / EfficientNet / ConvNeXt / VGG family model or timm"
+        )
     # group blocks into stages that end where the resolution next halves
     x = torch.zeros(1, 3, 64, 64)
     groups, cur = [], []
@@ -213,8 +216,7 @@ def _torchvision_body(cfg: BackboneCfg, load_weights: bool):
         if rep.shape_mismatch or rep.unused:
             # Same names, other meaning (e.g. older torchvision key layouts): align purely by
             # order and shape, as the names mislead.
-            rep = load_into(model, {f"ckpt::{k}": v for k, v in sd.items()}, strict=False,
-                            source=str(cfg.weights))
+            rep = load_into(model, {f"ckpt::{k}": v for k, v in sd.items()}, strict=False, source=str(cfg.weights))
         lost = [k for k in rep.missing if not k.startswith(("fc.", "classifier."))]
         if lost or rep.unused or rep.shape_mismatch:
             raise ConfigError(f"backbone.weights {cfg.weights} does not fit torchvision {cfg.name}: {rep.details(8)}")
@@ -230,7 +232,7 @@ def _torchvision_body(cfg: BackboneCfg, load_weights: bool):
     x = torch.zeros(1, 3, 64, 64)
     chans, reds = [], []
     with torch.no_grad():
-        for i, st in enumerate(stages):
+        for st in stages:
             st.eval()
             x = st(x)
             chans.append(x.shape[1])
@@ -245,7 +247,9 @@ class FPNBackbone(nn.Module):
     def __init__(self, body: nn.Module, in_channels: list[int], channels: int, extra: str):
         super().__init__()
         from torchvision.ops.feature_pyramid_network import (
-            FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7,
+            FeaturePyramidNetwork,
+            LastLevelMaxPool,
+            LastLevelP6P7,
         )
 
         self.body = body
@@ -281,7 +285,9 @@ def build_composed(cfg, load_backbone_weights: bool = True) -> nn.Module:
     head = cfg.head.type
     extra = cfg.neck.extra if cfg.neck.extra != "auto" else ("pool" if head == "faster_rcnn" else "p6p7")
     backbone = FPNBackbone(body, chans, cfg.neck.channels, extra)
-    strides = list(reds) + ([reds[-1] * 2] if extra == "pool" else [reds[-1] * 2, reds[-1] * 4] if extra == "p6p7" else [])
+    strides = list(reds) + (
+        [reds[-1] * 2] if extra == "pool" else [reds[-1] * 2, reds[-1] * 4] if extra == "p6p7" else []
+    )
     levels = len(strides)
     if cfg.anchors.sizes is not None:
         sizes, ratios = normalise_anchors(cfg.anchors.sizes, cfg.anchors.aspect_ratios, levels)
@@ -295,8 +301,13 @@ def build_composed(cfg, load_backbone_weights: bool = True) -> nn.Module:
         sizes, ratios = normalise_anchors([[8 * s] for s in strides], cfg.anchors.aspect_ratios, levels)
     anchors = _anchor_generator(sizes, ratios)
     nc = len(cfg.class_names) + 1  # + background
-    kw = dict(min_size=cfg.image.min_size, max_size=cfg.image.max_size,
-              image_mean=cfg.image.mean, image_std=cfg.image.std, **cfg.head.kwargs)
+    kw = dict(
+        min_size=cfg.image.min_size,
+        max_size=cfg.image.max_size,
+        image_mean=cfg.image.mean,
+        image_std=cfg.image.std,
+        **cfg.head.kwargs,
+    )
     try:
         if head == "faster_rcnn":
             names = [str(i) for i in range(len(chans))]

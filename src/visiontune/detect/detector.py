@@ -7,8 +7,9 @@ NMS IoU and max detections are handed to it where the source has such settings, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -50,8 +51,9 @@ class _Adapter:
     def __init__(self, model):
         self.model = model
 
-    def run(self, images: list, score_threshold: float, nms_iou: float | None, max_detections: int,
-            classes: set[int] | None) -> list[tuple]:
+    def run(
+        self, images: list, score_threshold: float, nms_iou: float | None, max_detections: int, classes: set[int] | None
+    ) -> list[tuple]:
         raise NotImplementedError
 
     def to(self, device):
@@ -107,7 +109,8 @@ class HFAdapter(_Adapter):
         with torch.inference_mode():
             outputs = self.model(**inputs)
         post = self.processor.post_process_object_detection(
-            outputs, threshold=float(score_threshold), target_sizes=torch.tensor(sizes))
+            outputs, threshold=float(score_threshold), target_sizes=torch.tensor(sizes)
+        )
         return [(p["boxes"], p["scores"], p["labels"], None) for p in post]
 
 
@@ -125,8 +128,12 @@ class UltralyticsAdapter(_Adapter):
     def run(self, images, score_threshold, nms_iou, max_detections, classes):
         import numpy as np
 
-        arrays = [np.asarray(im.convert("RGB"))[:, :, ::-1] if isinstance(im, Image.Image)
-                  else np.asarray(_tensor_to_pil(im))[:, :, ::-1] for im in images]  # ultralytics wants BGR
+        arrays = [
+            np.asarray(im.convert("RGB"))[:, :, ::-1]
+            if isinstance(im, Image.Image)
+            else np.asarray(_tensor_to_pil(im))[:, :, ::-1]
+            for im in images
+        ]  # ultralytics wants BGR
         kw = {"conf": float(score_threshold), "max_det": int(max_detections), "verbose": False}
         if nms_iou is not None:
             kw["iou"] = float(nms_iou)
@@ -160,8 +167,12 @@ class CallableAdapter(_Adapter):
 
     def run(self, images, score_threshold, nms_iou, max_detections, classes):
         fn = self.model
-        for attr, value in (("conf", score_threshold), ("iou", nms_iou), ("max_det", max_detections),
-                            ("classes", None if classes is None else sorted(classes))):
+        for attr, value in (
+            ("conf", score_threshold),
+            ("iou", nms_iou),
+            ("max_det", max_detections),
+            ("classes", None if classes is None else sorted(classes)),
+        ):
             if hasattr(fn, attr) and (value is not None or attr == "classes"):
                 setattr(fn, attr, value)
         pil = [im if isinstance(im, Image.Image) else _tensor_to_pil(im) for im in images]
@@ -189,8 +200,14 @@ class Detector:
     >>> dets = det(["bus.jpg"], score_threshold=0.5, classes=["person"])
     """
 
-    def __init__(self, adapter: _Adapter, class_names: Sequence[str], model_id: str = "",
-                 card: Any = None, config: dict | None = None):
+    def __init__(
+        self,
+        adapter: _Adapter,
+        class_names: Sequence[str],
+        model_id: str = "",
+        card: Any = None,
+        config: dict | None = None,
+    ):
         self.adapter = adapter
         self.class_names = list(class_names)
         self.model_id = model_id
@@ -199,7 +216,7 @@ class Detector:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, id_or_pretrained, **load_kwargs) -> "Detector":
+    def load(cls, id_or_pretrained, **load_kwargs) -> Detector:
         """From a model id (``torchvision:…``, ``hf:…``, ``yolo:…``, a saved detector directory)
         or a `visiontune.Pretrained` / bare model object."""
         from .models import load_detector
@@ -207,19 +224,27 @@ class Detector:
         return load_detector(id_or_pretrained, **load_kwargs)
 
     @classmethod
-    def from_torchvision(cls, model: torch.nn.Module, class_names: Sequence[str], model_id: str = "",
-                         config: dict | None = None, card=None) -> "Detector":
-        return cls(TorchvisionAdapter(model.eval()), class_names, model_id or type(model).__name__,
-                   card=card, config=config)
+    def from_torchvision(
+        cls,
+        model: torch.nn.Module,
+        class_names: Sequence[str],
+        model_id: str = "",
+        config: dict | None = None,
+        card=None,
+    ) -> Detector:
+        return cls(
+            TorchvisionAdapter(model.eval()), class_names, model_id or type(model).__name__, card=card, config=config
+        )
 
     @classmethod
-    def from_hf(cls, model, processor, model_id: str = "hf") -> "Detector":
+    def from_hf(cls, model, processor, model_id: str = "hf") -> Detector:
         """Wrap a Hugging Face object-detection model and its image processor."""
         return cls(HFAdapter(model.eval(), processor), _names_list(model.config.id2label), model_id)
 
     @classmethod
-    def from_callable(cls, fn: Callable, class_names: Sequence[str] | dict | None = None,
-                      model_id: str = "callable") -> "Detector":
+    def from_callable(
+        cls, fn: Callable, class_names: Sequence[str] | dict | None = None, model_id: str = "callable"
+    ) -> Detector:
         """Wrap a callable detector (see `CallableAdapter`); class names default to ``fn.names``."""
         names = class_names if class_names is not None else getattr(fn, "names", None)
         if names is None:
@@ -234,16 +259,21 @@ class Detector:
     def source(self) -> str:
         return self.adapter.source
 
-    def to(self, device) -> "Detector":
+    def to(self, device) -> Detector:
         self.adapter.to(device)
         return self
 
     # ------------------------------------------------------------------ prediction
-    def __call__(self, images, score_threshold: float = DEFAULTS["score_threshold"],
-                 nms_iou: float | None = DEFAULTS["nms_iou"],
-                 max_detections: int = DEFAULTS["max_detections"],
-                 classes: Iterable[int | str] | None = None, batch_size: int = 8,
-                 progress: bool = False) -> list[Detections]:
+    def __call__(
+        self,
+        images,
+        score_threshold: float = DEFAULTS["score_threshold"],
+        nms_iou: float | None = DEFAULTS["nms_iou"],
+        max_detections: int = DEFAULTS["max_detections"],
+        classes: Iterable[int | str] | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[Detections]:
         """Detect objects; returns one `Detections` per image, in order."""
         if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, torch.Tensor) and images.ndim == 3):
             images = [images]
@@ -265,7 +295,7 @@ class Detector:
             task = bar.add_task("detecting", total=len(images))
         try:
             for start in range(0, len(images), batch_size):
-                chunk = [_to_pil(x) for x in images[start:start + batch_size]]
+                chunk = [_to_pil(x) for x in images[start : start + batch_size]]
                 loaded = [c[0] for c in chunk]
                 raw = self.adapter.run(loaded, score_threshold, nms_iou, max_detections, ids)
                 for (im, path), (boxes, scores, labels, masks) in zip(chunk, raw):
@@ -302,13 +332,16 @@ def _progress(enabled: bool, total: int):
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=False)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+    )
 
 
 def check_id(model_id: str) -> tuple[str, str]:
     if ":" not in model_id:
-        raise ModelIdError(f"model id {model_id!r} has no source; use e.g. torchvision:fasterrcnn_resnet50_fpn_v2, "
-                           "hf:facebook/detr-resnet-50, yolo:yolo11n.pt or a saved detector directory")
+        raise ModelIdError(
+            f"model id {model_id!r} has no source; use e.g. torchvision:fasterrcnn_resnet50_fpn_v2, "
+            "hf:facebook/detr-resnet-50, yolo:yolo11n.pt or a saved detector directory"
+        )
     src, name = model_id.split(":", 1)
     return src, name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-
 from PIL import Image, ImageDraw, ImageFont
 
 
@@ -23,8 +22,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw_detections(image, detections, line_width: int | None = None, font_size: int | None = None,
-                    mask_alpha: float = 0.4) -> Image.Image:
+def draw_detections(
+    image, detections, line_width: int | None = None, font_size: int | None = None, mask_alpha: float = 0.4
+) -> Image.Image:
     """Copy of ``image`` with every detection drawn: box, ``name score`` tag, mask overlay."""
     if not isinstance(image, Image.Image):
         from .io import read_image
@@ -44,15 +44,16 @@ def draw_detections(image, detections, line_width: int | None = None, font_size:
         base = np.asarray(img, np.float32)
         img = Image.fromarray((base * (1 - alpha) + overlay * alpha).round().astype(np.uint8))
     d = ImageDraw.Draw(img)
-    for box, s, lab, name in zip(detections.boxes.tolist(), detections.scores.tolist(),
-                                 detections.labels.tolist(), detections.names):
+    for box, s, lab, name in zip(
+        detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist(), detections.names
+    ):
         color = class_color(lab)
         d.rectangle(box, outline=color, width=lw)
         tag = f"{name} {s:.2f}"
-        l, t, r, b = d.textbbox((0, 0), tag, font=font)
-        tw, th = r - l, b - t + 2 * lw
+        left, top, right, bottom = d.textbbox((0, 0), tag, font=font)
+        tw, th = right - left, bottom - top + 2 * lw
         x1, y1 = box[0], box[1]
         y_tag = y1 - th if y1 - th >= 0 else y1
         d.rectangle([x1, y_tag, x1 + tw + 2 * lw, y_tag + th], fill=color)
-        d.text((x1 + lw, y_tag + lw - t), tag, fill=(0, 0, 0) if sum(color) > 380 else (255, 255, 255), font=font)
+        d.text((x1 + lw, y_tag + lw - top), tag, fill=(0, 0, 0) if sum(color) > 380 else (255, 255, 255), font=font)
     return img

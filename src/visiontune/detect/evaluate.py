@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -15,8 +15,20 @@ from visiontune.errors import ConfigError, require
 from .datasets import DetectionDataset, load_detection
 from .results import Detections
 
-STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
-              "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
+STAT_NAMES = [
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+]
 
 
 @dataclass
@@ -33,13 +45,19 @@ class EvalResult:
         for r in self.per_class:
             if not r["gt"] and not r["dets"]:
                 continue
-            lines.append(f"{r['class'][:23]:<24}{_f(r['AP']):>8}{_f(r['AP50']):>8}{_f(r['AP75']):>8}"
-                         f"{r['gt']:>7}{r['dets']:>7}")
+            lines.append(
+                f"{r['class'][:23]:<24}{_f(r['AP']):>8}{_f(r['AP50']):>8}{_f(r['AP75']):>8}{r['gt']:>7}{r['dets']:>7}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"metrics": self.metrics, "per_class": self.per_class, "backend": self.backend,
-                "num_images": self.num_images, "dropped_classes": self.dropped_classes}
+        return {
+            "metrics": self.metrics,
+            "per_class": self.per_class,
+            "backend": self.backend,
+            "num_images": self.num_images,
+            "dropped_classes": self.dropped_classes,
+        }
 
 
 def _f(v: float) -> str:
@@ -54,7 +72,8 @@ def label_mapping(detector_names: Sequence[str], classes: Sequence[str]) -> tupl
     if not mapping:
         raise ConfigError(
             f"no class of the detector ({', '.join(list(detector_names)[:8])}…) is a class of the dataset "
-            f"({', '.join(list(classes)[:8])}…); fine-tune the detector on this dataset first")
+            f"({', '.join(list(classes)[:8])}…); fine-tune the detector on this dataset first"
+        )
     return mapping, dropped
 
 
@@ -65,8 +84,16 @@ def coco_ground_truth(ds: DetectionDataset) -> dict:
         images.append({"id": i + 1, "width": r.width, "height": r.height, "file_name": str(r.path)})
         for b, lab, crowd in zip(r.boxes.tolist(), r.labels.tolist(), r.crowd.tolist()):
             w, h = b[2] - b[0], b[3] - b[1]
-            anns.append({"id": aid, "image_id": i + 1, "category_id": lab + 1, "bbox": [b[0], b[1], w, h],
-                         "area": w * h, "iscrowd": int(crowd)})
+            anns.append(
+                {
+                    "id": aid,
+                    "image_id": i + 1,
+                    "category_id": lab + 1,
+                    "bbox": [b[0], b[1], w, h],
+                    "area": w * h,
+                    "iscrowd": int(crowd),
+                }
+            )
             aid += 1
     cats = [{"id": i + 1, "name": c} for i, c in enumerate(ds.classes)]
     return {"images": images, "annotations": anns, "categories": cats}
@@ -85,8 +112,13 @@ def coco_results(ds: DetectionDataset, predictions: Sequence[Detections], mappin
     return out
 
 
-def coco_map(ds: DetectionDataset, predictions: Sequence[Detections], mapping: dict[int, int] | None = None,
-             backend: str = "pycocotools", max_detections: int = 100) -> EvalResult:
+def coco_map(
+    ds: DetectionDataset,
+    predictions: Sequence[Detections],
+    mapping: dict[int, int] | None = None,
+    backend: str = "pycocotools",
+    max_detections: int = 100,
+) -> EvalResult:
     """COCO box mAP of ``predictions`` (one `Detections` per image of ``ds``, in order)."""
     if mapping is None:
         mapping, dropped = label_mapping(predictions[0].class_names if predictions else ds.classes, ds.classes)
@@ -107,8 +139,10 @@ def coco_map(ds: DetectionDataset, predictions: Sequence[Detections], mapping: d
     per_dt = np.bincount([a["category_id"] - 1 for a in dts], minlength=len(ds.classes))
     if not dts or not gt["annotations"]:
         metrics = {k: 0.0 for k in STAT_NAMES}
-        per_class = [{"class": c, "AP": 0.0, "AP50": 0.0, "AP75": 0.0, "gt": int(per_gt[k]), "dets": int(per_dt[k])}
-                     for k, c in enumerate(ds.classes)]
+        per_class = [
+            {"class": c, "AP": 0.0, "AP50": 0.0, "AP75": 0.0, "gt": int(per_gt[k]), "dets": int(per_dt[k])}
+            for k, c in enumerate(ds.classes)
+        ]
         return EvalResult(metrics, per_class, backend, len(ds), dropped)
     with contextlib.redirect_stdout(io.StringIO()):
         cgt = COCO()
@@ -134,14 +168,30 @@ def coco_map(ds: DetectionDataset, predictions: Sequence[Detections], mapping: d
             p = p[p > -1]
             return float(p.mean()) if p.size else float("nan")
 
-        per_class.append({"class": c, "AP": ap(prec[:, :, kk, 0, -1]), "AP50": ap(prec[0, :, kk, 0, -1]),
-                          "AP75": ap(prec[5, :, kk, 0, -1]), "gt": int(per_gt[k]), "dets": int(per_dt[k])})
+        per_class.append(
+            {
+                "class": c,
+                "AP": ap(prec[:, :, kk, 0, -1]),
+                "AP50": ap(prec[0, :, kk, 0, -1]),
+                "AP75": ap(prec[5, :, kk, 0, -1]),
+                "gt": int(per_gt[k]),
+                "dets": int(per_dt[k]),
+            }
+        )
     return EvalResult(metrics, per_class, backend, len(ds), dropped)
 
 
-def evaluate(detector, data, split: str | None = None, batch_size: int = 8, score_threshold: float = 0.001,
-             nms_iou: float | None = 0.5, max_detections: int = 100, backend: str = "pycocotools",
-             progress: bool = False) -> EvalResult:
+def evaluate(
+    detector,
+    data,
+    split: str | None = None,
+    batch_size: int = 8,
+    score_threshold: float = 0.001,
+    nms_iou: float | None = 0.5,
+    max_detections: int = 100,
+    backend: str = "pycocotools",
+    progress: bool = False,
+) -> EvalResult:
     """Run ``detector`` (a `Detector` or model id) on ``data`` and compute COCO mAP.
     A low ``score_threshold`` (the COCO convention) gives the full precision-recall curve."""
     from .detector import Detector
@@ -149,8 +199,14 @@ def evaluate(detector, data, split: str | None = None, batch_size: int = 8, scor
     det = detector if isinstance(detector, Detector) else Detector.load(detector)
     ds = load_detection(data, split=split)
     mapping, dropped = label_mapping(det.class_names, ds.classes)
-    preds = det([r.path for r in ds.images], score_threshold=score_threshold, nms_iou=nms_iou,
-                max_detections=max_detections, batch_size=batch_size, progress=progress)
+    preds = det(
+        [r.path for r in ds.images],
+        score_threshold=score_threshold,
+        nms_iou=nms_iou,
+        max_detections=max_detections,
+        batch_size=batch_size,
+        progress=progress,
+    )
     res = coco_map(ds, preds, mapping, backend=backend, max_detections=max_detections)
     res.dropped_classes = dropped
     return res

@@ -14,15 +14,20 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from visiontune.errors import (
-    CheckpointMismatchError, ConfigError, ModelIdError, WeightsNotCachedError, require,
+    CheckpointMismatchError,
+    ConfigError,
+    ModelIdError,
+    WeightsNotCachedError,
+    require,
 )
 
 from .detector import Detector, TorchvisionAdapter, UltralyticsAdapter, _names_list, check_id
@@ -44,21 +49,26 @@ def _tv_builder(arch: str):
 
     if arch not in tvm.list_models(module=tvd):
         raise ModelIdError(
-            f"torchvision has no detection model {arch!r}; available: {', '.join(tvm.list_models(module=tvd))}")
+            f"torchvision has no detection model {arch!r}; available: {', '.join(tvm.list_models(module=tvd))}"
+        )
     return tvm.get_model_builder(arch)
 
 
 def _anchor_generator(sizes, ratios):
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-    return AnchorGenerator(tuple(tuple(int(s) for s in lvl) for lvl in sizes),
-                           tuple(tuple(float(r) for r in lvl) for lvl in ratios))
+    return AnchorGenerator(
+        tuple(tuple(int(s) for s in lvl) for lvl in sizes), tuple(tuple(float(r) for r in lvl) for lvl in ratios)
+    )
 
 
 def default_anchors(arch_or_model) -> tuple[list[list[int]], list[list[float]]] | None:
     """The anchor sizes / aspect ratios a torchvision detector uses (None: anchor-free or SSD)."""
-    model = arch_or_model if isinstance(arch_or_model, nn.Module) else build_from_recipe(
-        {"builder": "torchvision", "arch": arch_or_model, "num_classes": 2})
+    model = (
+        arch_or_model
+        if isinstance(arch_or_model, nn.Module)
+        else build_from_recipe({"builder": "torchvision", "arch": arch_or_model, "num_classes": 2})
+    )
     gen = getattr(getattr(model, "rpn", None), "anchor_generator", None) or getattr(model, "anchor_generator", None)
     if gen is None or not hasattr(gen, "sizes"):
         return None
@@ -77,8 +87,10 @@ def normalise_anchors(sizes, ratios, levels: int) -> tuple[list[list[int]], list
         ratios = [[float(r) for r in ratios]] * len(sizes)
     ratios = [[float(x) for x in r] for r in ratios]
     if len(sizes) != levels:
-        raise ConfigError(f"anchors: {len(sizes)} size levels given, the model has {levels} feature maps; "
-                          f"give one size (or list of sizes) per level")
+        raise ConfigError(
+            f"anchors: {len(sizes)} size levels given, the model has {levels} feature maps; "
+            f"give one size (or list of sizes) per level"
+        )
     if len(ratios) != len(sizes):
         raise ConfigError(f"anchors: {len(ratios)} aspect-ratio lists for {len(sizes)} levels")
     if any(s <= 0 for lvl in sizes for s in lvl) or any(r <= 0 for lvl in ratios for r in lvl):
@@ -122,12 +134,17 @@ def set_anchors(model: nn.Module, sizes, ratios=None) -> nn.Module:
 
     if hasattr(model, "rpn"):
         gen_owner, attr = model.rpn, "anchor_generator"
-    elif hasattr(model, "anchor_generator") and hasattr(model.head, "classification_head") \
-            and hasattr(model.head.classification_head, "num_anchors"):
+    elif (
+        hasattr(model, "anchor_generator")
+        and hasattr(model.head, "classification_head")
+        and hasattr(model.head.classification_head, "num_anchors")
+    ):
         gen_owner, attr = model, "anchor_generator"
     else:
-        raise ConfigError(f"custom anchors are supported for Faster/Mask R-CNN and RetinaNet, not "
-                          f"{type(model).__name__} (anchor-free or fixed SSD priors)")
+        raise ConfigError(
+            f"custom anchors are supported for Faster/Mask R-CNN and RetinaNet, not "
+            f"{type(model).__name__} (anchor-free or fixed SSD priors)"
+        )
     levels = len(getattr(gen_owner, attr).sizes)
     sizes, ratios = normalise_anchors(sizes, ratios, levels)
     gen = _anchor_generator(sizes, ratios)
@@ -163,12 +180,14 @@ class TransferReport:
 
     kept: list[str] = field(default_factory=list)
     reinitialised: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # key, new, old shape
-    missing: list[str] = field(default_factory=list)   # new tensors the checkpoint lacks
-    unused: list[str] = field(default_factory=list)    # checkpoint tensors with no place
+    missing: list[str] = field(default_factory=list)  # new tensors the checkpoint lacks
+    unused: list[str] = field(default_factory=list)  # checkpoint tensors with no place
 
     def summary(self) -> str:
-        return (f"{len(self.kept)} pretrained tensors kept, {len(self.reinitialised)} re-initialised "
-                f"(shape changed), {len(self.missing)} new, {len(self.unused)} unused")
+        return (
+            f"{len(self.kept)} pretrained tensors kept, {len(self.reinitialised)} re-initialised "
+            f"(shape changed), {len(self.missing)} new, {len(self.unused)} unused"
+        )
 
     def details(self, limit: int = 30) -> str:
         lines = [self.summary()]
@@ -180,8 +199,12 @@ class TransferReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"kept": len(self.kept), "reinitialised": [[k, list(a), list(b)] for k, a, b in self.reinitialised],
-                "missing": self.missing, "unused": self.unused}
+        return {
+            "kept": len(self.kept),
+            "reinitialised": [[k, list(a), list(b)] for k, a, b in self.reinitialised],
+            "missing": self.missing,
+            "unused": self.unused,
+        }
 
 
 def transfer_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> TransferReport:
@@ -232,8 +255,9 @@ def freeze_backbone(model: nn.Module, trainable_layers: int | None) -> dict:
         return {}
     stages = backbone_stages(model)
     if not 0 <= trainable_layers <= len(stages):
-        raise ConfigError(f"trainable_backbone_layers must be in 0..{len(stages)} for this backbone, "
-                          f"got {trainable_layers}")
+        raise ConfigError(
+            f"trainable_backbone_layers must be in 0..{len(stages)} for this backbone, got {trainable_layers}"
+        )
     frozen = stages[: len(stages) - trainable_layers]
     for st in stages:
         for p in st.parameters():
@@ -243,8 +267,12 @@ def freeze_backbone(model: nn.Module, trainable_layers: int | None) -> dict:
             p.requires_grad_(False)
     n_tr = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
-    return {"trainable_backbone_layers": trainable_layers, "backbone_stages": len(stages),
-            "trainable_params": n_tr, "total_params": n_all}
+    return {
+        "trainable_backbone_layers": trainable_layers,
+        "backbone_stages": len(stages),
+        "trainable_params": n_tr,
+        "total_params": n_all,
+    }
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
@@ -310,18 +338,28 @@ def _torchvision_pretrained_state(arch: str, tag: str | None) -> tuple[dict, lis
             raise WeightsNotCachedError(
                 f"torchvision weights {type(w).__name__}.{w.name} are not cached and the network is off. "
                 f"Put {path.name} (from {w.url}) in {path.parent}, or pass weights=PATH / pretrained=False.",
-                filename=path.name, directory=str(path.parent))
+                filename=path.name,
+                directory=str(path.parent),
+            )
         return w.get_state_dict(progress=True), list(w.meta["categories"]), f"{type(w).__name__}.{w.name}"
     return load_state_dict_file(path), list(w.meta["categories"]), f"{type(w).__name__}.{w.name}"
 
 
-def load_detector(source, *, pretrained: bool = True, weights: str | os.PathLike | None = None,
-                  class_names: Sequence[str] | None = None, trust_pickle: bool = False,
-                  device: str | torch.device | None = None, **kwargs) -> Detector:
+def load_detector(
+    source,
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+    trust_pickle: bool = False,
+    device: str | torch.device | None = None,
+    **kwargs,
+) -> Detector:
     """See `Detector.load`. ``weights=PATH`` loads a local state dict (safetensors, or a
     ``torch.load(weights_only=True)`` file; pickle only with ``trust_pickle=True``)."""
-    det = _load(source, pretrained=pretrained, weights=weights, class_names=class_names,
-                trust_pickle=trust_pickle, **kwargs)
+    det = _load(
+        source, pretrained=pretrained, weights=weights, class_names=class_names, trust_pickle=trust_pickle, **kwargs
+    )
     return det.to(device) if device is not None else det
 
 
@@ -374,7 +412,9 @@ def _load(source, *, pretrained, weights, class_names, trust_pickle, **kwargs) -
         return Detector.from_torchvision(model, list(class_names or names), text, config=recipe)
     if src == "hf":
         return _load_hf(name)
-    raise ModelIdError(f"unknown detector source {src!r} in {text!r}; use torchvision:, hf:, yolo: or a saved directory")
+    raise ModelIdError(
+        f"unknown detector source {src!r} in {text!r}; use torchvision:, hf:, yolo: or a saved directory"
+    )
 
 
 def _is_ultralytics(obj) -> bool:
@@ -391,7 +431,8 @@ def _load_yolo(name: str) -> Detector:
             raise
         raise WeightsNotCachedError(
             f"Ultralytics could not load {name!r}: {e}. Offline, pass the path of a local .pt file "
-            "(yolo:/path/yolo11n.pt) or a model YAML (yolo:yolo11n.yaml builds untrained).") from e
+            "(yolo:/path/yolo11n.pt) or a model YAML (yolo:yolo11n.yaml builds untrained)."
+        ) from e
     return Detector(UltralyticsAdapter(model), _names_list(model.names), f"yolo:{name}")
 
 
@@ -403,7 +444,8 @@ def _load_hf(name: str, model=None, processor=None) -> Detector:
     except OSError as e:
         raise WeightsNotCachedError(
             f"Hugging Face model {name!r} is not in the local cache and cannot be downloaded: {e}. "
-            "Download it once with network (or copy the HF cache) or pass a local directory.") from e
+            "Download it once with network (or copy the HF cache) or pass a local directory."
+        ) from e
     return Detector.from_hf(model, processor, f"hf:{name}")
 
 
@@ -436,15 +478,22 @@ def save_detector(det: Detector, directory, metrics: dict | None = None, trainin
     from safetensors.torch import save_file
 
     if det.config is None or not isinstance(det.model, nn.Module):
-        raise ConfigError("only torchvision / composed detectors (with a recipe) can be saved this way; "
-                          "save Ultralytics models with their own .save()")
+        raise ConfigError(
+            "only torchvision / composed detectors (with a recipe) can be saved this way; "
+            "save Ultralytics models with their own .save()"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in det.model.state_dict().items()}
     card = {
-        "source": "visiontune", "name": det.model_id, "model_id": det.model_id, "task": "detection",
-        "num_classes": len(det.class_names), "class_names": det.class_names,
-        "num_params": sum(p.numel() for p in det.model.parameters()), "metrics": metrics or {},
+        "source": "visiontune",
+        "name": det.model_id,
+        "model_id": det.model_id,
+        "task": "detection",
+        "num_classes": len(det.class_names),
+        "class_names": det.class_names,
+        "num_params": sum(p.numel() for p in det.model.parameters()),
+        "metrics": metrics or {},
         "base_id": det.model_id,
     }
     meta = {"format": FORMAT, "card": card, "detect": {"recipe": det.config}, "training": training or {}}
@@ -466,8 +515,10 @@ def load_saved(directory) -> Detector:
         recipe = meta["detect"]["recipe"]
         card = meta["card"]
     except (json.JSONDecodeError, KeyError) as e:
-        raise ConfigError(f"{directory / 'visiontune.json'} is not a saved visiontune detector ({e}); "
-                          "a classification model loads with visiontune.load()") from e
+        raise ConfigError(
+            f"{directory / 'visiontune.json'} is not a saved visiontune detector ({e}); "
+            "a classification model loads with visiontune.load()"
+        ) from e
     model = build_from_recipe(recipe)
     state = load_file(str(directory / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -475,6 +526,12 @@ def load_saved(directory) -> Detector:
     if missing or unexpected:
         raise CheckpointMismatchError(
             f"{directory / 'model.safetensors'} does not fit its recipe: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}; the file was changed after saving")
-    return Detector(TorchvisionAdapter(model.eval()), card["class_names"], card.get("model_id", str(directory)),
-                    card=card, config=recipe)
+            f"unexpected {unexpected[:5]}; the file was changed after saving"
+        )
+    return Detector(
+        TorchvisionAdapter(model.eval()),
+        card["class_names"],
+        card.get("model_id", str(directory)),
+        card=card,
+        config=recipe,
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 from torchvision.ops import batched_nms
@@ -50,13 +50,18 @@ class Detections:
         n = len(self.class_names)
         return [self.class_names[i] if 0 <= i < n else str(i) for i in self.labels.tolist()]
 
-    def __getitem__(self, index) -> "Detections":
+    def __getitem__(self, index) -> Detections:
         """Select detections with an index, slice, bool mask or index tensor."""
         if isinstance(index, int):
             index = [index]
         return Detections(
-            self.boxes[index], self.scores[index], self.labels[index], self.class_names,
-            None if self.masks is None else self.masks[index], self.image_size, self.path,
+            self.boxes[index],
+            self.scores[index],
+            self.labels[index],
+            self.class_names,
+            None if self.masks is None else self.masks[index],
+            self.image_size,
+            self.path,
         )
 
     def filter(
@@ -65,7 +70,7 @@ class Detections:
         nms_iou: float | None = None,
         max_detections: int | None = None,
         classes: Iterable[int | str] | None = None,
-    ) -> "Detections":
+    ) -> Detections:
         """Keep detections of the given classes (ids or names), scoring at least
         ``score_threshold``; per-class NMS at ``nms_iou`` (None: none); best ``max_detections``."""
         keep = self.scores >= score_threshold
@@ -86,11 +91,14 @@ class Detections:
         out = []
         for (x1, y1, x2, y2), s, lab in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
             cid = category_ids[lab] if category_ids is not None else lab
-            out.append({
-                "image_id": int(image_id), "category_id": int(cid),
-                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                "score": round(float(s), 5),
-            })
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(cid),
+                    "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                    "score": round(float(s), 5),
+                }
+            )
         return out
 
     def to_records(self) -> list[dict]:

@@ -24,7 +24,11 @@ from .datasets import DetectionDataset, TorchDetectionDataset, collate, load_det
 from .detector import Detector
 from .evaluate import coco_map
 from .models import (
-    TransferReport, _torchvision_pretrained_state, build_from_recipe, default_anchors, freeze_backbone,
+    TransferReport,
+    _torchvision_pretrained_state,
+    build_from_recipe,
+    default_anchors,
+    freeze_backbone,
     transfer_weights,
 )
 from .results import Detections
@@ -93,11 +97,13 @@ def _recipe_and_state(cfg: DetectTrainConfig, classes: list[str]) -> tuple[dict,
         if cfg.trainable_backbone_layers is not None:
             upd["backbone"] = c.backbone.model_copy(update={"trainable_layers": cfg.trainable_backbone_layers})
         if cfg.anchor_sizes is not None:
-            upd["anchors"] = c.anchors.model_copy(update={"sizes": cfg.anchor_sizes,
-                                                          "aspect_ratios": cfg.aspect_ratios or c.anchors.aspect_ratios})
+            upd["anchors"] = c.anchors.model_copy(
+                update={"sizes": cfg.anchor_sizes, "aspect_ratios": cfg.aspect_ratios or c.anchors.aspect_ratios}
+            )
         if cfg.min_size or cfg.max_size:
-            upd["image"] = c.image.model_copy(update={k: v for k, v in (("min_size", cfg.min_size),
-                                                                         ("max_size", cfg.max_size)) if v})
+            upd["image"] = c.image.model_copy(
+                update={k: v for k, v in (("min_size", cfg.min_size), ("max_size", cfg.max_size)) if v}
+            )
         c = c.model_copy(update=upd)
         return {"builder": "composed", "config": c.model_dump(mode="json"), "load_backbone_weights": True}, None, src
     local = Path(src[5:] if src.startswith("file:") else src)
@@ -116,8 +122,10 @@ def _recipe_and_state(cfg: DetectTrainConfig, classes: list[str]) -> tuple[dict,
             recipe["num_classes"] = nc
         return recipe, state, src
     if not src.startswith("torchvision:"):
-        raise ConfigError(f"model={src!r}: fine-tuning takes torchvision:<arch>, a composed-detector YAML or a "
-                          "saved detector directory (Ultralytics models train with visiontune.detect.yolo.train)")
+        raise ConfigError(
+            f"model={src!r}: fine-tuning takes torchvision:<arch>, a composed-detector YAML or a "
+            "saved detector directory (Ultralytics models train with visiontune.detect.yolo.train)"
+        )
     arch, _, tag = src.split(":", 1)[1].partition("@")
     recipe = {"builder": "torchvision", "arch": arch, "num_classes": nc}
     for k in ("min_size", "max_size"):
@@ -135,18 +143,32 @@ def _recipe_and_state(cfg: DetectTrainConfig, classes: list[str]) -> tuple[dict,
     return recipe, state, src
 
 
-def adapt_detector(base: str | Detector, classes: list[str], *, anchor_sizes=None, aspect_ratios=None,
-                   trainable_backbone_layers: int | None = None, min_size: int | None = None,
-                   max_size: int | None = None, pretrained: bool = True, weights: str | None = None,
-                   ) -> tuple[Detector, TransferReport | None]:
+def adapt_detector(
+    base: str | Detector,
+    classes: list[str],
+    *,
+    anchor_sizes=None,
+    aspect_ratios=None,
+    trainable_backbone_layers: int | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    pretrained: bool = True,
+    weights: str | None = None,
+) -> tuple[Detector, TransferReport | None]:
     """A detector for ``classes`` made from ``base`` (a torchvision id, composed-detector YAML, saved
     detector directory or `Detector`): new box predictor, optional custom anchors, backbone stages
     frozen but the last ``trainable_backbone_layers``; every pretrained tensor whose shape still
     fits is kept, and the report lists the rest."""
     if not isinstance(base, Detector):
-        cfg = DetectTrainConfig(model=str(base), data="-", pretrained=pretrained, weights=weights,
-                                trainable_backbone_layers=trainable_backbone_layers, min_size=min_size,
-                                max_size=max_size)
+        cfg = DetectTrainConfig(
+            model=str(base),
+            data="-",
+            pretrained=pretrained,
+            weights=weights,
+            trainable_backbone_layers=trainable_backbone_layers,
+            min_size=min_size,
+            max_size=max_size,
+        )
         return adapt_detector_from_cfg(cfg, list(classes), anchor_sizes, aspect_ratios)
     if base.config is None:
         raise ConfigError("adapt_detector needs a torchvision / composed detector (with a recipe)")
@@ -166,12 +188,12 @@ def adapt_detector(base: str | Detector, classes: list[str], *, anchor_sizes=Non
         recipe.update({k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v})
         if anchor_sizes is not None:
             recipe["anchor_sizes"], recipe["aspect_ratios"] = anchor_sizes, aspect_ratios
-    return _build_and_transfer(recipe, base.model.state_dict(), base.model_id, list(classes),
-                               trainable_backbone_layers)
+    return _build_and_transfer(recipe, base.model.state_dict(), base.model_id, list(classes), trainable_backbone_layers)
 
 
-def _build_and_transfer(recipe: dict, state: dict | None, model_id: str, classes: list[str],
-                        trainable_backbone_layers: int | None) -> tuple[Detector, TransferReport | None]:
+def _build_and_transfer(
+    recipe: dict, state: dict | None, model_id: str, classes: list[str], trainable_backbone_layers: int | None
+) -> tuple[Detector, TransferReport | None]:
     model = build_from_recipe(recipe)
     report = transfer_weights(model, state) if state is not None else None
     if recipe["builder"] == "torchvision":
@@ -185,8 +207,7 @@ def _lightning_module():
     import lightning as L
 
     class DetectionModule(L.LightningModule):
-        def __init__(self, det: Detector, cfg: DetectTrainConfig, val_ds: DetectionDataset | None,
-                     steps_total: int):
+        def __init__(self, det: Detector, cfg: DetectTrainConfig, val_ds: DetectionDataset | None, steps_total: int):
             super().__init__()
             self.model = det.model
             self.det = det
@@ -214,8 +235,10 @@ def _lightning_module():
             losses = self.model(list(images), targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"detection loss is {loss.item()} at step {self.global_step} "
-                                         f"({ {k: float(v) for k, v in losses.items()} }); lower lr=")
+                raise FloatingPointError(
+                    f"detection loss is {loss.item()} at step {self.global_step} "
+                    f"({ {k: float(v) for k, v in losses.items()} }); lower lr="
+                )
             bs = len(images)
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
             for k, v in losses.items():
@@ -225,7 +248,7 @@ def _lightning_module():
         def validation_step(self, batch, batch_idx):
             images, _ = batch
             raw = self.det.adapter.run(list(images), 0.001, 0.5, 100, None)
-            for im, (b, s, lab, m) in zip(images, raw):
+            for im, (b, s, lab, _m) in zip(images, raw):
                 self._preds.append(Detections(b, s, lab, self.det.class_names, None, tuple(im.shape[-2:])))
 
         def on_validation_epoch_end(self):
@@ -245,8 +268,12 @@ def _lightning_module():
                 self.best_table = res.table()
 
         def on_save_checkpoint(self, checkpoint):
-            checkpoint["visiontune_detect"] = {"best_map": self.best_map, "best_state": self.best_state,
-                                               "best_table": self.best_table, "history": self.history}
+            checkpoint["visiontune_detect"] = {
+                "best_map": self.best_map,
+                "best_state": self.best_state,
+                "best_table": self.best_table,
+                "history": self.history,
+            }
 
         def on_load_checkpoint(self, checkpoint):
             state = checkpoint.get("visiontune_detect") or {}
@@ -258,8 +285,9 @@ def _lightning_module():
         def configure_optimizers(self):
             params = [p for p in self.model.parameters() if p.requires_grad]
             if self.cfg.optimizer == "sgd":
-                opt = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum,
-                                      weight_decay=self.cfg.weight_decay)
+                opt = torch.optim.SGD(
+                    params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay
+                )
             else:
                 opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
             warm, total = self.cfg.warmup_steps, max(1, self.steps_total)
@@ -316,9 +344,14 @@ def load_train_val(cfg: DetectTrainConfig) -> tuple[DetectionDataset, DetectionD
     return train, val
 
 
-def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_name: str | None = None,
-                   progress: bool = True, resume: str | Path | bool | None = None,
-                   callbacks: tuple = ()) -> DetectTrainResult:
+def train_detector(
+    cfg: DetectTrainConfig | dict | str,
+    run_root="runs",
+    run_name: str | None = None,
+    progress: bool = True,
+    resume: str | Path | bool | None = None,
+    callbacks: tuple = (),
+) -> DetectTrainResult:
     """Fine-tune a detector; writes ``<run_root>/<name>/`` (run record, metrics, TensorBoard,
     ``checkpoints/last.ckpt`` after every epoch, ``model/`` saved detector) and returns the
     trained `Detector`.
@@ -349,38 +382,81 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
     if report is not None:
         log.info("pretrained weights: %s", report.summary())
     tds = TorchDetectionDataset(train_ds, train=True, hflip=cfg.hflip)
-    loader = torch.utils.data.DataLoader(SeededDataset(tds, cfg.seed), batch_size=cfg.batch_size,
-                                         sampler=EpochSampler(len(tds), seed=cfg.seed, shuffle=True),
-                                         collate_fn=collate, num_workers=cfg.num_workers)
+    loader = torch.utils.data.DataLoader(
+        SeededDataset(tds, cfg.seed),
+        batch_size=cfg.batch_size,
+        sampler=EpochSampler(len(tds), seed=cfg.seed, shuffle=True),
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+    )
     val_loader = None
     if val_ds is not None and len(val_ds):
-        val_loader = torch.utils.data.DataLoader(TorchDetectionDataset(val_ds), batch_size=cfg.batch_size,
-                                                 collate_fn=collate, num_workers=cfg.num_workers)
-    n_batches = len(loader) if cfg.max_train_batches is None else (
-        min(len(loader), int(cfg.max_train_batches)) if cfg.max_train_batches >= 1
-        else max(1, int(len(loader) * cfg.max_train_batches)))
+        val_loader = torch.utils.data.DataLoader(
+            TorchDetectionDataset(val_ds), batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers
+        )
+    n_batches = (
+        len(loader)
+        if cfg.max_train_batches is None
+        else (
+            min(len(loader), int(cfg.max_train_batches))
+            if cfg.max_train_batches >= 1
+            else max(1, int(len(loader) * cfg.max_train_batches))
+        )
+    )
     module = _lightning_module()(det, cfg, val_ds, n_batches * cfg.epochs)
-    tags = {"task": "detection", "classes": classes, "transfer": report.to_dict() if report else None,
-            "anchors": anchor_note}
+    tags = {
+        "task": "detection",
+        "classes": classes,
+        "transfer": report.to_dict() if report else None,
+        "anchors": anchor_note,
+    }
     root, name = (run_root, run_name) if resume_dir is None else resumed_run_name(resume_dir)
     if resume_dir is not None:
         tags["resumed_from"] = str(resume_dir)
-    run = Run.start(root=root, name=name, config=cfg.to_dict(), model_id=cfg.model, seed=cfg.seed,
-                    trackers=tuple(cfg.trackers), command=list(sys.argv), kind="detect-train",
-                    monitor="val/mAP", mode="max", tags=tags)
+    run = Run.start(
+        root=root,
+        name=name,
+        config=cfg.to_dict(),
+        model_id=cfg.model,
+        seed=cfg.seed,
+        trackers=tuple(cfg.trackers),
+        command=list(sys.argv),
+        kind="detect-train",
+        monitor="val/mAP",
+        mode="max",
+        tags=tags,
+    )
     with run:  # finished as completed, interrupted (Ctrl-C, SIGTERM) or failed
         ckpt_dir = run.dir / "checkpoints"
         if ckpt_path is not None:
             ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir)
-        last = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                               auto_insert_metric_name=False, enable_version_counter=False)
+        last = ModelCheckpoint(
+            dirpath=str(ckpt_dir),
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
         with _quiet():
-            trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=1, logger=False,
-                                callbacks=[last, *run.lightning_callbacks(), *callbacks],
-                                plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-                                enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-                                gradient_clip_val=cfg.grad_clip, limit_train_batches=cfg.max_train_batches,
-                                default_root_dir=str(run.dir), log_every_n_steps=1, deterministic=False)
+            trainer = L.Trainer(
+                max_epochs=cfg.epochs,
+                accelerator=cfg.accelerator,
+                devices=1,
+                logger=False,
+                callbacks=[last, *run.lightning_callbacks(), *callbacks],
+                plugins=[AtomicCheckpointIO()],
+                use_distributed_sampler=False,
+                enable_progress_bar=progress,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                gradient_clip_val=cfg.grad_clip,
+                limit_train_batches=cfg.max_train_batches,
+                default_root_dir=str(run.dir),
+                log_every_n_steps=1,
+                deterministic=False,
+            )
             t0 = time.time()
             trainer.fit(module, loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
             train_s = time.time() - t0
@@ -391,9 +467,11 @@ def train_detector(cfg: DetectTrainConfig | dict | str, run_root="runs", run_nam
         if module.history:
             best = max(module.history, key=lambda h: h["val/mAP"])
             metrics.update({k: float(v) for k, v in best.items()})
-        model_dir = det.save(run.dir / "model", metrics=metrics,
-                             training={"run": str(run.dir), "config": cfg.to_dict(),
-                                       "transfer": report.to_dict() if report else None})
+        model_dir = det.save(
+            run.dir / "model",
+            metrics=metrics,
+            training={"run": str(run.dir), "config": cfg.to_dict(), "transfer": report.to_dict() if report else None},
+        )
         run.log_artifact(model_dir)
         if val_ds is not None and len(val_ds):
             first = val_ds.images[0]
@@ -429,8 +507,14 @@ def _auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
         if sizes is None:
             raise ConfigError(f"{cfg.model} has no anchors to tune (anchor-free or SSD)")
         levels, nr = len(sizes), len(ratios[0])
-        probe = build_from_recipe({"builder": "torchvision", "arch": cfg.model.split(":", 1)[1].split("@")[0],
-                                   "num_classes": 2, **{k: getattr(cfg, k) for k in ("min_size", "max_size") if getattr(cfg, k)}})
+        probe = build_from_recipe(
+            {
+                "builder": "torchvision",
+                "arch": cfg.model.split(":", 1)[1].split("@")[0],
+                "num_classes": 2,
+                **{k: getattr(cfg, k) for k in ("min_size", "max_size") if getattr(cfg, k)},
+            }
+        )
         mn, mx = probe.transform.min_size[0], probe.transform.max_size
     else:
         from .compose import parse_config
@@ -440,8 +524,15 @@ def _auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
         sizes, ratios = default_anchors(probe)
         levels, nr = len(sizes), len(ratios[0])
         mn, mx = c.image.min_size, c.image.max_size
-    s = suggest_anchors(ds, num_levels=levels, num_ratios=nr, min_size=cfg.min_size or mn, max_size=cfg.max_size or mx,
-                        default_sizes=[x for lvl in sizes for x in lvl], default_ratios=ratios[0])
+    s = suggest_anchors(
+        ds,
+        num_levels=levels,
+        num_ratios=nr,
+        min_size=cfg.min_size or mn,
+        max_size=cfg.max_size or mx,
+        default_sizes=[x for lvl in sizes for x in lvl],
+        default_ratios=ratios[0],
+    )
     return s.sizes, s.aspect_ratios, s.to_dict()
 
 
@@ -451,8 +542,10 @@ def _parse(cfg) -> DetectTrainConfig:
 
 class _quiet:
     def __enter__(self):
-        self._loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero",
-                                                         "lightning.fabric.utilities.rank_zero")]
+        self._loggers = [
+            logging.getLogger(n)
+            for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+        ]
         self._levels = [lg.level for lg in self._loggers]
         for lg in self._loggers:
             lg.setLevel(logging.WARNING)

@@ -36,9 +36,19 @@ def write_ultralytics_yaml(train, val, directory) -> Path:
     return val_ds.to_yolo(directory, split="val", images="link")
 
 
-def train_yolo(model: str, data, val_data=None, epochs: int = 10, imgsz: int = 640, batch: int = 16,
-               run_root="runs", run_name: str | None = None, trackers=("tensorboard",), device: str | None = None,
-               **ultralytics_args) -> YoloTrainResult:
+def train_yolo(
+    model: str,
+    data,
+    val_data=None,
+    epochs: int = 10,
+    imgsz: int = 640,
+    batch: int = 16,
+    run_root="runs",
+    run_name: str | None = None,
+    trackers=("tensorboard",),
+    device: str | None = None,
+    **ultralytics_args,
+) -> YoloTrainResult:
     """Fine-tune an Ultralytics model (``yolo11n.pt`` or a local file / YAML) on ``data``."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     ul = require("ultralytics", "yolo", "Ultralytics YOLO training")
@@ -46,11 +56,27 @@ def train_yolo(model: str, data, val_data=None, epochs: int = 10, imgsz: int = 6
 
     log.warning(AGPL_NOTICE)
     model_id = model[5:] if model.startswith("yolo:") else model
-    cfg = {"model": model_id, "data": str(data), "val_data": str(val_data) if val_data else None, "epochs": epochs,
-           "imgsz": imgsz, "batch": batch, **ultralytics_args}
-    run = Run.start(root=run_root, name=run_name, config=cfg, model_id=f"yolo:{model_id}", trackers=tuple(trackers),
-                    command=list(sys.argv), kind="yolo-train", monitor="val/mAP50-95", mode="max",
-                    tags={"task": "detection", "license": "AGPL-3.0 (Ultralytics)"})
+    cfg = {
+        "model": model_id,
+        "data": str(data),
+        "val_data": str(val_data) if val_data else None,
+        "epochs": epochs,
+        "imgsz": imgsz,
+        "batch": batch,
+        **ultralytics_args,
+    }
+    run = Run.start(
+        root=run_root,
+        name=run_name,
+        config=cfg,
+        model_id=f"yolo:{model_id}",
+        trackers=tuple(trackers),
+        command=list(sys.argv),
+        kind="yolo-train",
+        monitor="val/mAP50-95",
+        mode="max",
+        tags={"task": "detection", "license": "AGPL-3.0 (Ultralytics)"},
+    )
     with run:  # finished as completed, interrupted (Ctrl-C, SIGTERM) or failed
         if val_data is None:
             ds = load_detection(data)
@@ -61,8 +87,18 @@ def train_yolo(model: str, data, val_data=None, epochs: int = 10, imgsz: int = 6
             data_yaml = write_ultralytics_yaml(data, val_data, run.dir / "data")
         yolo = ul.YOLO(model_id)
         yolo.add_callback("on_pretrain_routine_start", _drop_integrations)
-        kw = dict(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, project=str(run.dir),
-                  name="ultralytics", exist_ok=True, plots=False, verbose=False, **ultralytics_args)
+        kw = dict(
+            data=str(data_yaml),
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            project=str(run.dir),
+            name="ultralytics",
+            exist_ok=True,
+            plots=False,
+            verbose=False,
+            **ultralytics_args,
+        )
         if device is not None:
             kw["device"] = device
         yolo.train(**kw)
@@ -83,12 +119,20 @@ def _drop_integrations(trainer) -> None:
     visiontune run records this training, so its own integrations are removed (in place: this
     runs as the first callback of the first event)."""
     for lst in trainer.callbacks.values():
-        lst[:] = [cb for cb in lst if getattr(cb, "__module__", "").rsplit(".", 1)[-1] not in _INTEGRATIONS
-                  or not getattr(cb, "__module__", "").startswith("ultralytics.utils.callbacks.")]
+        lst[:] = [
+            cb
+            for cb in lst
+            if getattr(cb, "__module__", "").rsplit(".", 1)[-1] not in _INTEGRATIONS
+            or not getattr(cb, "__module__", "").startswith("ultralytics.utils.callbacks.")
+        ]
 
 
-_NAMES = {"metrics/mAP50(B)": "val/mAP50", "metrics/mAP50-95(B)": "val/mAP50-95",
-          "metrics/precision(B)": "val/precision", "metrics/recall(B)": "val/recall"}
+_NAMES = {
+    "metrics/mAP50(B)": "val/mAP50",
+    "metrics/mAP50-95(B)": "val/mAP50-95",
+    "metrics/precision(B)": "val/precision",
+    "metrics/recall(B)": "val/recall",
+}
 
 
 def _replay_results(run, results_csv: Path) -> dict:

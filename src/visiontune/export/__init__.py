@@ -15,6 +15,16 @@ from visiontune.export.runtime import ExportedModel, load_artifact
 from visiontune.export.sidecar import preprocess_array, read_sidecar, sidecar_path
 
 __all__ = [
-    "ExportResult", "ExportedModel", "ParityReport", "classification_parity", "detection_parity", "export",
-    "load_artifact", "preprocess_array", "read_sidecar", "resolve_source", "sidecar_path", "unsupported_operator",
+    "ExportResult",
+    "ExportedModel",
+    "ParityReport",
+    "classification_parity",
+    "detection_parity",
+    "export",
+    "load_artifact",
+    "preprocess_array",
+    "read_sidecar",
+    "resolve_source",
+    "sidecar_path",
+    "unsupported_operator",
 ]

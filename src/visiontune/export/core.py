@@ -11,9 +11,10 @@ import re
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +23,10 @@ from visiontune.errors import ConfigError, ExportError, VisiontuneError, require
 from visiontune.export.parity import ParityReport, classification_parity, detection_parity
 from visiontune.export.runtime import ExportedModel, expand_images
 from visiontune.export.sidecar import (
-    SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path, write_json_atomic,
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    sidecar_path,
+    write_json_atomic,
 )
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -85,14 +89,23 @@ def _detector_preprocessing(module: nn.Module) -> dict:
         resize: Any = [int(fixed[1]), int(fixed[0])]
     else:
         resize = int(t.min_size[-1]) if t is not None else None
-    return {"resize": resize, "crop": None, "interpolation": "bilinear", "mean": None, "std": None,
-            "antialias": True, "value_range": [0.0, 1.0], "channel_order": "RGB",
-            "max_size": int(getattr(t, "max_size", 0) or 0) or None,
-            "note": "the model normalises inside; boxes are mapped back to the original image size"}
+    return {
+        "resize": resize,
+        "crop": None,
+        "interpolation": "bilinear",
+        "mean": None,
+        "std": None,
+        "antialias": True,
+        "value_range": [0.0, 1.0],
+        "channel_order": "RGB",
+        "max_size": int(getattr(t, "max_size", 0) or 0) or None,
+        "note": "the model normalises inside; boxes are mapped back to the original image size",
+    }
 
 
-def resolve_source(model: Any, *, preprocess: Any = None, class_names: Sequence[str] | None = None,
-                   model_id: str | None = None) -> ExportSource:
+def resolve_source(
+    model: Any, *, preprocess: Any = None, class_names: Sequence[str] | None = None, model_id: str | None = None
+) -> ExportSource:
     """Accept a model id / saved directory, a `visiontune.Pretrained`, a `visiontune.detect.Detector`
     or a bare ``nn.Module`` (classification needs ``preprocess``: a `visiontune.Preprocess` or its dict)."""
     if isinstance(model, (str, os.PathLike)):
@@ -121,23 +134,29 @@ def resolve_source(model: Any, *, preprocess: Any = None, class_names: Sequence[
     elif isinstance(model, nn.Module):
         module = model
     else:
-        raise ConfigError(f"cannot export a {type(model).__name__}: pass a model id, a saved model directory, "
-                          f"a visiontune.Pretrained, a visiontune.detect.Detector or a torch nn.Module")
+        raise ConfigError(
+            f"cannot export a {type(model).__name__}: pass a model id, a saved model directory, "
+            f"a visiontune.Pretrained, a visiontune.detect.Detector or a torch nn.Module"
+        )
     if is_torchvision_detector(module):
         task = "detection"
     task = task or "classification"
     if task == "detection":
         if not is_torchvision_detector(module):
-            raise ExportError(f"{model_id or type(module).__name__}: only torchvision detectors (Faster/Mask R-CNN, "
-                              f"RetinaNet, FCOS, SSD) export here; Ultralytics models export with their own "
-                              f"`YOLO(...).export(format='onnx')`")
+            raise ExportError(
+                f"{model_id or type(module).__name__}: only torchvision detectors (Faster/Mask R-CNN, "
+                f"RetinaNet, FCOS, SSD) export here; Ultralytics models export with their own "
+                f"`YOLO(...).export(format='onnx')`"
+            )
         pre = _detector_preprocessing(module)
     elif task != "classification":
         raise ExportError(f"{model_id}: exporting {task} models is not supported (classification and detection are)")
     else:
         if preprocess is None:
-            raise ConfigError("exporting a bare nn.Module needs preprocess= (a visiontune.Preprocess or its "
-                              "to_dict()), so the artifact knows its input size and normalisation")
+            raise ConfigError(
+                "exporting a bare nn.Module needs preprocess= (a visiontune.Preprocess or its "
+                "to_dict()), so the artifact knows its input size and normalisation"
+            )
         if isinstance(preprocess, dict):
             from visiontune.hub.preprocess import Preprocess
 
@@ -192,8 +211,11 @@ def unsupported_operator(error: BaseException) -> str | None:
 @contextlib.contextmanager
 def _quiet():
     """The exporters print progress and deprecation warnings; keep the user's console clean."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         level = logging.getLogger("torch.onnx").level
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -203,28 +225,52 @@ def _quiet():
             logging.getLogger("torch.onnx").setLevel(level)
 
 
-def _onnx_classifier(module: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamic_batch: bool,
-                     exporter: str) -> None:
+def _onnx_classifier(
+    module: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamic_batch: bool, exporter: str
+) -> None:
     wrapped = _Logits(module).eval()
     with _quiet():
         if exporter == "torchscript":
             torch.onnx.export(
-                wrapped, (example,), str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+                wrapped,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                do_constant_folding=True,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+            )
         else:
             shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-            torch.onnx.export(wrapped, (example,), str(path), dynamo=True, opset_version=max(opset, 18),
-                              input_names=["input"], output_names=["logits"], dynamic_shapes=shapes,
-                              external_data=True, optimize=True)
+            torch.onnx.export(
+                wrapped,
+                (example,),
+                str(path),
+                dynamo=True,
+                opset_version=max(opset, 18),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=shapes,
+                external_data=True,
+                optimize=True,
+            )
 
 
 def _onnx_detector(module: nn.Module, example: torch.Tensor, path: Path, *, opset: int, names: list[str]) -> None:
     with _quiet():
         torch.onnx.export(
-            module, ([example],), str(path), dynamo=False, opset_version=max(opset, 11), do_constant_folding=True,
-            input_names=["image"], output_names=names,
-            dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}})
+            module,
+            ([example],),
+            str(path),
+            dynamo=False,
+            opset_version=max(opset, 11),
+            do_constant_folding=True,
+            input_names=["image"],
+            output_names=names,
+            dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}},
+        )
 
 
 def _torchscript(module: nn.Module, example: torch.Tensor, path: Path, task: str) -> str:
@@ -254,8 +300,10 @@ def _quantize_int8(src: Path, dst: Path, model_id: str) -> None:
             quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
             quantize_dynamic(str(prepped), str(dst), weight_type=QuantType.QInt8)
     except Exception as e:  # noqa: BLE001 - the quantizer raises plain ValueErrors
-        raise ExportError(f"int8 quantization of {model_id} failed in onnxruntime.quantization: "
-                          f"{type(e).__name__}: {e}. Export without --int8") from e
+        raise ExportError(
+            f"int8 quantization of {model_id} failed in onnxruntime.quantization: "
+            f"{type(e).__name__}: {e}. Export without --int8"
+        ) from e
     finally:
         logger.setLevel(old)
 
@@ -264,9 +312,11 @@ def _raise_export_error(e: BaseException, fmt: str, model_id: str, opset: int, t
     op = unsupported_operator(e)
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
     if op:
-        msg = (f"cannot export {model_id} to {fmt}: operator {op} is not supported by the {tried} exporter "
-               f"(opset {opset}). Try --opset 18+, --exporter dynamo (ONNX), --format torchscript, or replace "
-               f"that op in the model. Exporter said: {first}")
+        msg = (
+            f"cannot export {model_id} to {fmt}: operator {op} is not supported by the {tried} exporter "
+            f"(opset {opset}). Try --opset 18+, --exporter dynamo (ONNX), --format torchscript, or replace "
+            f"that op in the model. Exporter said: {first}"
+        )
     else:
         msg = f"cannot export {model_id} to {fmt} with the {tried} exporter: {type(e).__name__}: {first}"
     err = ExportError(msg)
@@ -280,10 +330,13 @@ def parity_images(images: Any, limit: int) -> tuple[list, str]:
     photos when installed, else seeded random pixels (said so in the report)."""
     if images is not None:
         items = expand_images(images)[:limit]
-        return items, f"{len(items)} images from {images if isinstance(images, (str, os.PathLike)) else 'the given list'}"
+        return (
+            items,
+            f"{len(items)} images from {images if isinstance(images, (str, os.PathLike)) else 'the given list'}",
+        )
     try:
-        from skimage import data as skdata
         from PIL import Image
+        from skimage import data as skdata
 
         items = []
         for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "immunohistochemistry"):
@@ -298,23 +351,43 @@ def parity_images(images: Any, limit: int) -> tuple[list, str]:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    return ([Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)) for _ in range(min(limit, 4))],
-            "random pixels (no --images given and scikit-image absent)")
+    return (
+        [Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)) for _ in range(min(limit, 4))],
+        "random pixels (no --images given and scikit-image absent)",
+    )
 
 
 # -- the entry point ----------------------------------------------------------------------------
 def default_output(model_id: str, fmt: str, quantize: str | None) -> Path:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id.split("/")[-1] if "/" in model_id and ":" not in model_id
-                  else model_id).strip("_") or "model"
+    stem = (
+        re.sub(
+            r"[^A-Za-z0-9_.-]+", "_", model_id.split("/")[-1] if "/" in model_id and ":" not in model_id else model_id
+        ).strip("_")
+        or "model"
+    )
     return Path(f"{stem}{'.int8' if quantize else ''}{FORMATS[fmt]}")
 
 
-def export(model: Any, format: str = "onnx", output: str | os.PathLike | None = None, *,  # noqa: A002
-           quantize: str | None = None, opset: int = DEFAULT_OPSET, exporter: str = "auto",
-           dynamic_batch: bool = True, input_size: int | Sequence[int] | None = None,
-           preprocess: Any = None, class_names: Sequence[str] | None = None, model_id: str | None = None,
-           images: Any = None, labels: Sequence[int] | None = None, parity: bool = True,
-           parity_limit: int = 16, atol: float = 1e-4, strict: bool = True) -> ExportResult:
+def export(
+    model: Any,
+    format: str = "onnx",
+    output: str | os.PathLike | None = None,
+    *,  # noqa: A002
+    quantize: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "auto",
+    dynamic_batch: bool = True,
+    input_size: int | Sequence[int] | None = None,
+    preprocess: Any = None,
+    class_names: Sequence[str] | None = None,
+    model_id: str | None = None,
+    images: Any = None,
+    labels: Sequence[int] | None = None,
+    parity: bool = True,
+    parity_limit: int = 16,
+    atol: float = 1e-4,
+    strict: bool = True,
+) -> ExportResult:
     """Export a classifier or a torchvision detector to ONNX or TorchScript.
 
     Writes ``output`` (+ ``output.data`` for the dynamo exporter's external weights) and the
@@ -345,8 +418,10 @@ def export(model: Any, format: str = "onnx", output: str | os.PathLike | None = 
         require("onnx", "onnx", "ONNX export")
     src = resolve_source(model, preprocess=preprocess, class_names=class_names, model_id=model_id)
     if src.task == "detection" and exporter == "dynamo":
-        raise ConfigError("detectors export with the TorchScript-based ONNX exporter (exporter='torchscript' or "
-                          "'auto'): torch.export cannot trace their data-dependent post-processing")
+        raise ConfigError(
+            "detectors export with the TorchScript-based ONNX exporter (exporter='torchscript' or "
+            "'auto'): torch.export cannot trace their data-dependent post-processing"
+        )
     out = Path(output) if output is not None else default_output(src.model_id, fmt, quantize)
     allowed = (".onnx",) if fmt == "onnx" else (".pt", ".pth", ".ts", ".torchscript")
     if out.suffix.lower() not in allowed:
@@ -391,16 +466,23 @@ def export(model: Any, format: str = "onnx", output: str | os.PathLike | None = 
             if src.task == "detection":
                 report = detection_parity(runtime, module, items, inputs=how)
             else:
-                report = classification_parity(runtime, module, items, inputs=how,
-                                               torch_preprocess=src.torch_preprocess,
-                                               atol=None if quantize else atol,
-                                               labels=list(labels)[:len(items)] if labels is not None else None)
+                report = classification_parity(
+                    runtime,
+                    module,
+                    items,
+                    inputs=how,
+                    torch_preprocess=src.torch_preprocess,
+                    atol=None if quantize else atol,
+                    labels=list(labels)[: len(items)] if labels is not None else None,
+                )
             del runtime
             doc["parity"] = report.to_dict()
             write_json_atomic(sidecar_path(tmp_art), doc)
             if strict and report.passed is False:
-                raise ExportError(f"parity check failed for {src.model_id} → {fmt}: {report.summary()}; "
-                                  f"nothing was written. Pass strict=False (--no-strict) to keep the artifact anyway")
+                raise ExportError(
+                    f"parity check failed for {src.model_id} → {fmt}: {report.summary()}; "
+                    f"nothing was written. Pass strict=False (--no-strict) to keep the artifact anyway"
+                )
         files = []
         for f in sorted(work.iterdir(), key=lambda p: p.name.endswith(".visiontune.json")):  # sidecar last
             dest = out.parent / f.name
@@ -477,8 +559,9 @@ def _do_export(module, example, path, src, fmt, opset, dynamic_batch, exporter) 
     err, which = last
     if first_error is not err and unsupported_operator(first_error) and not unsupported_operator(err):
         err, which = first_error, order[0]
-    _raise_export_error(err, "ONNX", src.model_id, opset, {"torchscript": "TorchScript-based ONNX",
-                                                           "dynamo": "dynamo ONNX"}[which])
+    _raise_export_error(
+        err, "ONNX", src.model_id, opset, {"torchscript": "TorchScript-based ONNX", "dynamo": "dynamo ONNX"}[which]
+    )
     raise AssertionError("unreachable")
 
 
@@ -490,8 +573,10 @@ def _output_names(module: nn.Module, src: ExportSource) -> list[str]:
         out = module([torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))])[0]
     names = [k for k in out.keys() if k in DETECTION_OUTPUTS]
     if set(names) != set(DETECTION_OUTPUTS) or len(out) != len(names):
-        raise ExportError(f"{src.model_id}: detector outputs {list(out)} (masks/keypoints) are not supported for "
-                          f"export; boxes, labels and scores are")
+        raise ExportError(
+            f"{src.model_id}: detector outputs {list(out)} (masks/keypoints) are not supported for "
+            f"export; boxes, labels and scores are"
+        )
     src.output_names = names
     return names
 
@@ -504,24 +589,53 @@ def _check_onnx(path: Path, model_id: str) -> None:
         raise ExportError(f"{model_id}: the exported ONNX graph does not pass onnx.checker: {e}") from e
 
 
-def _sidecar(src: ExportSource, fmt: str, exporter: str, opset: int, quantize: str | None, dynamic_batch: bool,
-             size: tuple[int, int] | None, names: list[str], artifact: Path, work: Path) -> dict:
+def _sidecar(
+    src: ExportSource,
+    fmt: str,
+    exporter: str,
+    opset: int,
+    quantize: str | None,
+    dynamic_batch: bool,
+    size: tuple[int, int] | None,
+    names: list[str],
+    artifact: Path,
+    work: Path,
+) -> dict:
     from visiontune import __version__
     from visiontune.hub.checkpoint import sha256_file
 
     files = sorted(f.name for f in work.iterdir() if f.is_file() and not f.name.endswith(".visiontune.json"))
     if src.task == "detection":
-        inp = {"name": "image", "shape": [3, "height", "width"], "dtype": "float32", "layout": "CHW",
-               "value": "RGB in [0, 1], one image per call, any size"}
-        output = {"type": "detections", "names": names,
-                  "boxes": "x1, y1, x2, y2 in pixels of the preprocessed image; scale by original/preprocessed size",
-                  "scores": "float", "labels": "int64 index into class_names", "batch": 1}
+        inp = {
+            "name": "image",
+            "shape": [3, "height", "width"],
+            "dtype": "float32",
+            "layout": "CHW",
+            "value": "RGB in [0, 1], one image per call, any size",
+        }
+        output = {
+            "type": "detections",
+            "names": names,
+            "boxes": "x1, y1, x2, y2 in pixels of the preprocessed image; scale by original/preprocessed size",
+            "scores": "float",
+            "labels": "int64 index into class_names",
+            "batch": 1,
+        }
     else:
-        inp = {"name": "input", "shape": ["batch" if dynamic_batch else 1, 3, size[0], size[1]],
-               "dtype": "float32", "layout": "NCHW", "value": "preprocessed as 'preprocessing' says"}
-        output = {"type": "logits", "names": names, "shape": ["batch" if dynamic_batch else 1,
-                                                              len(src.class_names or []) or None],
-                  "apply": "softmax for probabilities", "batch": None if dynamic_batch else 1}
+        inp = {
+            "name": "input",
+            "shape": ["batch" if dynamic_batch else 1, 3, size[0], size[1]],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "value": "preprocessed as 'preprocessing' says",
+        }
+        output = {
+            "type": "logits",
+            "names": names,
+            "shape": ["batch" if dynamic_batch else 1, len(src.class_names or []) or None],
+            "apply": "softmax for probabilities",
+            "batch": None if dynamic_batch else 1,
+        }
     card = src.card
     versions = {"torch": torch.__version__}
     for mod in ("torchvision", "onnx", "onnxruntime"):
@@ -542,10 +656,17 @@ def _sidecar(src: ExportSource, fmt: str, exporter: str, opset: int, quantize: s
         "opset": opset if fmt == "onnx" else None,
         "quantization": "int8 dynamic (onnxruntime quantize_dynamic, QInt8 weights)" if quantize else None,
         "task": src.task,
-        "source": {"model_id": src.model_id, "base_id": card.get("base_id"), "weights": card.get("weights"),
-                   "weights_sha256": card.get("weights_sha256")},
-        "license": {"code": card.get("license_code"), "weights": card.get("license_weights"),
-                    "notes": card.get("license_notes") or []},
+        "source": {
+            "model_id": src.model_id,
+            "base_id": card.get("base_id"),
+            "weights": card.get("weights"),
+            "weights_sha256": card.get("weights_sha256"),
+        },
+        "license": {
+            "code": card.get("license_code"),
+            "weights": card.get("license_weights"),
+            "notes": card.get("license_notes") or [],
+        },
         "num_classes": len(src.class_names) if src.class_names else card.get("num_classes"),
         "class_names": src.class_names,
         "preprocessing": src.preprocessing,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,16 +49,22 @@ class ParityReport:
     def summary(self) -> str:
         verdict = {True: "PASS", False: "FAIL", None: "report only"}[self.passed]
         if self.task == "detection":
-            return (f"{verdict}: {self.n_images} images ({self.inputs}); {self.matched} detections matched, "
-                    f"unmatched {self.unmatched_reference} (PyTorch) / {self.unmatched_artifact} (artifact); "
-                    f"max |box diff| {_fmt(self.box_max_abs_diff)} px, max |score diff| {_fmt(self.score_max_abs_diff)}")
-        s = (f"{verdict}: {self.n_images} images ({self.inputs}); max |diff| {_fmt(self.max_abs_diff)} "
-             f"(mean {_fmt(self.mean_abs_diff)}), top-1 agreement {100 * (self.top1_agreement or 0):.1f}%")
+            return (
+                f"{verdict}: {self.n_images} images ({self.inputs}); {self.matched} detections matched, "
+                f"unmatched {self.unmatched_reference} (PyTorch) / {self.unmatched_artifact} (artifact); "
+                f"max |box diff| {_fmt(self.box_max_abs_diff)} px, max |score diff| {_fmt(self.score_max_abs_diff)}"
+            )
+        s = (
+            f"{verdict}: {self.n_images} images ({self.inputs}); max |diff| {_fmt(self.max_abs_diff)} "
+            f"(mean {_fmt(self.mean_abs_diff)}), top-1 agreement {100 * (self.top1_agreement or 0):.1f}%"
+        )
         if self.end_to_end_top1_agreement is not None:
             s += f", end-to-end (sidecar preprocessing) top-1 agreement {100 * self.end_to_end_top1_agreement:.1f}%"
         if self.top1_accuracy_artifact is not None:
-            s += (f"; top-1 accuracy: artifact {100 * self.top1_accuracy_artifact:.1f}%, "
-                  f"PyTorch {100 * self.top1_accuracy_pytorch:.1f}%")
+            s += (
+                f"; top-1 accuracy: artifact {100 * self.top1_accuracy_artifact:.1f}%, "
+                f"PyTorch {100 * self.top1_accuracy_pytorch:.1f}%"
+            )
         return s
 
 
@@ -65,9 +72,17 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3g}"
 
 
-def classification_parity(runtime: ExportedModel, module: nn.Module, images: Sequence[Any], *, inputs: str,
-                          torch_preprocess: Callable | None = None, atol: float | None = 1e-4,
-                          batch_size: int = 16, labels: Sequence[int] | None = None) -> ParityReport:
+def classification_parity(
+    runtime: ExportedModel,
+    module: nn.Module,
+    images: Sequence[Any],
+    *,
+    inputs: str,
+    torch_preprocess: Callable | None = None,
+    atol: float | None = 1e-4,
+    batch_size: int = 16,
+    labels: Sequence[int] | None = None,
+) -> ParityReport:
     """Compare logits of ``module`` (PyTorch) and ``runtime`` (the artifact) on ``images``
     (PIL images, paths or already-preprocessed CHW float arrays). With ``labels`` (class index
     per image) the report adds the top-1 accuracy of both: the artifact through its sidecar
@@ -83,7 +98,7 @@ def classification_parity(runtime: ExportedModel, module: nn.Module, images: Seq
     if runtime.sidecar["output"].get("batch") == 1:
         batch_size = 1
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         pils = [None if isinstance(im, np.ndarray) else open_image(im) for im in chunk]
         arrays = np.stack([im if p is None else runtime.preprocess(p) for im, p in zip(chunk, pils)])
         out = np.asarray(runtime.run(arrays), dtype=np.float64)
@@ -110,8 +125,14 @@ def classification_parity(runtime: ExportedModel, module: nn.Module, images: Seq
         ref_top1 += ref_chunk
     n = len(images)
     report = ParityReport(
-        task="classification", n_images=n, inputs=inputs, max_abs_diff=diffs_max,
-        mean_abs_diff=diffs_sum / max(count, 1), top1_agreement=agree / max(n, 1), atol=atol)
+        task="classification",
+        n_images=n,
+        inputs=inputs,
+        max_abs_diff=diffs_max,
+        mean_abs_diff=diffs_sum / max(count, 1),
+        top1_agreement=agree / max(n, 1),
+        atol=atol,
+    )
     if torch_preprocess is not None and not any(isinstance(im, np.ndarray) for im in images):
         report.end_to_end_top1_agreement = agree_e2e / max(n, 1)
         report.preprocess_max_abs_diff = pre_diff
@@ -146,8 +167,15 @@ def match_detections(ref: dict, art: dict) -> tuple[list[tuple[int, int]], list[
     return pairs, unmatched_ref, sorted(free)
 
 
-def detection_parity(runtime: ExportedModel, module: nn.Module, images: Sequence[Any], *, inputs: str,
-                     box_atol: float = 0.25, score_atol: float = 1e-3) -> ParityReport:
+def detection_parity(
+    runtime: ExportedModel,
+    module: nn.Module,
+    images: Sequence[Any],
+    *,
+    inputs: str,
+    box_atol: float = 0.25,
+    score_atol: float = 1e-3,
+) -> ParityReport:
     """Run ``module`` (a torchvision detector) and the artifact on each image and match detections.
 
     Near-ties at the detection limit can drop different boxes in the two runtimes; such an
@@ -172,19 +200,35 @@ def detection_parity(runtime: ExportedModel, module: nn.Module, images: Sequence
         matched += len(pairs)
         un_ref += len(ur)
         un_art += len(ua)
-        floor = min(float(ref["scores"].min()) if len(ref["scores"]) else 0.0,
-                    float(art["scores"].min()) if len(art["scores"]) else 0.0)
+        floor = min(
+            float(ref["scores"].min()) if len(ref["scores"]) else 0.0,
+            float(art["scores"].min()) if len(art["scores"]) else 0.0,
+        )
         for i in ur:
             if ref["scores"][i] > floor + score_atol:
                 passed = False
-                notes.append(f"{item if isinstance(item, str) else 'image'}: PyTorch detection {i} "
-                             f"(score {ref['scores'][i]:.4f}) has no counterpart in the artifact")
+                notes.append(
+                    f"{item if isinstance(item, str) else 'image'}: PyTorch detection {i} "
+                    f"(score {ref['scores'][i]:.4f}) has no counterpart in the artifact"
+                )
         for j in ua:
             if art["scores"][j] > floor + score_atol:
                 passed = False
-                notes.append(f"{item if isinstance(item, str) else 'image'}: artifact detection {j} "
-                             f"(score {art['scores'][j]:.4f}) has no counterpart in PyTorch")
+                notes.append(
+                    f"{item if isinstance(item, str) else 'image'}: artifact detection {j} "
+                    f"(score {art['scores'][j]:.4f}) has no counterpart in PyTorch"
+                )
     passed = passed and box_max <= box_atol and score_max <= score_atol
-    return ParityReport(task="detection", n_images=len(images), inputs=inputs, box_max_abs_diff=box_max,
-                        score_max_abs_diff=score_max, matched=matched, unmatched_reference=un_ref,
-                        unmatched_artifact=un_art, atol=box_atol, passed=passed, notes=notes[:20])
+    return ParityReport(
+        task="detection",
+        n_images=len(images),
+        inputs=inputs,
+        box_max_abs_diff=box_max,
+        score_max_abs_diff=score_max,
+        matched=matched,
+        unmatched_reference=un_ref,
+        unmatched_artifact=un_art,
+        atol=box_atol,
+        passed=passed,
+        notes=notes[:20],
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -68,8 +69,9 @@ class ExportedModel:
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def load(cls, artifact: str | os.PathLike, *, providers: Sequence[str] | None = None,
-             threads: int | None = None) -> "ExportedModel":
+    def load(
+        cls, artifact: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> ExportedModel:
         artifact = Path(artifact)
         if not artifact.is_file():
             raise ConfigError(f"{artifact}: no such exported model file")
@@ -82,11 +84,14 @@ class ExportedModel:
                 opts.intra_op_num_threads = int(threads)
             opts.log_severity_level = 3
             try:
-                session = ort.InferenceSession(str(artifact), sess_options=opts,
-                                               providers=list(providers or ["CPUExecutionProvider"]))
+                session = ort.InferenceSession(
+                    str(artifact), sess_options=opts, providers=list(providers or ["CPUExecutionProvider"])
+                )
             except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-                raise ConfigError(f"{artifact}: ONNX Runtime cannot load it ({type(e).__name__}: {e}). "
-                                  f"If it has a .onnx.data file, keep that file beside it") from e
+                raise ConfigError(
+                    f"{artifact}: ONNX Runtime cannot load it ({type(e).__name__}: {e}). "
+                    f"If it has a .onnx.data file, keep that file beside it"
+                ) from e
             return cls(artifact, doc, "onnxruntime", session)
         if fmt == "torchscript":
             import torch
@@ -98,7 +103,9 @@ class ExportedModel:
             except Exception as e:
                 raise ConfigError(f"{artifact}: torch.jit.load failed ({type(e).__name__}: {e})") from e
             return cls(artifact, doc, "torchscript", module.eval())
-        raise ConfigError(f"{sidecar_path(artifact)}: key 'artifact_format' is {fmt!r}; expected 'onnx' or 'torchscript'")
+        raise ConfigError(
+            f"{sidecar_path(artifact)}: key 'artifact_format' is {fmt!r}; expected 'onnx' or 'torchscript'"
+        )
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -150,7 +157,7 @@ class ExportedModel:
         items = expand_images(images)
         chunks = []
         for start in range(0, len(items), batch_size):
-            batch = np.stack([self.preprocess(im) for im in items[start:start + batch_size]])
+            batch = np.stack([self.preprocess(im) for im in items[start : start + batch_size]])
             chunks.append(self.run(batch))
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)), np.float32)
 
@@ -167,14 +174,20 @@ class ExportedModel:
         names = self.class_names
         out = []
         for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
+            chunk = items[start : start + batch_size]
             probs = _softmax(self.run(np.stack([self.preprocess(im) for im in chunk])).astype(np.float64))
             k = min(topk, probs.shape[-1])
             idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
             for j, im in enumerate(chunk):
                 ii = [int(i) for i in idx[j]]
-                out.append(Prediction(ii, [names[i] if i < len(names) else f"class_{i}" for i in ii],
-                                      [float(probs[j, i]) for i in ii], im if isinstance(im, str) else None))
+                out.append(
+                    Prediction(
+                        ii,
+                        [names[i] if i < len(names) else f"class_{i}" for i in ii],
+                        [float(probs[j, i]) for i in ii],
+                        im if isinstance(im, str) else None,
+                    )
+                )
         return out
 
     def _detect(self, item: Any, score_threshold: float):
@@ -186,8 +199,14 @@ class ExportedModel:
         keep = det["scores"] >= score_threshold
         scale = np.array([img.width / x.shape[2], img.height / x.shape[1]] * 2, dtype=np.float32)
         boxes = det["boxes"][keep] * scale
-        return Detections(boxes, det["scores"][keep], det["labels"][keep], self.class_names,
-                          image_size=(img.height, img.width), path=item if isinstance(item, str) else None)
+        return Detections(
+            boxes,
+            det["scores"][keep],
+            det["labels"][keep],
+            self.class_names,
+            image_size=(img.height, img.width),
+            path=item if isinstance(item, str) else None,
+        )
 
     def __repr__(self) -> str:
         return f"ExportedModel({str(self.artifact)!r}, {self.task}, {self.backend})"

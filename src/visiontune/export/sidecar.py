@@ -49,7 +49,8 @@ def read_sidecar(artifact: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ConfigError(
             f"{path} not found: an exported artifact is used with the sidecar JSON written beside it by "
-            f"`visiontune export`; re-export the model or copy the sidecar next to {Path(artifact).name}")
+            f"`visiontune export`; re-export the model or copy the sidecar next to {Path(artifact).name}"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -57,8 +58,10 @@ def read_sidecar(artifact: str | os.PathLike) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != SIDECAR_FORMAT:
         raise ConfigError(f"{path}: key 'format' must be {SIDECAR_FORMAT!r} (is this a visiontune sidecar?)")
     if int(doc.get("format_version", 0)) > SIDECAR_VERSION:
-        raise ConfigError(f"{path}: format_version {doc['format_version']} is newer than this visiontune "
-                          f"understands ({SIDECAR_VERSION}); upgrade visiontune")
+        raise ConfigError(
+            f"{path}: format_version {doc['format_version']} is newer than this visiontune "
+            f"understands ({SIDECAR_VERSION}); upgrade visiontune"
+        )
     for key in ("task", "preprocessing", "input", "output"):
         if key not in doc:
             raise ConfigError(f"{path}: missing key {key!r}; re-export the model to rewrite the sidecar")
@@ -107,10 +110,10 @@ def preprocess_array(img: Image.Image, pre: dict) -> np.ndarray:
         if ch > h or cw > w:  # torchvision pads symmetrically with zeros first
             top, left = (ch - h) // 2 if ch > h else 0, (cw - w) // 2 if cw > w else 0
             padded = np.zeros((max(h, ch), max(w, cw), 3), np.uint8)
-            padded[top:top + h, left:left + w] = arr
+            padded[top : top + h, left : left + w] = arr
             arr, h, w = padded, padded.shape[0], padded.shape[1]
         top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
-        arr = arr[top:top + ch, left:left + cw]
+        arr = arr[top : top + ch, left : left + cw]
     x = arr.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
     mean, std = pre.get("mean"), pre.get("std")
     if mean is not None and std is not None:

@@ -8,6 +8,16 @@ from visiontune.hub.preprocess import Preprocess
 from visiontune.hub.pretrained import Prediction, Pretrained
 
 __all__ = [
-    "Card", "LoadReport", "ModelId", "Prediction", "Preprocess", "Pretrained", "list_models", "load",
-    "load_into", "load_state_dict_file", "parse_model_id", "sha256_file",
+    "Card",
+    "LoadReport",
+    "ModelId",
+    "Prediction",
+    "Preprocess",
+    "Pretrained",
+    "list_models",
+    "load",
+    "load_into",
+    "load_state_dict_file",
+    "parse_model_id",
+    "sha256_file",
 ]

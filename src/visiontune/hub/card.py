@@ -61,10 +61,31 @@ class Card(BaseModel):
             return str(v)
 
         order = [
-            "model_id", "source", "name", "weights", "task", "num_classes", "class_names",
-            "input_size", "resize_size", "crop_size", "crop_pct", "interpolation", "mean", "std",
-            "preprocess_source", "num_params", "metrics", "license_code", "license_weights",
-            "license_notes", "weights_file", "weights_sha256", "weights_url", "head", "base_id",
+            "model_id",
+            "source",
+            "name",
+            "weights",
+            "task",
+            "num_classes",
+            "class_names",
+            "input_size",
+            "resize_size",
+            "crop_size",
+            "crop_pct",
+            "interpolation",
+            "mean",
+            "std",
+            "preprocess_source",
+            "num_params",
+            "metrics",
+            "license_code",
+            "license_weights",
+            "license_notes",
+            "weights_file",
+            "weights_sha256",
+            "weights_url",
+            "head",
+            "base_id",
         ]
         data = self.model_dump()
         return [(k, fmt(data.get(k))) for k in order if k in data]

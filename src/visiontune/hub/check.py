@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import csv
-
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
+from visiontune._atomic import save_figure
 from visiontune.errors import DatasetError, VisiontuneError
 from visiontune.hub.preprocess import Preprocess, interpolation_name
 from visiontune.hub.pretrained import Pretrained, logits_of
-from visiontune._atomic import save_figure
 
 
 @dataclass
@@ -33,8 +33,15 @@ def describe_transform(t: Any) -> dict:
     torchvision transform (v1 or v2 Compose), a `Preprocess`, or a dict (YAML description)."""
     if isinstance(t, Preprocess):
         d = t.to_dict()
-        return {"resize": d["resize"], "crop": d["crop"], "interpolation": d["interpolation"],
-                "mean": d["mean"], "std": d["std"], "value_range": [0.0, 1.0], "channel_order": "RGB"}
+        return {
+            "resize": d["resize"],
+            "crop": d["crop"],
+            "interpolation": d["interpolation"],
+            "mean": d["mean"],
+            "std": d["std"],
+            "value_range": [0.0, 1.0],
+            "channel_order": "RGB",
+        }
     if isinstance(t, dict):
         d = dict(t)
         if d.get("interpolation"):
@@ -47,14 +54,24 @@ def describe_transform(t: Any) -> dict:
         d.setdefault("value_range", [0.0, 1.0] if d.get("to_tensor", True) else [0.0, 255.0])
         return d
     ops = list(getattr(t, "transforms", [t]))
-    d: dict = {"resize": None, "crop": None, "interpolation": None, "mean": None, "std": None,
-               "value_range": [0.0, 255.0], "channel_order": "RGB"}
+    d: dict = {
+        "resize": None,
+        "crop": None,
+        "interpolation": None,
+        "mean": None,
+        "std": None,
+        "value_range": [0.0, 255.0],
+        "channel_order": "RGB",
+    }
     for op in ops:
         name = type(op).__name__
         if name == "Resize":
             size = op.size
-            d["resize"] = size[0] if isinstance(size, (list, tuple)) and len(size) == 1 else (
-                list(size) if isinstance(size, (list, tuple)) else size)
+            d["resize"] = (
+                size[0]
+                if isinstance(size, (list, tuple)) and len(size) == 1
+                else (list(size) if isinstance(size, (list, tuple)) else size)
+            )
             d["interpolation"] = interpolation_name(op.interpolation)
         elif name == "CenterCrop":
             size = op.size if isinstance(op.size, (list, tuple)) else (op.size, op.size)
@@ -69,9 +86,14 @@ def describe_transform(t: Any) -> dict:
         elif name == "Normalize":
             d["mean"], d["std"] = [float(x) for x in op.mean], [float(x) for x in op.std]
         elif name == "ImageClassification":  # torchvision weights.transforms()
-            d.update(resize=op.resize_size[0], crop=list(op.crop_size) * (2 // len(op.crop_size)),
-                     interpolation=interpolation_name(op.interpolation), mean=list(op.mean), std=list(op.std),
-                     value_range=[0.0, 1.0])
+            d.update(
+                resize=op.resize_size[0],
+                crop=list(op.crop_size) * (2 // len(op.crop_size)),
+                interpolation=interpolation_name(op.interpolation),
+                mean=list(op.mean),
+                std=list(op.std),
+                value_range=[0.0, 1.0],
+            )
     return d
 
 
@@ -86,23 +108,41 @@ def check_preprocess(p: Pretrained, transform: Any, probe_image=None) -> list[Mi
 
     if want["mean"] is not None or got.get("mean") is not None:
         if got.get("mean") is None:
-            out.append(Mismatch("mean/std", (want["mean"], want["std"]), None,
-                                "no Normalize: inputs are off by the whole normalisation"))
+            out.append(
+                Mismatch(
+                    "mean/std",
+                    (want["mean"], want["std"]),
+                    None,
+                    "no Normalize: inputs are off by the whole normalisation",
+                )
+            )
         elif want["mean"] is None:
-            out.append(Mismatch("mean/std", None, (got["mean"], got["std"]), "the model normalises inside; do not normalise twice"))
+            out.append(
+                Mismatch(
+                    "mean/std", None, (got["mean"], got["std"]), "the model normalises inside; do not normalise twice"
+                )
+            )
         else:
             if not close(want["mean"], got["mean"]):
                 out.append(Mismatch("mean", want["mean"], got["mean"], "wrong normalisation mean"))
             if not close(want["std"], got.get("std")):
                 out.append(Mismatch("std", want["std"], got.get("std"), "wrong normalisation std"))
     if list(got.get("value_range", [0, 1])) != [0.0, 1.0]:
-        out.append(Mismatch("value range", [0.0, 1.0], got.get("value_range"),
-                            "pixels must be scaled to [0, 1] before normalising (ToTensor / ToDtype(scale=True))"))
+        out.append(
+            Mismatch(
+                "value range",
+                [0.0, 1.0],
+                got.get("value_range"),
+                "pixels must be scaled to [0, 1] before normalising (ToTensor / ToDtype(scale=True))",
+            )
+        )
     if str(got.get("channel_order", "RGB")).upper() != "RGB":
         out.append(Mismatch("channel order", "RGB", got.get("channel_order"), "the weights were trained on RGB"))
     wr, gr = want["resize"], got.get("resize")
-    if wr is not None and (gr is None or (list(gr) if isinstance(gr, (list, tuple)) else gr) !=
-                           (list(wr) if isinstance(wr, (list, tuple)) else wr)):
+    if wr is not None and (
+        gr is None
+        or (list(gr) if isinstance(gr, (list, tuple)) else gr) != (list(wr) if isinstance(wr, (list, tuple)) else wr)
+    ):
         kind = "shorter edge" if isinstance(wr, int) else "exact (squash) size"
         out.append(Mismatch("resize", wr, gr, f"the weights expect a resize to {wr} ({kind})"))
     wc, gc = want["crop"], got.get("crop")
@@ -117,7 +157,9 @@ def check_preprocess(p: Pretrained, transform: Any, probe_image=None) -> list[Mi
 
 
 # -- evaluation sets -------------------------------------------------------------------------------
-def labelled_images(data: str | Path, class_names: Sequence[str] | None, limit: int | None = None) -> list[tuple[Path, int]]:
+def labelled_images(
+    data: str | Path, class_names: Sequence[str] | None, limit: int | None = None
+) -> list[tuple[Path, int]]:
     """(image, model class index) pairs. ``data``: a folder with ``labels.csv`` (columns ``file`` and
     ``index``, or ``file`` and ``name``), or a folder of class folders named like the card's classes."""
     root = Path(data)
@@ -173,12 +215,12 @@ def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_s
     m = torch.tensor(mean).view(1, -1, 1, 1) if mean is not None else None
     s = torch.tensor(std).view(1, -1, 1, 1) if std is not None else None
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
+        xb = x[i : i + batch_size]
         if m is not None:
             xb = (xb - m) / s
         logits = logits_of(p.model(xb))
         t5 = logits.topk(min(5, logits.shape[-1]), -1).indices
-        yb = y[i:i + batch_size]
+        yb = y[i : i + batch_size]
         top1 += (t5[:, 0] == yb).sum().item()
         top5 += (t5 == yb[:, None]).any(-1).sum().item()
     return top1 / len(x), top5 / len(x)
@@ -191,8 +233,9 @@ def evaluate(p: Pretrained, data, limit: int | None = None) -> dict:
     return {"n": len(items), "top1": t1, "top5": t5}
 
 
-def sweep_prepared(p: Pretrained, x: torch.Tensor, y: torch.Tensor,
-                   scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> list[dict]:
+def sweep_prepared(
+    p: Pretrained, x: torch.Tensor, y: torch.Tensor, scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)
+) -> list[dict]:
     """The sweep on images already resized and cropped (``prepare_images``): only normalisation varies.
 
     At scale a: mean_a = a·mean, std_a = 1 + a·(std − 1).
@@ -227,8 +270,13 @@ def plot_sweep(rows: list[dict], title: str, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def normalization_sweep(p: Pretrained, data, scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
-                        limit: int | None = None, plot: str | Path | None = None) -> list[dict]:
+def normalization_sweep(
+    p: Pretrained,
+    data,
+    scales: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    limit: int | None = None,
+    plot: str | Path | None = None,
+) -> list[dict]:
     """Accuracy as the normalisation goes from none (scale 0: mean 0, std 1) to the card's (1)."""
     if p.preprocess.mean is None:
         raise VisiontuneError(f"{p.card.model_id} takes un-normalised input: nothing to sweep")
@@ -251,5 +299,14 @@ def compare_models(ids: Sequence[str], image, topk: int = 5, **load_kw) -> dict[
     return out
 
 
-__all__ = ["Mismatch", "check_preprocess", "compare_models", "describe_transform", "evaluate",
-           "labelled_images", "normalization_sweep", "plot_sweep", "sweep_prepared"]
+__all__ = [
+    "Mismatch",
+    "check_preprocess",
+    "compare_models",
+    "describe_transform",
+    "evaluate",
+    "labelled_images",
+    "normalization_sweep",
+    "plot_sweep",
+    "sweep_prepared",
+]

@@ -14,9 +14,9 @@ import hashlib
 import os
 import pickle
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -151,7 +151,7 @@ def _strip_prefixes(sd: Mapping[str, torch.Tensor], model_keys: set[str]) -> dic
     best_hits = len(model_keys & best.keys())
     for p in PREFIXES:
         if any(k.startswith(p) for k in sd):
-            cand = {(k[len(p):] if k.startswith(p) else k): v for k, v in sd.items()}
+            cand = {(k[len(p) :] if k.startswith(p) else k): v for k, v in sd.items()}
             hits = len(model_keys & cand.keys())
             if hits > best_hits:
                 best, best_hits = cand, hits
@@ -204,8 +204,9 @@ def _optional(k: str) -> bool:
     return k.endswith("num_batches_tracked")
 
 
-def _match(target: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor], *, by_name: bool,
-           remap: bool) -> tuple[LoadReport, dict[str, torch.Tensor]]:
+def _match(
+    target: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor], *, by_name: bool, remap: bool
+) -> tuple[LoadReport, dict[str, torch.Tensor]]:
     report = LoadReport()
     assign: dict[str, torch.Tensor] = {}
     tgt_rest = []

@@ -14,8 +14,17 @@ from torch import nn
 from visiontune.errors import VisiontuneError
 
 CANDIDATE_PATHS = (
-    "fc", "classifier", "head", "heads.head", "head.fc", "classif", "last_linear", "heads",
-    "classifier.fc", "head.l", "linear",
+    "fc",
+    "classifier",
+    "head",
+    "heads.head",
+    "head.fc",
+    "classif",
+    "last_linear",
+    "heads",
+    "classifier.fc",
+    "head.l",
+    "linear",
 )
 
 
@@ -109,7 +118,11 @@ def build_head(in_features: int, num_classes: int, dropout: float = 0.0, hidden:
 
 
 def replace_head(
-    model: nn.Module, num_classes: int, *, dropout: float = 0.0, hidden: int | None = None,
+    model: nn.Module,
+    num_classes: int,
+    *,
+    dropout: float = 0.0,
+    hidden: int | None = None,
     class_names: list[str] | None = None,
 ) -> dict:
     """Replace the classifier by a new one for ``num_classes``; returns the head spec to record."""
@@ -135,11 +148,15 @@ def replace_head(
         names = class_names or [f"LABEL_{i}" for i in range(num_classes)]
         config.id2label = dict(enumerate(names))
         config.label2id = {n: i for i, n in enumerate(names)}
-    return {"path": path, "in_features": in_features, "num_classes": num_classes,
-            "dropout": dropout, "hidden": hidden}
+    return {"path": path, "in_features": in_features, "num_classes": num_classes, "dropout": dropout, "hidden": hidden}
 
 
 def apply_head_spec(model: nn.Module, spec: dict, class_names: list[str] | None = None) -> None:
     """Rebuild a recorded head (used when a saved model is reloaded)."""
-    replace_head(model, spec["num_classes"], dropout=spec.get("dropout") or 0.0,
-                 hidden=spec.get("hidden"), class_names=class_names)
+    replace_head(
+        model,
+        spec["num_classes"],
+        dropout=spec.get("dropout") or 0.0,
+        hidden=spec.get("hidden"),
+        class_names=class_names,
+    )

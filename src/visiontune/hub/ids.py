@@ -61,8 +61,7 @@ def parse_model_id(text: str) -> ModelId:
         raise ModelIdError(f"model id {text!r} ends with '@' but names no weights")
     if src_l == "hub" and name.count(":") != 1:
         raise ModelIdError(
-            f"torch.hub ids are 'hub:owner/repo:entrypoint[@ref]', got {text!r} "
-            "(e.g. 'hub:pytorch/vision:resnet18')"
+            f"torch.hub ids are 'hub:owner/repo:entrypoint[@ref]', got {text!r} (e.g. 'hub:pytorch/vision:resnet18')"
         )
     if src_l == "hf" and "/" not in name and not os.path.isdir(name):
         # Hugging Face also has a few un-namespaced legacy repos; accept but they are rare.

@@ -65,10 +65,17 @@ def load(
     """
     if num_classes is None and class_names is not None:
         num_classes = len(class_names)
-    opts = LoadOptions(num_classes=num_classes, pretrained=pretrained,
-                       weights=str(weights) if weights is not None else None, trust_pickle=trust_pickle,
-                       trust_remote_code=trust_remote_code, strict=strict, head=head,
-                       class_names=list(class_names) if class_names is not None else None, extra=extra)
+    opts = LoadOptions(
+        num_classes=num_classes,
+        pretrained=pretrained,
+        weights=str(weights) if weights is not None else None,
+        trust_pickle=trust_pickle,
+        trust_remote_code=trust_remote_code,
+        strict=strict,
+        head=head,
+        class_names=list(class_names) if class_names is not None else None,
+        extra=extra,
+    )
     p = _dispatch(model_id, opts)
     if p.load_report is not None and not p.load_report.complete:
         import warnings

@@ -15,8 +15,10 @@ PROBE_TIMEOUT_S = 1.5
 
 def offline_forced() -> bool:
     """True when the user asked for offline mode (VISIONTUNE_OFFLINE, HF_HUB_OFFLINE)."""
-    return any(os.environ.get(v, "").strip().lower() in TRUTHY
-               for v in ("VISIONTUNE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in TRUTHY
+        for v in ("VISIONTUNE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 @lru_cache(maxsize=32)
@@ -46,8 +48,10 @@ def can_reach(host: str, port: int = 443) -> bool:
 def torch_home() -> Path:
     import torch.hub
 
-    return Path(torch.hub.get_dir()).parent if os.environ.get("TORCH_HUB") else Path(
-        os.environ.get("TORCH_HOME") or Path(torch.hub.get_dir()).parent
+    return (
+        Path(torch.hub.get_dir()).parent
+        if os.environ.get("TORCH_HUB")
+        else Path(os.environ.get("TORCH_HOME") or Path(torch.hub.get_dir()).parent)
     )
 
 
@@ -61,5 +65,6 @@ def hf_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
     return Path(home) / "hub"

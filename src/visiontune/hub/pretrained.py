@@ -42,8 +42,10 @@ class Prediction:
         return self.probs[0]
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "top": [
-            {"index": i, "label": lab, "prob": p} for i, lab, p in zip(self.indices, self.labels, self.probs)]}
+        return {
+            "source": self.source,
+            "top": [{"index": i, "label": lab, "prob": p} for i, lab, p in zip(self.indices, self.labels, self.probs)],
+        }
 
 
 def logits_of(out: Any) -> torch.Tensor:
@@ -65,8 +67,9 @@ class Pretrained:
     library's own object where it has one (a Hugging Face image processor, an Ultralytics YOLO).
     """
 
-    def __init__(self, model: nn.Module, card: Card, preprocess: Preprocess, *, native: Any = None,
-                 load_report: Any = None):
+    def __init__(
+        self, model: nn.Module, card: Card, preprocess: Preprocess, *, native: Any = None, load_report: Any = None
+    ):
         self.model = model.eval()
         self.card = card
         self.preprocess = preprocess
@@ -100,8 +103,9 @@ class Pretrained:
         raise TypeError(f"cannot predict on {type(img).__name__}: pass paths, PIL images or CHW tensors")
 
     @torch.inference_mode()
-    def predict(self, images: Any, topk: int = 5, batch_size: int = 32,
-                device: str | torch.device | None = None) -> list[Prediction]:
+    def predict(
+        self, images: Any, topk: int = 5, batch_size: int = 32, device: str | torch.device | None = None
+    ) -> list[Prediction]:
         """Top-k class names and probabilities, each image preprocessed as the weights expect.
 
         ``images``: a path, PIL image or CHW tensor, or a list of them. Tensors are raw pixels
@@ -109,27 +113,33 @@ class Pretrained:
         """
         if self.card.task != "classification":
             raise VisiontuneError(
-                f"{self.card.model_id} is a {self.card.task} model; use visiontune.detect for detectors")
+                f"{self.card.model_id} is a {self.card.task} model; use visiontune.detect for detectors"
+            )
         if not isinstance(images, (list, tuple)):
             images = [images]
         device = torch.device(device) if device else next(self.model.parameters()).device
         names = self.class_names
         out: list[Prediction] = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
+            chunk = images[start : start + batch_size]
             batch = torch.stack([self._to_tensor(im) for im in chunk]).to(device)
             probs = logits_of(self.model(batch)).float().softmax(-1)
             k = min(topk, probs.shape[-1])
             p, idx = probs.topk(k, dim=-1)
             for j, im in enumerate(chunk):
                 ii = idx[j].tolist()
-                out.append(Prediction(ii, [names[i] if i < len(names) else f"class_{i}" for i in ii],
-                                      p[j].tolist(), str(im) if isinstance(im, (str, os.PathLike)) else None))
+                out.append(
+                    Prediction(
+                        ii,
+                        [names[i] if i < len(names) else f"class_{i}" for i in ii],
+                        p[j].tolist(),
+                        str(im) if isinstance(im, (str, os.PathLike)) else None,
+                    )
+                )
         return out
 
     # -- persistence ---------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, *, metrics: dict | None = None,
-             training: dict | None = None) -> Path:
+    def save(self, directory: str | os.PathLike, *, metrics: dict | None = None, training: dict | None = None) -> Path:
         """Write ``model.safetensors`` + ``visiontune.json`` (+ the HF config when the model is one).
 
         Atomic: the files are written to a temporary sibling folder that replaces ``directory``
@@ -138,7 +148,9 @@ class Pretrained:
         from safetensors.torch import save_model
 
         if self.card.source == "yolo":
-            raise VisiontuneError("Ultralytics models are saved with their own format: use pretrained.native.save(path)")
+            raise VisiontuneError(
+                "Ultralytics models are saved with their own format: use pretrained.native.save(path)"
+            )
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}-{time.time_ns()}"
@@ -182,9 +194,12 @@ class Pretrained:
 
     def __repr__(self) -> str:
         c = self.card
-        return (f"Pretrained({c.model_id!r}, task={c.task}, classes={c.num_classes}, "
-                f"params={c.num_params:,}, preprocess={self.preprocess.describe()})" if c.num_params else
-                f"Pretrained({c.model_id!r})")
+        return (
+            f"Pretrained({c.model_id!r}, task={c.task}, classes={c.num_classes}, "
+            f"params={c.num_params:,}, preprocess={self.preprocess.describe()})"
+            if c.num_params
+            else f"Pretrained({c.model_id!r})"
+        )
 
 
 def _version() -> str:

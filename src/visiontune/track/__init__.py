@@ -25,8 +25,22 @@ from visiontune.track.reproduce import (
 from visiontune.track.run import Run
 
 __all__ = [
-    "Comparison", "Reproduction", "Run", "RunRecord", "Tracker", "available_trackers",
-    "capture_environment", "compare_runs", "effective_status", "get_runner", "list_runs",
-    "load_run", "make_tracker", "plot_comparison", "register_runner", "register_tracker",
-    "registered_runners", "reproduce",
+    "Comparison",
+    "Reproduction",
+    "Run",
+    "RunRecord",
+    "Tracker",
+    "available_trackers",
+    "capture_environment",
+    "compare_runs",
+    "effective_status",
+    "get_runner",
+    "list_runs",
+    "load_run",
+    "make_tracker",
+    "plot_comparison",
+    "register_runner",
+    "register_tracker",
+    "registered_runners",
+    "reproduce",
 ]

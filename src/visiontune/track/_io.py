@@ -135,8 +135,13 @@ class MetricsCSV:
     def write(self, rows: Iterable[tuple[int | None, int | None, float, str, float]]) -> None:
         for step, epoch, t, name, value in rows:
             self._w.writerow(
-                ("" if step is None else int(step), "" if epoch is None else int(epoch),
-                 f"{t:.3f}", name, repr(float(value)))
+                (
+                    "" if step is None else int(step),
+                    "" if epoch is None else int(epoch),
+                    f"{t:.3f}",
+                    name,
+                    repr(float(value)),
+                )
             )
             self._since_sync += 1
         self._f.flush()
@@ -172,8 +177,7 @@ def read_metrics_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         from visiontune.errors import ConfigError
 
         raise ConfigError(
-            f"{path}: line 1: expected a header with columns {','.join(METRICS_FIELDS)}, "
-            f"got {','.join(header)}"
+            f"{path}: line 1: expected a header with columns {','.join(METRICS_FIELDS)}, got {','.join(header)}"
         )
     for row in reader:
         if len(row) != len(header):

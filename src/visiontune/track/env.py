@@ -13,9 +13,23 @@ from typing import Any
 
 # Distribution names whose versions decide whether a run reproduces.
 KEY_PACKAGES = (
-    "visiontune", "torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pillow",
-    "transformers", "huggingface-hub", "safetensors", "ultralytics", "scikit-learn", "pandas",
-    "tensorboard", "mlflow", "wandb",
+    "visiontune",
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "torchmetrics",
+    "numpy",
+    "pillow",
+    "transformers",
+    "huggingface-hub",
+    "safetensors",
+    "ultralytics",
+    "scikit-learn",
+    "pandas",
+    "tensorboard",
+    "mlflow",
+    "wandb",
 )
 
 
@@ -37,7 +51,10 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any] | None:
     try:
         top = subprocess.run(
             ["git", "rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"],
-            cwd=cwd, capture_output=True, text=True, timeout=5,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -51,13 +68,15 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any] | None:
     try:
         st = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         dirty = None
-    return {"root": root, "commit": commit, "branch": None if branch == "HEAD" else branch,
-            "dirty": dirty}
+    return {"root": root, "commit": commit, "branch": None if branch == "HEAD" else branch, "dirty": dirty}
 
 
 def device_info() -> dict[str, Any]:
@@ -103,15 +122,26 @@ def capture_environment(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": package_versions(),
         **device_info(),
-        "env_vars": {k: os.environ[k] for k in (
-            "CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS",
-            "PYTHONHASHSEED") if k in os.environ},
+        "env_vars": {
+            k: os.environ[k]
+            for k in ("CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS", "PYTHONHASHSEED")
+            if k in os.environ
+        },
     }
 
 
 # Keys compared by `reproduce`; hostname / executable / paths are expected to change.
-COMPARED_ENV_KEYS = ("python", "platform", "machine", "cpu_count", "device", "cuda", "gpus",
-                     "torch_threads", "env_vars")
+COMPARED_ENV_KEYS = (
+    "python",
+    "platform",
+    "machine",
+    "cpu_count",
+    "device",
+    "cuda",
+    "gpus",
+    "torch_threads",
+    "env_vars",
+)
 
 
 def environment_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -118,21 +118,29 @@ class RunCallback(Callback):
             for path, score in sorted(getattr(cb, "best_k_models", {}).items(), key=lambda kv: str(kv[0])):
                 if path and path not in seen and Path(path).exists():
                     seen.add(path)
-                    ckpts.append({"path": self.run._rel(Path(path)),
-                                  "kind": "best" if path == best else "top_k",
-                                  "score": float(score) if score is not None else None,
-                                  "monitor": getattr(cb, "monitor", None)})
+                    ckpts.append(
+                        {
+                            "path": self.run._rel(Path(path)),
+                            "kind": "best" if path == best else "top_k",
+                            "score": float(score) if score is not None else None,
+                            "monitor": getattr(cb, "monitor", None),
+                        }
+                    )
             if best and best not in seen and Path(best).exists():
                 seen.add(best)
                 score = getattr(cb, "best_model_score", None)
-                ckpts.append({"path": self.run._rel(Path(best)), "kind": "best",
-                              "score": float(score) if score is not None else None,
-                              "monitor": getattr(cb, "monitor", None)})
+                ckpts.append(
+                    {
+                        "path": self.run._rel(Path(best)),
+                        "kind": "best",
+                        "score": float(score) if score is not None else None,
+                        "monitor": getattr(cb, "monitor", None),
+                    }
+                )
             last = getattr(cb, "last_model_path", "") or ""
             if last and last not in seen and Path(last).exists():
                 seen.add(last)
-                ckpts.append({"path": self.run._rel(Path(last)), "kind": "last", "score": None,
-                              "monitor": None})
+                ckpts.append({"path": self.run._rel(Path(last)), "kind": "last", "score": None, "monitor": None})
         if ckpts != self.run.record["checkpoints"]:
             self.run.set_checkpoints(ckpts)
 

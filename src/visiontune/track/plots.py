@@ -77,8 +77,9 @@ def plot_run_curves(rows: list[dict[str, Any]], out: str | Path, title: str | No
     return _save(_figure(dict(panels), title), Path(out))
 
 
-def plot_compare_curves(runs: dict[str, list[dict[str, Any]]], out: str | Path,
-                        metrics: list[str] | None = None) -> Path:
+def plot_compare_curves(
+    runs: dict[str, list[dict[str, Any]]], out: str | Path, metrics: list[str] | None = None
+) -> Path:
     """Several runs overlaid: a panel per metric shared by the runs (or the given ``metrics``),
     one line per run."""
     series = {name: series_from_rows(rows) for name, rows in runs.items()}

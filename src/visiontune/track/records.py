@@ -79,8 +79,9 @@ class RunRecord:
         d = Path(directory)
         rj = d / "run.json"
         if not rj.is_file():
-            raise ConfigError(f"{d} is not a run folder (no run.json). Runs are listed by "
-                              "`visiontune runs list --root DIR`.")
+            raise ConfigError(
+                f"{d} is not a run folder (no run.json). Runs are listed by `visiontune runs list --root DIR`."
+            )
         data = _io.read_json(rj)
         if not isinstance(data, dict) or "status" not in data:
             raise ConfigError(f"{rj}: not a visiontune run record (no 'status' key)")
@@ -158,15 +159,20 @@ def resolve_run_dir(name_or_path: str | os.PathLike, root: str | os.PathLike = "
     if (cand / "run.json").is_file():
         return cand
     root_p = Path(root)
-    matches = sorted(d for d in root_p.iterdir() if d.is_dir() and d.name.startswith(str(name_or_path))
-                     and (d / "run.json").is_file()) if root_p.is_dir() else []
+    matches = (
+        sorted(
+            d
+            for d in root_p.iterdir()
+            if d.is_dir() and d.name.startswith(str(name_or_path)) and (d / "run.json").is_file()
+        )
+        if root_p.is_dir()
+        else []
+    )
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise ConfigError(f"run {name_or_path!r} is ambiguous in {root}: "
-                          + ", ".join(m.name for m in matches[:10]))
-    raise ConfigError(f"no run named {name_or_path!r} in {root_p.resolve()} "
-                      "(see `visiontune runs list --root DIR`)")
+        raise ConfigError(f"run {name_or_path!r} is ambiguous in {root}: " + ", ".join(m.name for m in matches[:10]))
+    raise ConfigError(f"no run named {name_or_path!r} in {root_p.resolve()} (see `visiontune runs list --root DIR`)")
 
 
 def load_run(name_or_path: str | os.PathLike, root: str | os.PathLike = "runs") -> RunRecord:
@@ -204,8 +210,8 @@ def update_record(directory: str | os.PathLike, **fields: Any) -> dict[str, Any]
 @dataclass
 class Comparison:
     names: list[str]
-    config_diff: dict[str, list[Any]]      # flattened key -> value per run (only differing keys)
-    record_diff: dict[str, list[Any]]      # model / data version / seed / env differences
+    config_diff: dict[str, list[Any]]  # flattened key -> value per run (only differing keys)
+    record_diff: dict[str, list[Any]]  # model / data version / seed / env differences
     metrics: dict[str, list[dict[str, float] | None]]  # metric -> per run {final, best, ...}
 
 
@@ -219,18 +225,27 @@ def compare_runs(records: list[RunRecord]) -> Comparison:
         raise ConfigError("compare needs at least two runs")
     flat = [_io.flatten(r.config) for r in records]
     keys = sorted(set().union(*flat))
-    config_diff = {k: [f.get(k, _MISSING) for f in flat] for k in keys
-                   if len({repr(f.get(k, _MISSING)) for f in flat}) > 1}
+    config_diff = {
+        k: [f.get(k, _MISSING) for f in flat] for k in keys if len({repr(f.get(k, _MISSING)) for f in flat}) > 1
+    }
+
     def meta(r: RunRecord) -> dict[str, Any]:
         env = r.data.get("env") or {}
-        m = {"model.id": r.model_id, "model.weights_sha256": (r.data.get("model") or {}).get("weights_sha256"),
-             "data.version": r.data_version, "seed": r.data.get("seed"),
-             "deterministic": r.data.get("deterministic"), "status": r.status,
-             "git.commit": (r.data.get("git") or {}).get("commit"), "device": env.get("device"),
-             "python": env.get("python")}
+        m = {
+            "model.id": r.model_id,
+            "model.weights_sha256": (r.data.get("model") or {}).get("weights_sha256"),
+            "data.version": r.data_version,
+            "seed": r.data.get("seed"),
+            "deterministic": r.data.get("deterministic"),
+            "status": r.status,
+            "git.commit": (r.data.get("git") or {}).get("commit"),
+            "device": env.get("device"),
+            "python": env.get("python"),
+        }
         for pkg, ver in (env.get("packages") or {}).items():
             m[f"packages.{pkg}"] = ver
         return m
+
     metas = [meta(r) for r in records]
     mkeys = list(dict.fromkeys(k for m in metas for k in m))
     record_diff = {k: [m.get(k) for m in metas] for k in mkeys if len({repr(m.get(k)) for m in metas}) > 1}
@@ -240,8 +255,7 @@ def compare_runs(records: list[RunRecord]) -> Comparison:
     return Comparison([r.name for r in records], config_diff, record_diff, metrics)
 
 
-def plot_comparison(records: list[RunRecord], out: str | os.PathLike,
-                    metrics: list[str] | None = None) -> Path:
+def plot_comparison(records: list[RunRecord], out: str | os.PathLike, metrics: list[str] | None = None) -> Path:
     """PNG with the runs' curves overlaid, one panel per shared metric."""
     from visiontune.track.plots import plot_compare_curves
 

@@ -69,8 +69,10 @@ def _result_dir(result: Any) -> Path:
             return Path(getattr(result, attr))
     if isinstance(result, (str, os.PathLike)):
         return Path(result)
-    raise ConfigError(f"the runner returned {type(result).__name__}; it must return the new run "
-                      "folder (path, Run, RunRecord or an object with run_dir)")
+    raise ConfigError(
+        f"the runner returned {type(result).__name__}; it must return the new run "
+        "folder (path, Run, RunRecord or an object with run_dir)"
+    )
 
 
 def current_data_version(record: RunRecord) -> str | None:
@@ -81,8 +83,12 @@ def current_data_version(record: RunRecord) -> str | None:
         return None
     data = importlib.import_module("visiontune.data")
     kwargs = {}
-    for key, arg in (("data_root", "root"), ("val_fraction", "val_fraction"), ("split_seed", "seed"),
-                     ("split_files", "split_files")):
+    for key, arg in (
+        ("data_root", "root"),
+        ("val_fraction", "val_fraction"),
+        ("split_seed", "seed"),
+        ("split_files", "split_files"),
+    ):
         if record.config.get(key) is not None:
             kwargs[arg] = record.config[key]
     return data.load_classification(source, **kwargs).version
@@ -90,12 +96,12 @@ def current_data_version(record: RunRecord) -> str | None:
 
 def environment_warnings(record: RunRecord) -> list[str]:
     """One line per difference between the recorded run and now that may change the numbers."""
-    lines = [f"environment: {d}" for d in environment_differences(record.data.get("env") or {},
-                                                                  capture_environment())]
+    lines = [f"environment: {d}" for d in environment_differences(record.data.get("env") or {}, capture_environment())]
     g_then, g_now = record.data.get("git") or {}, git_info(record.data.get("cwd") or None) or {}
     if g_then.get("commit") and g_then.get("commit") != g_now.get("commit"):
-        lines.append(f"code: recorded at git commit {g_then['commit'][:12]}, now "
-                     f"{(g_now.get('commit') or 'no commit')[:12]}")
+        lines.append(
+            f"code: recorded at git commit {g_then['commit'][:12]}, now {(g_now.get('commit') or 'no commit')[:12]}"
+        )
     if g_then.get("dirty"):
         lines.append("code: the recorded run had uncommitted changes; the code may differ")
     if not record.data.get("deterministic"):
@@ -123,9 +129,14 @@ class Reproduction:
         return {k: v for k, v in self.metrics.items() if not (v[0] == v[1] or (v[0] != v[0] and v[1] != v[1]))}
 
 
-def reproduce(name_or_path: str | os.PathLike, root: str | os.PathLike = "runs", *,
-              name: str | None = None, out_root: str | os.PathLike | None = None,
-              check_data: bool = True) -> Reproduction:
+def reproduce(
+    name_or_path: str | os.PathLike,
+    root: str | os.PathLike = "runs",
+    *,
+    name: str | None = None,
+    out_root: str | os.PathLike | None = None,
+    check_data: bool = True,
+) -> Reproduction:
     """Re-run a recorded run from its config.yaml + run.json with the runner of its ``kind``.
 
     Every environment, code or data-version difference is a warning (returned and emitted as
@@ -158,8 +169,9 @@ def reproduce(name_or_path: str | os.PathLike, root: str | os.PathLike = "runs",
             name = f"{base}{i}"
     result = runner(dict(original.config), root=out, name=name)
     new_dir = _result_dir(result)
-    update_record(new_dir, reproduced_from={"name": original.name, "dir": str(original.dir.resolve()),
-                                            "warnings": notes})
+    update_record(
+        new_dir, reproduced_from={"name": original.name, "dir": str(original.dir.resolve()), "warnings": notes}
+    )
     new = RunRecord.load(new_dir)
     if new.data_version and recorded_version and new.data_version != recorded_version:
         line = f"data: recorded version {recorded_version}, the re-run used {new.data_version}"

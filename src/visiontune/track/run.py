@@ -29,8 +29,14 @@ FORMAT = "visiontune.run/1"
 STATUSES = ("running", "completed", "failed", "interrupted")
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 # Metrics a run prefers as its headline "best" value, in order, with their direction.
-DEFAULT_MONITORS = (("val/acc", "max"), ("val/top1", "max"), ("val/map", "max"),
-                    ("val/f1", "max"), ("val/loss", "min"), ("train/loss", "min"))
+DEFAULT_MONITORS = (
+    ("val/acc", "max"),
+    ("val/top1", "max"),
+    ("val/map", "max"),
+    ("val/f1", "max"),
+    ("val/loss", "min"),
+    ("train/loss", "min"),
+)
 
 
 def utcnow() -> str:
@@ -42,7 +48,7 @@ def proc_start_ticks(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode("ascii", "replace")
-        return int(data[data.rindex(")") + 2:].split()[19])
+        return int(data[data.rindex(")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -86,16 +92,21 @@ def _to_image_array(image: Any):
         import torch
     except ImportError:  # pragma: no cover
         torch = None
-    if torch is not None and isinstance(image, np.ndarray) and image.ndim in (3, 4) \
-            and image.shape[-1] not in (1, 3, 4):
+    if (
+        torch is not None
+        and isinstance(image, np.ndarray)
+        and image.ndim in (3, 4)
+        and image.shape[-1] not in (1, 3, 4)
+    ):
         image = torch.from_numpy(image)
     if torch is not None and isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 4:
             import torchvision
 
-            t = torchvision.utils.make_grid(t.float() if t.is_floating_point() else t,
-                                            nrow=int(math.ceil(math.sqrt(t.shape[0]))), padding=2)
+            t = torchvision.utils.make_grid(
+                t.float() if t.is_floating_point() else t, nrow=int(math.ceil(math.sqrt(t.shape[0]))), padding=2
+            )
         if t.ndim == 2:
             t = t.unsqueeze(0)
         if t.ndim != 3:
@@ -130,8 +141,15 @@ class _Stat:
         self.count += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"last": self.last, "min": self.min, "max": self.max, "count": self.count,
-                "last_step": self.last_step, "min_step": self.min_step, "max_step": self.max_step}
+        return {
+            "last": self.last,
+            "min": self.min,
+            "max": self.max,
+            "count": self.count,
+            "last_step": self.last_step,
+            "min_step": self.min_step,
+            "max_step": self.max_step,
+        }
 
 
 class Run:
@@ -144,9 +162,16 @@ class Run:
             run.finish(summary={"val/acc": acc})
     """
 
-    def __init__(self, directory: Path, record: dict[str, Any], config: dict[str, Any],
-                 trackers: list[Tracker], heartbeat_interval: float, monitor: str | None,
-                 mode: str | None):
+    def __init__(
+        self,
+        directory: Path,
+        record: dict[str, Any],
+        config: dict[str, Any],
+        trackers: list[Tracker],
+        heartbeat_interval: float,
+        monitor: str | None,
+        mode: str | None,
+    ):
         self.dir = Path(directory)
         self.root = self.dir.parent
         self.name = self.dir.name
@@ -220,9 +245,13 @@ class Run:
             "start_time": now,
             "end_time": None,
             "duration_s": None,
-            "heartbeat": {"time": now, "pid": os.getpid(), "host": socket.gethostname(),
-                          "proc_start": proc_start_ticks(os.getpid()),
-                          "interval_s": heartbeat_interval},
+            "heartbeat": {
+                "time": now,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "proc_start": proc_start_ticks(os.getpid()),
+                "interval_s": heartbeat_interval,
+            },
             "model": {"id": model_id, "weights_sha256": weights_sha256},
             "data": {"version": data_version},
             "strategy": cfg.get("strategy"),
@@ -262,8 +291,7 @@ class Run:
             raise
         run._write_record()
         run._install_hooks(handle_signals)
-        run._thread = threading.Thread(target=run._heartbeat_loop, name=f"visiontune-heartbeat-{run.name}",
-                                       daemon=True)
+        run._thread = threading.Thread(target=run._heartbeat_loop, name=f"visiontune-heartbeat-{run.name}", daemon=True)
         run._thread.start()
         return run
 
@@ -272,14 +300,15 @@ class Run:
         if name is not None:
             safe = _safe_name(str(name))
             if safe != name:
-                raise ConfigError(f"Run name {name!r}: use letters, digits, '.', '_' and '-' only "
-                                  f"(e.g. {safe!r})")
+                raise ConfigError(f"Run name {name!r}: use letters, digits, '.', '_' and '-' only (e.g. {safe!r})")
             d = root / safe
             try:
                 d.mkdir()
             except FileExistsError:
-                raise ConfigError(f"Run folder {d} already exists; runs are never overwritten. "
-                                  "Pick another name or leave name unset for a unique one.") from None
+                raise ConfigError(
+                    f"Run folder {d} already exists; runs are never overwritten. "
+                    "Pick another name or leave name unset for a unique one."
+                ) from None
             return d
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         parts = [stamp, _model_short(model_id)] + ([str(strategy)] if strategy else [])
@@ -302,8 +331,7 @@ class Run:
     def finished(self) -> bool:
         return self._finished
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None,
-                    epoch: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, epoch: int | None = None) -> None:
         """Record scalar metrics at ``step`` (default: the last step used) to metrics.csv
         (appended, flushed per row) and every backend. Tensors / numpy scalars are accepted."""
         if not metrics:
@@ -316,8 +344,7 @@ class Run:
                 raise ConfigError(f"log_metrics: value of {k!r} is not a number ({e})") from None
         with self._lock:
             if self._finished:
-                warnings.warn(f"run {self.name} is finished; metrics {list(values)} not recorded",
-                              stacklevel=2)
+                warnings.warn(f"run {self.name} is finished; metrics {list(values)} not recorded", stacklevel=2)
                 return
             step = self._step if step is None else int(step)
             if epoch is None:
@@ -329,8 +356,9 @@ class Run:
                 self._stats.setdefault(k, _Stat()).add(v, step, epoch)
             self._dispatch("log_metrics", values, step, epoch)
 
-    def log_lrs(self, optimizer, step: int | None = None, prefix: str = "lr",
-                epoch: int | None = None) -> dict[str, float]:
+    def log_lrs(
+        self, optimizer, step: int | None = None, prefix: str = "lr", epoch: int | None = None
+    ) -> dict[str, float]:
         """Log the learning rate of every param group of ``optimizer`` as ``lr/<group name>``
         (``name`` key of the group when set, else ``group<i>``). Returns what it logged."""
         lrs = {}
@@ -366,17 +394,27 @@ class Run:
             raise ConfigError(f"log_artifact: {p} does not exist")
         name = name or p.name
         with self._lock:
-            self.record["artifacts"].append({"name": name, "path": self._rel(p),
-                                             "type": "dir" if p.is_dir() else "file"})
+            self.record["artifacts"].append(
+                {"name": name, "path": self._rel(p), "type": "dir" if p.is_dir() else "file"}
+            )
             self._dispatch("log_artifact", p, name)
             self._write_record()
 
-    def log_checkpoint(self, path: str | os.PathLike, kind: str = "checkpoint",
-                       score: float | None = None, step: int | None = None) -> None:
+    def log_checkpoint(
+        self, path: str | os.PathLike, kind: str = "checkpoint", score: float | None = None, step: int | None = None
+    ) -> None:
         """Record a checkpoint file (``kind``: best / last / checkpoint) in run.json."""
-        self.set_checkpoints([*self.record["checkpoints"],
-                              {"path": self._rel(Path(path)), "kind": kind, "score": score,
-                               "step": self._step if step is None else step}])
+        self.set_checkpoints(
+            [
+                *self.record["checkpoints"],
+                {
+                    "path": self._rel(Path(path)),
+                    "kind": kind,
+                    "score": score,
+                    "step": self._step if step is None else step,
+                },
+            ]
+        )
 
     def set_checkpoints(self, checkpoints: Sequence[Mapping[str, Any]]) -> None:
         """Replace the checkpoint list of run.json (the Lightning callback mirrors
@@ -404,8 +442,14 @@ class Run:
             self._write_record()
 
     # ------------------------------------------------------------------------------ finish
-    def finish(self, status: str = "completed", summary: Mapping[str, Any] | None = None, *,
-               error: BaseException | None = None, reason: str | None = None) -> None:
+    def finish(
+        self,
+        status: str = "completed",
+        summary: Mapping[str, Any] | None = None,
+        *,
+        error: BaseException | None = None,
+        reason: str | None = None,
+    ) -> None:
         """Close the run: final run.json (status, end time, duration, summary, best metric),
         curves plot, backends closed. Calling it again does nothing. If a SIGTERM / SIGINT was
         received, a ``completed`` status is recorded as ``interrupted``."""
@@ -423,8 +467,11 @@ class Run:
             if error is not None:
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
                 _atomic.write_text(self.dir / "error.txt", tb)
-                self.record["error"] = {"type": type(error).__name__, "message": str(error)[:2000],
-                                        "traceback_file": "error.txt"}
+                self.record["error"] = {
+                    "type": type(error).__name__,
+                    "message": str(error)[:2000],
+                    "traceback_file": "error.txt",
+                }
                 reason = reason or f"{type(error).__name__}: {str(error)[:200]}"
             self._set_final(status, reason)
             self._csv.close()
@@ -489,8 +536,11 @@ class Run:
 
     def _note_tracker_error(self, name: str, e: BaseException) -> None:
         msg = f"{name}: {type(e).__name__}: {e}"
-        warnings.warn(f"visiontune.track: backend {msg} -- it is switched off for run {self.name}; "
-                      "metrics.csv keeps everything", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"visiontune.track: backend {msg} -- it is switched off for run {self.name}; metrics.csv keeps everything",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         self.record["tracker_errors"].append(msg[:2000])
 
     def _best(self) -> dict[str, Any] | None:
@@ -527,7 +577,9 @@ class Run:
                     self._dispatch("flush")
                     self._write_record()
             except Exception as e:  # noqa: BLE001 - e.g. disk full; keep training, say so
-                warnings.warn(f"visiontune.track: heartbeat of run {self.name} failed: {e}", RuntimeWarning)
+                warnings.warn(
+                    f"visiontune.track: heartbeat of run {self.name} failed: {e}", RuntimeWarning, stacklevel=2
+                )
 
     def _write_plots(self) -> None:
         from visiontune.track.plots import plot_run_curves
@@ -588,8 +640,7 @@ class Run:
 
     def _atexit(self) -> None:
         if not self._finished:
-            self.finish("interrupted", reason=self._interrupt_reason
-                        or "the process exited without Run.finish()")
+            self.finish("interrupted", reason=self._interrupt_reason or "the process exited without Run.finish()")
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, status={self.status!r}, dir={str(self.dir)!r})"

@@ -12,9 +12,21 @@ from pathlib import Path
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
-    "seed": 0, "samples": 512, "features": 16, "classes": 4, "hidden": 32, "val_fraction": 0.25,
-    "epochs": 3, "batch_size": 32, "lr": 0.05, "head_lr": 0.1, "momentum": 0.9,
-    "weight_decay": 1e-4, "cluster_std": 3.0, "strategy": "full", "trackers": ["tensorboard"],
+    "seed": 0,
+    "samples": 512,
+    "features": 16,
+    "classes": 4,
+    "hidden": 32,
+    "val_fraction": 0.25,
+    "epochs": 3,
+    "batch_size": 32,
+    "lr": 0.05,
+    "head_lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "cluster_std": 3.0,
+    "strategy": "full",
+    "trackers": ["tensorboard"],
 }
 
 
@@ -28,8 +40,13 @@ def _data(cfg, torch):
     return (x[n_val:], y[n_val:]), (x[:n_val], y[:n_val])
 
 
-def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLike = "runs",
-                  name: str | None = None, trackers: Sequence[str] | None = None):
+def run_selfcheck(
+    config: dict[str, Any] | None = None,
+    *,
+    root: str | os.PathLike = "runs",
+    name: str | None = None,
+    trackers: Sequence[str] | None = None,
+):
     """Train, log everything through a Run, and return the finished Run."""
     import torch
     from safetensors.torch import save as st_save
@@ -50,27 +67,40 @@ def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLi
         head = nn.Linear(int(cfg["hidden"]), int(cfg["classes"]))
         model = nn.Sequential(body, head)
         opt = torch.optim.SGD(
-            [{"params": body.parameters(), "lr": float(cfg["lr"]), "name": "body"},
-             {"params": head.parameters(), "lr": float(cfg["head_lr"]), "name": "head"}],
-            momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight_decay"]))
+            [
+                {"params": body.parameters(), "lr": float(cfg["lr"]), "name": "body"},
+                {"params": head.parameters(), "lr": float(cfg["head_lr"]), "name": "head"},
+            ],
+            momentum=float(cfg["momentum"]),
+            weight_decay=float(cfg["weight_decay"]),
+        )
         bs = int(cfg["batch_size"])
         steps_per_epoch = (len(xt) + bs - 1) // bs
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=[float(cfg["lr"]), float(cfg["head_lr"])],
-            total_steps=steps_per_epoch * int(cfg["epochs"]))
+            opt, max_lr=[float(cfg["lr"]), float(cfg["head_lr"])], total_steps=steps_per_epoch * int(cfg["epochs"])
+        )
         loss_fn = nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(int(cfg["seed"]) + 1)
-        with Run.start(root=root, name=name, config=cfg, model_id="selfcheck:mlp",
-                       data_version=f"synthetic-gaussian-seed{cfg['seed']}-n{cfg['samples']}",
-                       seed=int(cfg["seed"]), trackers=cfg["trackers"], kind="selfcheck",
-                       deterministic=True, monitor="val/acc", mode="max") as run:
+        with Run.start(
+            root=root,
+            name=name,
+            config=cfg,
+            model_id="selfcheck:mlp",
+            data_version=f"synthetic-gaussian-seed{cfg['seed']}-n{cfg['samples']}",
+            seed=int(cfg["seed"]),
+            trackers=cfg["trackers"],
+            kind="selfcheck",
+            deterministic=True,
+            monitor="val/acc",
+            mode="max",
+        ) as run:
             step = 0
             best = -1.0
             for epoch in range(int(cfg["epochs"])):
                 model.train()
                 perm = torch.randperm(len(xt), generator=g)
                 for i in range(0, len(xt), bs):
-                    idx = perm[i:i + bs]
+                    idx = perm[i : i + bs]
                     loss = loss_fn(model(xt[idx]), yt[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -88,8 +118,13 @@ def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLi
                 if float(acc) > best:
                     best = float(acc)
                     ck = Path(run.dir) / "checkpoints" / "best.safetensors"
-                    write_bytes(ck, st_save({k: v.contiguous() for k, v in model.state_dict().items()},
-                                                   metadata={"epoch": str(epoch), "val_acc": repr(best)}))
+                    write_bytes(
+                        ck,
+                        st_save(
+                            {k: v.contiguous() for k, v in model.state_dict().items()},
+                            metadata={"epoch": str(epoch), "val_acc": repr(best)},
+                        ),
+                    )
                     if not any(c["kind"] == "best" for c in run.record["checkpoints"]):
                         run.log_checkpoint(ck, kind="best", score=best, step=step)
             # confusion matrix as an image: rows = true class, columns = predicted
@@ -99,8 +134,10 @@ def run_selfcheck(config: dict[str, Any] | None = None, *, root: str | os.PathLi
                 cm[t, p] += 1
             img = (cm / cm.sum(1, keepdim=True).clamp_min(1)).repeat_interleave(16, 0).repeat_interleave(16, 1)
             run.log_image("val/confusion_matrix", img.unsqueeze(0), step)
-            run.finish("completed", summary={"val/acc": float(acc), "val/loss": float(val_loss),
-                                             "best/val_acc": best, "steps": step})
+            run.finish(
+                "completed",
+                summary={"val/acc": float(acc), "val/loss": float(val_loss), "best/val_acc": best, "steps": step},
+            )
         return run
     finally:
         torch.use_deterministic_algorithms(was_det)

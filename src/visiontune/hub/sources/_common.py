@@ -60,8 +60,13 @@ def finish(model: nn.Module, card: Card, opts: LoadOptions) -> Card:
         if need_new:
             head = opts.head or {}
             names = opts.class_names
-            spec = replace_head(model, opts.num_classes, dropout=head.get("dropout", 0.0) or 0.0,
-                                hidden=head.get("hidden"), class_names=names)
+            spec = replace_head(
+                model,
+                opts.num_classes,
+                dropout=head.get("dropout", 0.0) or 0.0,
+                hidden=head.get("hidden"),
+                class_names=names,
+            )
             card.head = spec
             card.base_id = card.base_id or card.model_id
             card.num_classes = opts.num_classes

@@ -40,7 +40,8 @@ def _looks_ultralytics(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return any("ultralytics" in n for n in z.namelist()[:50]) or any(
-                b"ultralytics" in z.read(n)[:20000] for n in z.namelist() if n.endswith("data.pkl"))
+                b"ultralytics" in z.read(n)[:20000] for n in z.namelist() if n.endswith("data.pkl")
+            )
     except Exception:
         return False
 
@@ -54,8 +55,11 @@ def load_saved(directory: Path, opts: LoadOptions, loader) -> Pretrained:
         from visiontune.detect.models import load_saved as load_saved_detector
 
         det = load_saved_detector(directory)
-        card = Card.model_validate(doc["card"]) if isinstance(doc.get("card"), dict) else Card(
-            source="file", name=directory.name, model_id=str(directory), task="detection")
+        card = (
+            Card.model_validate(doc["card"])
+            if isinstance(doc.get("card"), dict)
+            else Card(source="file", name=directory.name, model_id=str(directory), task="detection")
+        )
         return Pretrained(det.model, card, Preprocess(resize=None, crop=None, mean=None, std=None), native=det)
     if doc.get("format") != SAVED_FORMAT:
         raise VisiontuneError(f"{directory / CARD_FILE} is not a visiontune model card (format={doc.get('format')!r})")
@@ -80,8 +84,10 @@ def load_saved(directory: Path, opts: LoadOptions, loader) -> Pretrained:
     pre = Preprocess.from_dict(doc["preprocess"])
     card.weights_file = str(wfile)
     card.weights_sha256 = doc.get("weights_sha256") or sha256_file(wfile)
-    card.extra = {**card.extra, "saved": {"path": str(directory), "training": doc.get("training", {}),
-                                          "created": doc.get("created")}}
+    card.extra = {
+        **card.extra,
+        "saved": {"path": str(directory), "training": doc.get("training", {}), "created": doc.get("created")},
+    }
     p = Pretrained(model, card, pre, native=built.native)
     if opts.num_classes is not None and opts.num_classes != card.num_classes:
         from visiontune.hub.sources._common import finish

@@ -56,7 +56,8 @@ def _cached(transformers, name: str, revision: str | None, fn):
                 f"({repo_dir}) and the Hub cannot be reached ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
                 f"On a machine with network run `huggingface-cli download {name}` and copy its HF_HOME here "
                 "(or set HF_HOME to it), or pass a folder written by save_pretrained as 'hf:/path/to/folder'.",
-                filename="config.json", directory=str(repo_dir),
+                filename="config.json",
+                directory=str(repo_dir),
             ) from None
         return fn(local_files_only=False)
 
@@ -128,9 +129,15 @@ def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
         resize = None
     pre = Preprocess(resize=resize, crop=crop_hw, interpolation=interp, mean=mean, std=std)
     size_hw = pre.input_size
-    fields = dict(resize_size=pre.resize, crop_size=(crop_hw[0] if crop_hw and crop_hw[0] == crop_hw[1] else crop_hw),
-                  crop_pct=crop_pct, interpolation=interp, mean=mean, std=std,
-                  input_size=(3, *size_hw) if size_hw else None)
+    fields = dict(
+        resize_size=pre.resize,
+        crop_size=(crop_hw[0] if crop_hw and crop_hw[0] == crop_hw[1] else crop_hw),
+        crop_pct=crop_pct,
+        interpolation=interp,
+        mean=mean,
+        std=std,
+        input_size=(3, *size_hw) if size_hw else None,
+    )
     return pre, fields
 
 
@@ -140,14 +147,16 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     rev_kw: dict = {"revision": rev} if rev else {}
     if not os.path.isdir(name):
         rev_kw["cache_dir"] = str(offline.hf_cache_dir())  # read now, not at transformers' import
-    config = _cached(transformers, name, rev,
-                     lambda **kw: transformers.AutoConfig.from_pretrained(name, **rev_kw, **kw))
+    config = _cached(
+        transformers, name, rev, lambda **kw: transformers.AutoConfig.from_pretrained(name, **rev_kw, **kw)
+    )
     task, auto_name = task_for(config)
     auto = getattr(transformers, auto_name)
     proc = None
     try:
-        proc = _cached(transformers, name, rev,
-                       lambda **kw: transformers.AutoImageProcessor.from_pretrained(name, **rev_kw, **kw))
+        proc = _cached(
+            transformers, name, rev, lambda **kw: transformers.AutoImageProcessor.from_pretrained(name, **rev_kw, **kw)
+        )
     except WeightsNotCachedError:
         proc = None
     load_report, sha, weights_file = None, None, None
@@ -165,12 +174,21 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     if names and all(re.fullmatch(r"LABEL_\d+", n) for n in names):
         names = None
     loaded = bool(opts.weights) or opts.pretrained
-    card = Card(source="hf", name=name, model_id=str(mid), weights=rev or ("main" if loaded else None), task=task,
-                pretrained=loaded, license_code="Apache-2.0 (transformers)",
-                license_weights=_hub_license(name, rev) if loaded else None,
-                class_names=names if loaded else None,
-                num_classes=len(names) if names else getattr(config, "num_labels", None),
-                weights_file=weights_file, weights_sha256=sha, extra={"architecture": (config.architectures or ["?"])[0]})
+    card = Card(
+        source="hf",
+        name=name,
+        model_id=str(mid),
+        weights=rev or ("main" if loaded else None),
+        task=task,
+        pretrained=loaded,
+        license_code="Apache-2.0 (transformers)",
+        license_weights=_hub_license(name, rev) if loaded else None,
+        class_names=names if loaded else None,
+        num_classes=len(names) if names else getattr(config, "num_labels", None),
+        weights_file=weights_file,
+        weights_sha256=sha,
+        extra={"architecture": (config.architectures or ["?"])[0]},
+    )
     if proc is not None:
         pre, fields = preprocess_from_processor(proc)
         for k, v in fields.items():
@@ -198,7 +216,7 @@ def list_cached(pattern: str | None = None) -> list[dict]:
     pat = glob_pattern(pattern)
     rows = []
     for repo_dir in sorted(root.glob("models--*")) if root.is_dir() else []:
-        repo_id = repo_dir.name[len("models--"):].replace("--", "/")
+        repo_id = repo_dir.name[len("models--") :].replace("--", "/")
         if repo_id.startswith("timm/") or not fnmatch.fnmatch(repo_id, pat):
             continue
         files = list(repo_dir.glob("snapshots/*/*"))
@@ -211,6 +229,12 @@ def list_cached(pattern: str | None = None) -> list[dict]:
             task = task_of(archs)[0]
             break
         refs = sorted(p.name for p in (repo_dir / "refs").glob("*"))
-        rows.append({"id": f"hf:{repo_id}", "task": task, "weights": refs,
-                     "cached": any(f.suffix in (".safetensors", ".bin") for f in files)})
+        rows.append(
+            {
+                "id": f"hf:{repo_id}",
+                "task": task,
+                "weights": refs,
+                "cached": any(f.suffix in (".safetensors", ".bin") for f in files),
+            }
+        )
     return rows

@@ -28,10 +28,22 @@ def preprocess_from_cfg(cfg: dict) -> tuple[Preprocess, dict]:
         resize: int | tuple[int, int] = (sh, sw)
     else:  # 'center' (and 'border', which timm pads; we resize the shorter edge)
         resize = sh if sh == sw else (sh, sw)
-    pre = Preprocess(resize=resize, crop=(h, w), interpolation=cfg.get("interpolation") or "bilinear",
-                     mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
-    fields = dict(input_size=(3, h, w), resize_size=resize, crop_size=h if h == w else (h, w),
-                  crop_pct=crop_pct, interpolation=pre.interpolation, mean=pre.mean, std=pre.std)
+    pre = Preprocess(
+        resize=resize,
+        crop=(h, w),
+        interpolation=cfg.get("interpolation") or "bilinear",
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+    )
+    fields = dict(
+        input_size=(3, h, w),
+        resize_size=resize,
+        crop_size=h if h == w else (h, w),
+        crop_pct=crop_pct,
+        interpolation=pre.interpolation,
+        mean=pre.mean,
+        std=pre.std,
+    )
     return pre, fields
 
 
@@ -71,13 +83,16 @@ def _missing_error(name: str, cfg: dict) -> WeightsNotCachedError:
     if cfg.get("hf_hub_id"):
         repo = cfg["hf_hub_id"]
         d = offline.hf_cache_dir() / ("models--" + repo.replace("/", "--"))
-        where.append(f"the Hugging Face cache ({d}: model.safetensors of {repo}, e.g. "
-                     f"`huggingface-cli download {repo}` on a machine with network, then copy HF_HOME)")
+        where.append(
+            f"the Hugging Face cache ({d}: model.safetensors of {repo}, e.g. "
+            f"`huggingface-cli download {repo}` on a machine with network, then copy HF_HOME)"
+        )
     if cfg.get("url"):
         where.append(f"{offline.torch_checkpoints_dir() / os.path.basename(cfg['url'])} (from {cfg['url']})")
     return WeightsNotCachedError(
         f"timm weights for {name} are not cached and cannot be downloaded (offline). Put them in "
-        + " or ".join(where) + ", or pass weights=PATH to load a local file.",
+        + " or ".join(where)
+        + ", or pass weights=PATH to load a local file.",
         filename="model.safetensors" if cfg.get("hf_hub_id") else os.path.basename(cfg.get("url", "")),
         directory=str(offline.hf_cache_dir()),
     )
@@ -140,12 +155,24 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     data_cfg = resolve_model_data_config(model)
     pre, fields = preprocess_from_cfg(data_cfg)
     tag = cfg.get("tag")
-    card = Card(source="timm", name=arch, model_id=str(mid), weights=tag if loaded else None,
-                task="classification", pretrained=loaded, license_code="Apache-2.0",
-                weights_file=weights_file, weights_sha256=sha, weights_url=cfg.get("url") or cfg.get("hf_hub_id"),
-                preprocess_source=f"timm pretrained_cfg of {arch}" + (f".{tag}" if tag else "")
-                + " (resolve_model_data_config)", num_classes=getattr(model, "num_classes", None),
-                paper=cfg.get("paper_ids"), **fields)
+    card = Card(
+        source="timm",
+        name=arch,
+        model_id=str(mid),
+        weights=tag if loaded else None,
+        task="classification",
+        pretrained=loaded,
+        license_code="Apache-2.0",
+        weights_file=weights_file,
+        weights_sha256=sha,
+        weights_url=cfg.get("url") or cfg.get("hf_hub_id"),
+        preprocess_source=f"timm pretrained_cfg of {arch}"
+        + (f".{tag}" if tag else "")
+        + " (resolve_model_data_config)",
+        num_classes=getattr(model, "num_classes", None),
+        paper=cfg.get("paper_ids"),
+        **fields,
+    )
     if loaded:
         card.license_weights = cfg.get("license")
         card.class_names = imagenet_class_names(model, card.num_classes)
@@ -162,5 +189,12 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[di
 
     pat = glob_pattern(pattern)
     names = timm.list_pretrained(pat) if pretrained else timm.list_models(pat)
-    return [{"id": f"timm:{n}", "task": "classification", "weights": [n.split(".", 1)[1]] if "." in n else [],
-             "cached": None} for n in names]
+    return [
+        {
+            "id": f"timm:{n}",
+            "task": "classification",
+            "weights": [n.split(".", 1)[1]] if "." in n else [],
+            "cached": None,
+        }
+        for n in names
+    ]

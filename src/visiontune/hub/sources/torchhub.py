@@ -71,7 +71,8 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
             raise WeightsNotCachedError(
                 f"torch.hub repo {owner}/{repo} is not in the cache and github.com cannot be reached. "
                 f"Put a checkout of the repo (with hubconf.py) at {want}, or set TORCH_HOME to a cache that has it.",
-                filename="hubconf.py", directory=str(want),
+                filename="hubconf.py",
+                directory=str(want),
             )
         model = torch.hub.load(f"{owner}/{repo}" + (f":{ref}" if ref else ""), entry, trust_repo=True, **kwargs)
         local = cached_repo(owner, repo, ref)
@@ -80,10 +81,16 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         load_report, sha = load_local_weights(model, opts, source="torch.hub")
 
     cfg = getattr(model, "pretrained_cfg", None)
-    card = Card(source="hub", name=f"{owner}/{repo}:{entry}", model_id=str(mid), weights=ref,
-                pretrained=bool(opts.weights) or bool(kwargs.get("pretrained") or kwargs.get("weights")),
-                license_code=_repo_license(local), weights_file=str(opts.weights) if opts.weights else None,
-                weights_sha256=sha)
+    card = Card(
+        source="hub",
+        name=f"{owner}/{repo}:{entry}",
+        model_id=str(mid),
+        weights=ref,
+        pretrained=bool(opts.weights) or bool(kwargs.get("pretrained") or kwargs.get("weights")),
+        license_code=_repo_license(local),
+        weights_file=str(opts.weights) if opts.weights else None,
+        weights_sha256=sha,
+    )
     if isinstance(cfg, dict) and cfg.get("input_size"):
         from visiontune.hub.sources.timm_src import preprocess_from_cfg
 
@@ -93,9 +100,12 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         card.preprocess_source = "the model's timm pretrained_cfg"
     else:
         pre = Preprocess(resize=256, crop=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        card.preprocess_source = ("assumed ImageNet defaults: this torch.hub entrypoint publishes no "
-                                  "preprocessing; check the repo's README")
-        card.license_notes.append("Preprocessing not published by the source: verify it with `visiontune check-preprocess`.")
+        card.preprocess_source = (
+            "assumed ImageNet defaults: this torch.hub entrypoint publishes no preprocessing; check the repo's README"
+        )
+        card.license_notes.append(
+            "Preprocessing not published by the source: verify it with `visiontune check-preprocess`."
+        )
     try:
         from visiontune.hub.heads import find_head
 
@@ -114,8 +124,13 @@ def _repo_license(local: Path | None) -> str | None:
         f = local / name
         if f.is_file():
             head = f.read_text(errors="replace")[:400].lower()
-            for key, spdx in (("affero", "AGPL-3.0"), ("apache license", "Apache-2.0"), ("mit license", "MIT"),
-                              ("bsd", "BSD"), ("gnu general public license", "GPL")):
+            for key, spdx in (
+                ("affero", "AGPL-3.0"),
+                ("apache license", "Apache-2.0"),
+                ("mit license", "MIT"),
+                ("bsd", "BSD"),
+                ("gnu general public license", "GPL"),
+            ):
                 if key in head:
                     return spdx
             return f"see {f}"
@@ -147,6 +162,12 @@ def list_cached(pattern: str | None = None) -> list[dict]:
         for entry in entrypoints(conf):
             mid = f"hub:{owner}/{repo}:{entry}"
             if fnmatch.fnmatch(mid[4:], pat):
-                rows.append({"id": mid + (f"@{ref}" if ref not in ("main", "master") else ""), "task": "-",
-                             "weights": [ref], "cached": True})
+                rows.append(
+                    {
+                        "id": mid + (f"@{ref}" if ref not in ("main", "master") else ""),
+                        "task": "-",
+                        "weights": [ref],
+                        "cached": True,
+                    }
+                )
     return rows

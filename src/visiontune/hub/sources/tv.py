@@ -48,8 +48,7 @@ def resolve_weights(name: str, tag: str | None):
         return enum[tag], enum
     except KeyError:
         raise ModelIdError(
-            f"torchvision:{name} has no weights {tag!r}; available: DEFAULT, "
-            + ", ".join(w.name for w in enum)
+            f"torchvision:{name} has no weights {tag!r}; available: DEFAULT, " + ", ".join(w.name for w in enum)
         ) from None
 
 
@@ -71,7 +70,8 @@ def ensure_cached(w, enum_name: str) -> None:
             f"torchvision weights {enum_name}.{w.name} are not in the cache and {host} cannot be "
             f"reached. Put {path.name} (from {w.url}) in {path.parent} (set TORCH_HOME to use "
             "another cache), or pass weights=PATH to load a local file.",
-            filename=path.name, directory=str(path.parent),
+            filename=path.name,
+            directory=str(path.parent),
         )
 
 
@@ -79,17 +79,32 @@ def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
     t = w.transforms()
     if task == "classification" and hasattr(t, "crop_size"):
         interp = interpolation_name(t.interpolation)
-        pre = Preprocess(resize=t.resize_size[0] if len(t.resize_size) == 1 else tuple(t.resize_size),
-                         crop=tuple(t.crop_size), interpolation=interp, mean=tuple(t.mean), std=tuple(t.std),
-                         antialias=bool(getattr(t, "antialias", True)))
-        fields = dict(resize_size=pre.resize, crop_size=pre.crop[0] if pre.crop[0] == pre.crop[1] else pre.crop,
-                      interpolation=interp, mean=pre.mean, std=pre.std,
-                      input_size=(3, *pre.crop))
+        pre = Preprocess(
+            resize=t.resize_size[0] if len(t.resize_size) == 1 else tuple(t.resize_size),
+            crop=tuple(t.crop_size),
+            interpolation=interp,
+            mean=tuple(t.mean),
+            std=tuple(t.std),
+            antialias=bool(getattr(t, "antialias", True)),
+        )
+        fields = dict(
+            resize_size=pre.resize,
+            crop_size=pre.crop[0] if pre.crop[0] == pre.crop[1] else pre.crop,
+            interpolation=interp,
+            mean=pre.mean,
+            std=pre.std,
+            input_size=(3, *pre.crop),
+        )
         return pre, fields
     if task == "segmentation" and hasattr(t, "resize_size"):
         rs = t.resize_size
-        pre = Preprocess(resize=rs[0] if rs and len(rs) == 1 else (tuple(rs) if rs else None), crop=None,
-                         interpolation=interpolation_name(t.interpolation), mean=tuple(t.mean), std=tuple(t.std))
+        pre = Preprocess(
+            resize=rs[0] if rs and len(rs) == 1 else (tuple(rs) if rs else None),
+            crop=None,
+            interpolation=interpolation_name(t.interpolation),
+            mean=tuple(t.mean),
+            std=tuple(t.std),
+        )
         return pre, dict(resize_size=pre.resize, mean=pre.mean, std=pre.std, interpolation=pre.interpolation)
     # detection: the model resizes and normalises inside (GeneralizedRCNNTransform / SSD transform)
     pre = Preprocess(resize=None, crop=None, mean=None, std=None)
@@ -102,8 +117,11 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     name = mid.name
     if name not in tvm.list_models():
         close = [m for m in tvm.list_models() if name.split("_")[0] in m][:8]
-        raise ModelIdError(f"torchvision has no model {name!r}." + (f" Close: {', '.join(close)}" if close else "")
-                           + " See `visiontune models list --source torchvision`.")
+        raise ModelIdError(
+            f"torchvision has no model {name!r}."
+            + (f" Close: {', '.join(close)}" if close else "")
+            + " See `visiontune models list --source torchvision`."
+        )
     task = task_of(name)
     w, enum = resolve_weights(name, mid.weights)
     if w is None and enum is not None and opts.pretrained and not opts.weights:
@@ -139,16 +157,25 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     else:
         model = builder(weights=None, **kwargs)
 
-    card = Card(source="torchvision", name=name, model_id=str(mid), task=task,
-                pretrained=bool(opts.weights) or w is not None, license_code="BSD-3-Clause",
-                weights_file=weights_file, weights_sha256=sha)
+    card = Card(
+        source="torchvision",
+        name=name,
+        model_id=str(mid),
+        task=task,
+        pretrained=bool(opts.weights) or w is not None,
+        license_code="BSD-3-Clause",
+        weights_file=weights_file,
+        weights_sha256=sha,
+    )
     if meta_w is not None:
         pre, fields = preprocess_from(meta_w, task)
         for k, v in fields.items():
             setattr(card, k, v)
-        card.preprocess_source = (f"torchvision {type(meta_w).__name__}.{meta_w.name}.transforms()"
-                                  + ("" if (w is not None or official or mid.weights) else
-                                     " (the architecture's default weights config; the loaded weights state none)"))
+        card.preprocess_source = f"torchvision {type(meta_w).__name__}.{meta_w.name}.transforms()" + (
+            ""
+            if (w is not None or official or mid.weights)
+            else " (the architecture's default weights config; the loaded weights state none)"
+        )
         meta = meta_w.meta
         card.weights = meta_w.name if (w is not None or official or mid.weights) else None
         card.weights_url = meta_w.url
@@ -163,8 +190,9 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
             card.license_weights = "see dataset terms"
             ds = " ".join(meta.get("_metrics", {}).keys()) + " " + str(meta.get("_docs", ""))
             card.license_notes = [COCO_NOTE] if "COCO" in ds else [IMAGENET_NOTE] if "ImageNet" in ds else []
-            card.license_notes.append("torchvision: pretrained weights may carry the licence terms of the "
-                                      "data they were trained on.")
+            card.license_notes.append(
+                "torchvision: pretrained weights may carry the licence terms of the data they were trained on."
+            )
     else:
         from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD
 

@@ -19,9 +19,11 @@ from visiontune.hub.preprocess import Preprocess
 from visiontune.hub.pretrained import Pretrained, count_params
 from visiontune.hub.sources._common import LoadOptions
 
-AGPL_NOTICE = ("Ultralytics YOLO code and weights are AGPL-3.0: shipping them in a product or serving them "
-               "over a network obliges you to publish that product's source, unless you hold an "
-               "Ultralytics Enterprise licence. See `visiontune license yolo:...`.")
+AGPL_NOTICE = (
+    "Ultralytics YOLO code and weights are AGPL-3.0: shipping them in a product or serving them "
+    "over a network obliges you to publish that product's source, unless you hold an "
+    "Ultralytics Enterprise licence. See `visiontune license yolo:...`."
+)
 
 
 def _weights_dir() -> Path | None:
@@ -59,7 +61,9 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
                 raise WeightsNotCachedError(
                     f"Ultralytics weights {Path(name).name} are not on disk and github.com cannot be reached. "
                     f"Put {Path(name).name} in {wd} (Ultralytics' weights_dir) or pass yolo:/path/to/{Path(name).name}.",
-                    filename=Path(name).name, directory=str(wd))
+                    filename=Path(name).name,
+                    directory=str(wd),
+                )
             if not opts.trust_pickle:
                 raise UnsafeCheckpointError(_pickle_msg(name))
             src = name  # ultralytics downloads it
@@ -77,20 +81,40 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         imgsz = int(getattr(net, "args", {}).get("imgsz", 640))
     except Exception:
         pass
-    card = Card(source="yolo", name=Path(name).stem, model_id=str(mid), weights=None if is_cfg else Path(src).name,
-                task={"detect": "detection", "segment": "segmentation", "classify": "classification",
-                      "pose": "pose", "obb": "obb"}.get(getattr(yolo, "task", "detect"), "detection"),
-                pretrained=not is_cfg, class_names=class_names,
-                num_classes=len(class_names) if class_names else None, input_size=(3, imgsz, imgsz),
-                resize_size=imgsz, interpolation="bilinear", mean=None, std=None,
-                preprocess_source="Ultralytics letterbox to imgsz, RGB, /255 (done inside YOLO.predict)",
-                license_code="AGPL-3.0", license_weights="AGPL-3.0", license_notes=[AGPL_NOTICE, COCO_NOTE],
-                num_params=count_params(net), weights_file=None if is_cfg else src)
+    card = Card(
+        source="yolo",
+        name=Path(name).stem,
+        model_id=str(mid),
+        weights=None if is_cfg else Path(src).name,
+        task={
+            "detect": "detection",
+            "segment": "segmentation",
+            "classify": "classification",
+            "pose": "pose",
+            "obb": "obb",
+        }.get(getattr(yolo, "task", "detect"), "detection"),
+        pretrained=not is_cfg,
+        class_names=class_names,
+        num_classes=len(class_names) if class_names else None,
+        input_size=(3, imgsz, imgsz),
+        resize_size=imgsz,
+        interpolation="bilinear",
+        mean=None,
+        std=None,
+        preprocess_source="Ultralytics letterbox to imgsz, RGB, /255 (done inside YOLO.predict)",
+        license_code="AGPL-3.0",
+        license_weights="AGPL-3.0",
+        license_notes=[AGPL_NOTICE, COCO_NOTE],
+        num_params=count_params(net),
+        weights_file=None if is_cfg else src,
+    )
     pre = Preprocess(resize=None, crop=None, mean=None, std=None, extra={"letterbox": imgsz})
     return Pretrained(net, card, pre, native=yolo)
 
 
 def _pickle_msg(path: str) -> str:
-    return (f"{path} is an Ultralytics .pt file, which is a pickle: loading it runs code from the file. "
-            "visiontune refuses pickle by default; pass trust_pickle=True (CLI --trust-pickle) if you "
-            "trust its source (e.g. the official Ultralytics release).")
+    return (
+        f"{path} is an Ultralytics .pt file, which is a pickle: loading it runs code from the file. "
+        "visiontune refuses pickle by default; pass trust_pickle=True (CLI --trust-pickle) if you "
+        "trust its source (e.g. the official Ultralytics release)."
+    )

@@ -46,8 +46,7 @@ def make_tracker(spec: str | Tracker) -> Tracker:
         factory = getattr(importlib.import_module(module), attr)
     else:
         raise ConfigError(
-            f"trackers: unknown backend {name!r}; choose from {', '.join(available_trackers())} "
-            "(CSV is always on)"
+            f"trackers: unknown backend {name!r}; choose from {', '.join(available_trackers())} (CSV is always on)"
         )
     return factory(arg) if arg else factory()
 

@@ -75,11 +75,10 @@ class MLflowTracker(Tracker):
         self.run_id = mlrun.info.run_id
         plist = [Param(_key(k), str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
         for i in range(0, len(plist), 100):
-            self.client.log_batch(self.run_id, params=plist[i:i + 100])
+            self.client.log_batch(self.run_id, params=plist[i : i + 100])
         if rec.get("seed") is not None and "seed" not in params:
             self.client.log_batch(self.run_id, tags=[RunTag("visiontune.seed", str(rec["seed"]))])
-        return {"tracking_uri": uri, "experiment": self.experiment, "experiment_id": exp_id,
-                "run_id": self.run_id}
+        return {"tracking_uri": uri, "experiment": self.experiment, "experiment_id": exp_id, "run_id": self.run_id}
 
     def log_metrics(self, metrics, step, epoch):
         from mlflow.entities import Metric
@@ -87,7 +86,7 @@ class MLflowTracker(Tracker):
         ts = int(time.time() * 1000)
         batch = [Metric(_key(k), float(v), ts, int(step)) for k, v in metrics.items()]
         for i in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
     def log_image(self, tag, image, step):
         self.client.log_image(self.run_id, image, key=_key(tag), step=int(step))
@@ -105,10 +104,12 @@ class MLflowTracker(Tracker):
         if self.client is None:
             return {}
         ts = int(time.time() * 1000)
-        numeric = [Metric(_key(f"summary/{k}"), float(v), ts, 0) for k, v in summary.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        self.client.log_batch(self.run_id, metrics=numeric,
-                              tags=[RunTag("visiontune.status", status)])
+        numeric = [
+            Metric(_key(f"summary/{k}"), float(v), ts, 0)
+            for k, v in summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        self.client.log_batch(self.run_id, metrics=numeric, tags=[RunTag("visiontune.status", status)])
         self.client.set_terminated(self.run_id, status=_STATUS.get(status, "FINISHED"))
         self.client = None
         return {}

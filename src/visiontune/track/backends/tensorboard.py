@@ -54,8 +54,11 @@ class TensorBoardTracker(Tracker):
 
         if self._writer is None:
             return {}
-        numeric = {f"summary/{k}": float(v) for k, v in summary.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            f"summary/{k}": float(v)
+            for k, v in summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         hp = dict(self._params)
         hp["status"] = status
         exp, ssi, sei = hparams(hp, numeric)

@@ -36,8 +36,13 @@ class WandbTracker(Tracker):
         self._wandb = wandb
         mode = self.mode or os.environ.get("WANDB_MODE") or ("online" if _has_wandb_key() else "offline")
         self._run = wandb.init(
-            project=self.project, entity=self.entity, name=run.name, dir=str(run.dir),
-            config=run.config, mode=mode, reinit="create_new",
+            project=self.project,
+            entity=self.entity,
+            name=run.name,
+            dir=str(run.dir),
+            config=run.config,
+            mode=mode,
+            reinit="create_new",
             tags=[t for t in (run.record.get("kind"), run.record.get("strategy")) if t],
         )
         out = {"mode": mode, "project": self.project, "run_id": self._run.id}
