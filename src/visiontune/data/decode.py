@@ -9,12 +9,13 @@ composited on white, 16-bit and float data are scaled to 8 bits), and turns ever
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from visiontune.errors import ImageDecodeError
+from visiontune.errors import DatasetError, ImageDecodeError
 
 #: File extensions treated as images when scanning folders (compared lower-cased).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -31,6 +32,29 @@ def is_image_file(path: str | os.PathLike) -> bool:
     """True for a non-hidden file name with one of :data:`IMAGE_EXTENSIONS` (any case)."""
     name = os.path.basename(os.fspath(path))
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The one image-listing function: files are kept as given, folders are searched recursively
+    (sorted, hidden files skipped) for :data:`IMAGE_EXTENSIONS`. Raises
+    :class:`~visiontune.errors.DatasetError` for a path that does not exist or when nothing is found."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DatasetError(f"no such image file or directory: {p}")
+    if not out:
+        raise DatasetError(
+            f"no images found in {', '.join(map(str, inputs))} (suffixes: {', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    return out
 
 
 def _max_pixels(max_pixels: int | None) -> int:
@@ -146,9 +170,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         # decoder plugin on unknown formats and fail with ImportError when it is absent.
         with open(p, "rb") as f:
             head = f.read(16)
-        raise ImageDecodeError(
-            f"{p}: not a recognised image format ({size} bytes, starts with {head!r})"
-        ) from None
+        raise ImageDecodeError(f"{p}: not a recognised image format ({size} bytes, starts with {head!r})") from None
     except Image.DecompressionBombError as e:
         raise ImageDecodeError(f"{p}: refused as a possible decompression bomb ({e})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:

@@ -18,16 +18,17 @@ import os
 import random
 import shutil
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from visiontune._atomic import write_text
+from visiontune.data.decode import IMAGE_EXTENSIONS
 from visiontune.errors import DatasetError
 
-from .io import IMAGE_SUFFIXES, image_size
+from .io import image_size
 
 TOLERANCE_PX = 1.0
 
@@ -68,18 +69,20 @@ class DetectionDataset:
         return int(sum(len(r.labels) for r in self.images))
 
     def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(np.concatenate([r.labels for r in self.images] or [np.zeros(0, np.int64)]),
-                             minlength=len(self.classes))
+        counts = np.bincount(
+            np.concatenate([r.labels for r in self.images] or [np.zeros(0, np.int64)]), minlength=len(self.classes)
+        )
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
     def summary(self) -> str:
-        return (f"{len(self)} images, {self.num_boxes} boxes, {len(self.classes)} classes"
-                + (f", {len(self.issues)} annotations skipped" if self.issues else ""))
+        return f"{len(self)} images, {self.num_boxes} boxes, {len(self.classes)} classes" + (
+            f", {len(self.issues)} annotations skipped" if self.issues else ""
+        )
 
-    def subset(self, indices: Iterable[int]) -> "DetectionDataset":
+    def subset(self, indices: Iterable[int]) -> DetectionDataset:
         return replace(self, images=[self.images[i] for i in indices], issues=list(self.issues))
 
-    def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple["DetectionDataset", "DetectionDataset"]:
+    def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[DetectionDataset, DetectionDataset]:
         """Seeded split, stratified by each image's most frequent class."""
         rng = random.Random(seed)
         by_class: dict[int, list[int]] = {}
@@ -119,8 +122,16 @@ class DetectionDataset:
             images.append({"id": i, "file_name": Path(rel).as_posix(), "width": r.width, "height": r.height})
             for b, lab, crowd in zip(r.boxes.tolist(), r.labels.tolist(), r.crowd.tolist()):
                 w, h = b[2] - b[0], b[3] - b[1]
-                anns.append({"id": aid, "image_id": i, "category_id": lab + 1, "bbox": [b[0], b[1], w, h],
-                             "area": w * h, "iscrowd": int(crowd)})
+                anns.append(
+                    {
+                        "id": aid,
+                        "image_id": i,
+                        "category_id": lab + 1,
+                        "bbox": [b[0], b[1], w, h],
+                        "area": w * h,
+                        "iscrowd": int(crowd),
+                    }
+                )
                 aid += 1
         cats = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(self.classes)]
         write_text(path, json.dumps({"images": images, "annotations": anns, "categories": cats}))
@@ -145,12 +156,20 @@ class DetectionDataset:
                 cx, cy = (b[0] + b[2]) / 2 / r.width, (b[1] + b[3]) / 2 / r.height
                 w, h = (b[2] - b[0]) / r.width, (b[3] - b[1]) / r.height
                 lines.append(f"{int(lab)} {_num(cx)} {_num(cy)} {_num(w)} {_num(h)}")
-            write_text(d / "labels" / split / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else ""), fsync=False)
+            write_text(
+                d / "labels" / split / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else ""), fsync=False
+            )
         data = {}
         if (d / "data.yaml").is_file():
             data = yaml.safe_load((d / "data.yaml").read_text()) or {}
-        data.update({"path": str(d.resolve()), split: f"images/{split}",
-                     "names": {i: n for i, n in enumerate(self.classes)}, "nc": len(self.classes)})
+        data.update(
+            {
+                "path": str(d.resolve()),
+                split: f"images/{split}",
+                "names": {i: n for i, n in enumerate(self.classes)},
+                "nc": len(self.classes),
+            }
+        )
         write_text(d / "data.yaml", yaml.safe_dump(data, sort_keys=False))
         return d / "data.yaml"
 
@@ -250,7 +269,8 @@ class _Checker:
             more = f"\n  … {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
             raise DatasetError(
                 f"{len(self.problems)} bad annotation(s) in {what}:\n  {shown}{more}\n"
-                "Fix them, or load with strict=False (CLI --no-strict) to skip them and list them in .issues")
+                "Fix them, or load with strict=False (CLI --no-strict) to skip them and list them in .issues"
+            )
         return self.problems
 
 
@@ -291,8 +311,9 @@ def load_coco(path, image_root=None, strict: bool = True) -> DetectionDataset:
         w, h = im.get("width"), im.get("height")
         if not w or not h:
             if not p.exists():
-                raise DatasetError(f"{path}: image id {iid} ({fname}) has no width/height and the file is "
-                                   f"not at {p}; pass image_root=")
+                raise DatasetError(
+                    f"{path}: image id {iid} ({fname}) has no width/height and the file is not at {p}; pass image_root="
+                )
             w, h = image_size(p)
         recs[iid] = ImageRecord(p, int(w), int(h), np.zeros((0, 4)), np.zeros(0), image_id=iid)
     boxes: dict[int, list] = {i: [] for i in recs}
@@ -345,7 +366,9 @@ def _labels_dir_for(images_dir: Path) -> Path:
     return images_dir
 
 
-def load_yolo(source, split: str = "train", names: Sequence[str] | None = None, strict: bool = True) -> DetectionDataset:
+def load_yolo(
+    source, split: str = "train", names: Sequence[str] | None = None, strict: bool = True
+) -> DetectionDataset:
     """A YOLO dataset: a ``data.yaml`` (``path``, ``train``/``val``/``test``, ``names``) or a
     folder holding ``images/[split]/`` and ``labels/[split]/`` (then ``names=`` or a
     ``classes.txt`` gives the class names)."""
@@ -364,7 +387,9 @@ def load_yolo(source, split: str = "train", names: Sequence[str] | None = None, 
         if not base.is_absolute():
             base = (source.parent / base).resolve()
         if split not in cfg or cfg[split] is None:
-            raise DatasetError(f"{source}: no '{split}' split (has: {[k for k in ('train', 'val', 'test') if cfg.get(k)]})")
+            raise DatasetError(
+                f"{source}: no '{split}' split (has: {[k for k in ('train', 'val', 'test') if cfg.get(k)]})"
+            )
         entries = cfg[split] if isinstance(cfg[split], list) else [cfg[split]]
         image_dirs = [base / e for e in entries]
         root = base
@@ -377,7 +402,7 @@ def load_yolo(source, split: str = "train", names: Sequence[str] | None = None, 
         if names is None:
             ct = source / "classes.txt"
             if ct.is_file():
-                names = [l.strip() for l in ct.read_text().splitlines() if l.strip()]
+                names = [line.strip() for line in ct.read_text().splitlines() if line.strip()]
             else:
                 raise DatasetError(f"{source}: no data.yaml or classes.txt; pass names=[...]")
     names = list(names)
@@ -385,13 +410,16 @@ def load_yolo(source, split: str = "train", names: Sequence[str] | None = None, 
     recs: list[ImageRecord] = []
     for idir in image_dirs:
         if idir.suffix == ".txt":  # a list of image paths
-            files = [Path(l.strip()) if Path(l.strip()).is_absolute() else root / l.strip()
-                     for l in idir.read_text().splitlines() if l.strip()]
+            files = [
+                Path(line.strip()) if Path(line.strip()).is_absolute() else root / line.strip()
+                for line in idir.read_text().splitlines()
+                if line.strip()
+            ]
             ldir_of = lambda f: _labels_dir_for(f.parent)  # noqa: E731
         else:
             if not idir.is_dir():
                 raise DatasetError(f"YOLO image folder {idir} does not exist")
-            files = sorted(p for p in idir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in idir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             ldir_of = lambda f, idir=idir: _labels_dir_for(idir) / f.parent.relative_to(idir)  # noqa: E731
         for f in files:
             w, h = image_size(f)
@@ -409,7 +437,10 @@ def load_yolo(source, split: str = "train", names: Sequence[str] | None = None, 
                         chk.bad(where, f"not numbers: {line.strip()!r} (expected 'class cx cy w h')")
                         continue
                     if len(vals) < 5 or (len(vals) > 5 and len(vals) % 2 == 0):
-                        chk.bad(where, f"{len(vals)} values; expected 'class cx cy w h' or 'class x1 y1 x2 y2 ...' (polygon)")
+                        chk.bad(
+                            where,
+                            f"{len(vals)} values; expected 'class cx cy w h' or 'class x1 y1 x2 y2 ...' (polygon)",
+                        )
                         continue
                     c = vals[0]
                     if c != int(c) or not 0 <= c < len(names):
@@ -426,16 +457,20 @@ def load_yolo(source, split: str = "train", names: Sequence[str] | None = None, 
                         bxs.append(b)
                         labs.append(int(c))
                         refs.append(where)
-            recs.append(ImageRecord(f, w, h, np.array(bxs).reshape(-1, 4), np.array(labs, np.int64),
-                                    image_id=len(recs) + 1, refs=refs))
+            recs.append(
+                ImageRecord(
+                    f, w, h, np.array(bxs).reshape(-1, 4), np.array(labs, np.int64), image_id=len(recs) + 1, refs=refs
+                )
+            )
     issues = chk.finish(str(source))
     img_root = image_dirs[0] if len(image_dirs) == 1 and image_dirs[0].is_dir() else root
     return DetectionDataset(recs, names, img_root, f"yolo:{source}", issues)
 
 
 # ----------------------------------------------------------------------------- VOC
-def load_voc(source, split: str | None = None, classes: Sequence[str] | None = None,
-             strict: bool = True) -> DetectionDataset:
+def load_voc(
+    source, split: str | None = None, classes: Sequence[str] | None = None, strict: bool = True
+) -> DetectionDataset:
     """A Pascal VOC folder (``Annotations/*.xml`` + ``JPEGImages/``, optional
     ``ImageSets/Main/<split>.txt``). Class order: ``classes=``, else ``labels.txt``, else sorted names."""
     source = Path(source)
@@ -445,13 +480,13 @@ def load_voc(source, split: str | None = None, classes: Sequence[str] | None = N
         lst = source / "ImageSets" / "Main" / f"{split}.txt"
         if not lst.is_file():
             raise DatasetError(f"VOC split list {lst} does not exist")
-        xmls = [ann_dir / f"{l.split()[0]}.xml" for l in lst.read_text().splitlines() if l.strip()]
+        xmls = [ann_dir / f"{line.split()[0]}.xml" for line in lst.read_text().splitlines() if line.strip()]
     else:
         xmls = sorted(ann_dir.glob("*.xml"))
     if not xmls:
         raise DatasetError(f"{source}: no VOC XML files (expected Annotations/*.xml)")
     if classes is None and (source / "labels.txt").is_file():
-        classes = [l.strip() for l in (source / "labels.txt").read_text().splitlines() if l.strip()]
+        classes = [line.strip() for line in (source / "labels.txt").read_text().splitlines() if line.strip()]
     parsed = []
     chk = _Checker(strict)
     for x in xmls:
@@ -488,7 +523,7 @@ def load_voc(source, split: str | None = None, classes: Sequence[str] | None = N
     names_seen = sorted({o[1] for *_, objs in parsed for o in objs})
     classes = list(classes) if classes is not None else names_seen
     index = {n: i for i, n in enumerate(classes)}
-    for p, w, h, objs in parsed:
+    for _p, _w, _h, objs in parsed:
         for o in objs:
             if o[1] not in index:
                 chk.bad(o[3], f"class {o[1]!r} is not in the class list ({', '.join(classes)})")
@@ -496,9 +531,18 @@ def load_voc(source, split: str | None = None, classes: Sequence[str] | None = N
     recs = []
     for p, w, h, objs in parsed:
         objs = [o for o in objs if o[1] in index]
-        recs.append(ImageRecord(p, w, h, np.array([o[0] for o in objs]).reshape(-1, 4),
-                                np.array([index[o[1]] for o in objs], np.int64), image_id=len(recs) + 1,
-                                crowd=np.array([o[2] for o in objs], bool), refs=[o[3] for o in objs]))
+        recs.append(
+            ImageRecord(
+                p,
+                w,
+                h,
+                np.array([o[0] for o in objs]).reshape(-1, 4),
+                np.array([index[o[1]] for o in objs], np.int64),
+                image_id=len(recs) + 1,
+                crowd=np.array([o[2] for o in objs], bool),
+                refs=[o[3] for o in objs],
+            )
+        )
     return DetectionDataset(recs, classes, img_dir, f"voc:{source}", issues)
 
 
@@ -517,12 +561,15 @@ def detect_format(source) -> str:
         jsons = list(s.glob("*.json")) + list((s / "annotations").glob("*.json"))
         if len(jsons) == 1:
             return "coco"
-    raise DatasetError(f"cannot tell the detection format of {source}: give a COCO .json, a YOLO data.yaml / "
-                       "folder with labels/, or a VOC folder with Annotations/")
+    raise DatasetError(
+        f"cannot tell the detection format of {source}: give a COCO .json, a YOLO data.yaml / "
+        "folder with labels/, or a VOC folder with Annotations/"
+    )
 
 
-def load_detection(source, split: str | None = None, fmt: str | None = None, strict: bool = True,
-                   **kw) -> DetectionDataset:
+def load_detection(
+    source, split: str | None = None, fmt: str | None = None, strict: bool = True, **kw
+) -> DetectionDataset:
     """Load any of the three formats (detected from ``source`` unless ``fmt`` is given)."""
     if isinstance(source, DetectionDataset):
         return source
