@@ -34,13 +34,14 @@ def main() -> None:
 
     from visiontune.detect import Detector
     from visiontune.detect.io import read_image
-    from visiontune.detect.models import build_from_recipe, coco_category_names
+    from visiontune.detect.models import build_from_recipe
+    from visiontune.hub import describe
 
     torch.manual_seed(0)
     model = build_from_recipe({"builder": "torchvision", "arch": args.arch, "num_classes": 91}).eval()
     paths = sorted((ASSETS / "coco8" / "images").rglob("*.jpg"))
     images = [pil_to_tensor(read_image(p)).float().div(255) for p in paths]
-    det = Detector.from_torchvision(model, coco_category_names(), args.arch)
+    det = Detector.from_torchvision(model, describe(f"torchvision:{args.arch}").class_names, args.arch)
     # score threshold 0 so that the random-weights model returns its full 100 boxes per image and
     # the wrapper's own work (Detections, final filter) is exercised at its largest
     thr, iou, maxdet = 0.0, 0.5, 100

@@ -101,7 +101,8 @@ def test_training_writes_run_and_saved_model(trained):
     import visiontune as vt
 
     p = vt.load(res.model_dir)  # the one loader also restores saved detectors
-    assert p.card.task == "detection" and p.native.class_names == reloaded.class_names
+    assert p.task == "detection" and p.class_names == reloaded.class_names
+    torch.testing.assert_close(p.predict([img], score_threshold=0.0)[0].boxes, a.boxes)
 
 
 def test_runs_reproduce_re_runs_a_detector_training_exactly(trained):

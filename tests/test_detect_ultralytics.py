@@ -13,7 +13,7 @@ def test_yolo_yaml_predictions_through_detections(assets, tmp_path, monkeypatch,
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ycfg"))
     from visiontune.detect import Detector
 
-    with caplog.at_level(logging.WARNING, logger="visiontune.detect"):
+    with caplog.at_level(logging.WARNING, logger="visiontune"):
         det = Detector.load("yolo:yolov8n.yaml")
     assert "AGPL-3.0" in caplog.text
     assert det.source == "ultralytics" and len(det.class_names) == 80

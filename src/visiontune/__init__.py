@@ -15,7 +15,8 @@ _LAZY = {
     "list_models": "visiontune.hub.loader",
     "describe": "visiontune.hub.loader",
     "Pretrained": "visiontune.hub.pretrained",
-    "Prediction": "visiontune.hub.pretrained",
+    "Prediction": "visiontune.results",
+    "Detections": "visiontune.results",
     "Card": "visiontune.hub.card",
     "Preprocess": "visiontune.hub.preprocess",
 }
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from visiontune.hub.card import Card
     from visiontune.hub.loader import describe, list_models, load
     from visiontune.hub.preprocess import Preprocess
-    from visiontune.hub.pretrained import Prediction, Pretrained
+    from visiontune.hub.pretrained import Pretrained
+    from visiontune.results import Detections, Prediction
 
 
 def __getattr__(name: str):

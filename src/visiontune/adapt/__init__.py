@@ -4,7 +4,7 @@ probes, LR range test, strategy recommendation, distillation, on PyTorch Lightni
 
 from visiontune.adapt.config import TrainConfig
 from visiontune.adapt.distill import kd_loss
-from visiontune.adapt.engine import TrainResult, _register_runner, train
+from visiontune.adapt.engine import TrainResult, train
 from visiontune.adapt.groups import LayerGroups, layer_groups, param_groups
 from visiontune.adapt.lr_find import LRFindResult, lr_find
 from visiontune.adapt.recommend import Recommendation, recommend
@@ -27,5 +27,3 @@ __all__ = [
     "n_trainable_backbone",
     "set_trainable",
 ]
-
-_register_runner()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from visiontune.errors import ConfigError, DatasetError, VisiontuneError
+from visiontune.hub import load
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -84,11 +85,6 @@ def resolve_model(model_or_run: Any) -> ModelSource:
             )
         return ModelSource(pretrained=model_or_run)
 
-    import visiontune
-
-    load = getattr(visiontune, "load", None)
-    if load is None:  # pragma: no cover - only while the hub package is missing
-        raise VisiontuneError("visiontune.load is not available: the hub package is not installed")
     text = str(model_or_run)
     path = Path(text)
     if path.is_dir():

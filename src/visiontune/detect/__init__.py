@@ -7,6 +7,8 @@ anchors and detectors composed from YAML.
 >>> det(["street.jpg"], score_threshold=0.5, classes=["person", "car"])[0].boxes
 """
 
+from visiontune.results import Detections
+
 from .anchors import suggest_anchors
 from .audit import audit_detections, rank_images
 from .compose import ComposeConfig, build_composed, composed_detector, parse_config
@@ -23,7 +25,6 @@ from .datasets import (
 from .detector import Detector
 from .evaluate import EvalResult, coco_map, evaluate
 from .models import TransferReport, build_from_recipe, freeze_backbone, transfer_weights
-from .results import Detections
 from .train import DetectTrainConfig, adapt_detector, train_detector
 
 __all__ = [

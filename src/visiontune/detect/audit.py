@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from visiontune.results import Detections
+
 from .datasets import DetectionDataset, load_detection
+from .detector import Detector
 from .evaluate import label_mapping
-from .results import Detections
 
 
 def match_image(
@@ -141,12 +143,12 @@ def audit_detections(
     draw_worst: int = 12,
     batch_size: int = 8,
     progress: bool = False,
+    *,
+    trust_pickle: bool = False,
 ) -> DetectionAudit:
     """Run ``detector`` on ``data``; rank images by mistakes; write ``detection_audit.csv`` /
     ``.parquet`` and drawn images of the ``draw_worst`` worst to ``out`` (an audit folder)."""
-    from .detector import Detector
-
-    det = detector if isinstance(detector, Detector) else Detector.load(detector)
+    det = Detector.load(detector, trust_pickle=trust_pickle) if not isinstance(detector, Detector) else detector
     ds: DetectionDataset = load_detection(data)
     mapping, _ = label_mapping(det.class_names, ds.classes)
     preds = det(

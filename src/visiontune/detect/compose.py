@@ -26,6 +26,7 @@ classes: [cat, dog]            # or num_classes: 2 (without background)
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from typing import Any, Literal
 
@@ -33,8 +34,19 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from visiontune._config import load
+from visiontune._config import load as load_config
 from visiontune.errors import ConfigError
+from visiontune.hub import load, load_into, load_state_dict_file
+from visiontune.hub.heads import find_head
+
+from .detector import Detector
+from .models import (
+    _anchor_generator,
+    backbone_stages,
+    freeze_backbone,
+    freeze_batchnorm,
+    normalise_anchors,
+)
 
 
 class BackboneCfg(BaseModel):
@@ -101,7 +113,7 @@ class ComposeConfig(BaseModel):
 
 def parse_config(cfg) -> ComposeConfig:
     """A path to YAML, a dict or a ComposeConfig -> validated ComposeConfig."""
-    return load(ComposeConfig, cfg, section="detector", what="detector config")
+    return load_config(ComposeConfig, cfg, section="detector", what="detector config")
 
 
 # ----------------------------------------------------------------------------- backbones
@@ -147,14 +159,32 @@ class TimmBody(nn.Module):
         return self.model(x)
 
 
-def _timm_body(cfg: BackboneCfg):
+def _pretrained_state(source: str, name: str, weights: str | None, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """The backbone's pretrained tensors through ``visiontune.load`` (its cache lookup, download
+    rules and trust gate): the published weights, or a local file fitted by name, then by order
+    and shape. Only the classifier head may be missing from the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the partial-load warning: checked below
+        p = load(f"{source}:{name}", weights=weights, trust_pickle=trust_pickle, strict=weights is None)
+    rep = p.load_report
+    if rep is not None:
+        head = find_head(p.model)[0]
+        lost = [k for k in rep.missing if not k.startswith(head + ".")]
+        if lost or rep.shape_mismatch:
+            raise ConfigError(f"backbone.weights {weights} does not fit {source} {name}: {rep.details(8)}")
+    return p.model.state_dict()
+
+
+def _timm_body(cfg: BackboneCfg, trust_pickle: bool = False):
     import timm
 
-    kw: dict[str, Any] = {"features_only": True, "pretrained": cfg.pretrained or cfg.weights is not None}
+    kw: dict[str, Any] = {"features_only": True}
     if cfg.out_indices is not None:
         kw["out_indices"] = tuple(cfg.out_indices)
-    if cfg.weights is not None:
-        kw["pretrained_cfg_overlay"] = {"file": str(cfg.weights)}
+    if cfg.pretrained or cfg.weights is not None:
+        # timm adapts the tensors to the feature model with its own checkpoint filter
+        sd = _pretrained_state("timm", cfg.name, cfg.weights, trust_pickle)
+        kw.update(pretrained=True, pretrained_cfg_overlay={"source": "", "state_dict": sd})
     try:
         model = timm.create_model(cfg.name, **kw)
     except RuntimeError as e:
@@ -162,13 +192,10 @@ def _timm_body(cfg: BackboneCfg):
     except Exception as e:
         if "Unknown model" in str(e):
             raise ConfigError(f"backbone.name: timm has no model {cfg.name!r}") from e
-        from visiontune.errors import WeightsNotCachedError
-
-        if cfg.pretrained:
-            raise WeightsNotCachedError(
-                f"timm weights for {cfg.name} are not cached ({e}); pass backbone.weights: PATH or pretrained: false"
-            ) from e
         raise
+    for attr in ("pretrained_cfg", "default_cfg"):  # do not keep a second copy of the weights
+        if isinstance(getattr(model, attr, None), dict):
+            getattr(model, attr).pop("state_dict", None)
     info = model.feature_info
     return TimmBody(model), info.channels(), info.reduction()
 
@@ -206,12 +233,10 @@ def _torchvision_stages(name: str) -> tuple[nn.Module, list[nn.Module]]:
     return model, [nn.Sequential(*g) for g in groups]
 
 
-def _torchvision_body(cfg: BackboneCfg, load_weights: bool):
+def _torchvision_body(cfg: BackboneCfg, load_weights: bool, trust_pickle: bool = False):
     model, stages = _torchvision_stages(cfg.name)
     if load_weights and cfg.weights is not None:
-        from visiontune.hub.checkpoint import load_into, load_state_dict_file
-
-        sd = load_state_dict_file(cfg.weights)
+        sd = load_state_dict_file(cfg.weights, trust_pickle=trust_pickle)
         rep = load_into(model, sd, strict=False, source=str(cfg.weights))
         if rep.shape_mismatch or rep.unused:
             # Same names, other meaning (e.g. older torchvision key layouts): align purely by
@@ -221,10 +246,7 @@ def _torchvision_body(cfg: BackboneCfg, load_weights: bool):
         if lost or rep.unused or rep.shape_mismatch:
             raise ConfigError(f"backbone.weights {cfg.weights} does not fit torchvision {cfg.name}: {rep.details(8)}")
     elif load_weights and cfg.pretrained:
-        import torchvision.models as tvm
-
-        w = tvm.get_model_weights(cfg.name).DEFAULT
-        model.load_state_dict(w.get_state_dict(progress=False))
+        model.load_state_dict(_pretrained_state("torchvision", cfg.name, None, trust_pickle))
     n = len(stages)
     out_idx = cfg.out_indices or list(range(max(0, n - 3), n))
     if any(i < 0 or i >= n for i in out_idx):
@@ -262,23 +284,22 @@ class FPNBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
 
 
-def build_composed(cfg, load_backbone_weights: bool = True) -> nn.Module:
+def build_composed(cfg, load_backbone_weights: bool = True, *, trust_pickle: bool = False) -> nn.Module:
     """Build a trainable torchvision detector from a composed config (see module docstring).
     ``load_backbone_weights=False`` skips the backbone's pretrained weights (used when a saved
-    detector is restored: its own state dict follows)."""
+    detector is restored: its own state dict follows). ``trust_pickle`` is for a pickled
+    ``backbone.weights`` file, and comes from the caller, never from the config."""
     from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
     from torchvision.ops import MultiScaleRoIAlign
-
-    from .models import _anchor_generator, freeze_backbone, freeze_batchnorm, normalise_anchors
 
     cfg = parse_config(cfg)
     b = cfg.backbone
     if b.source == "timm":
         if not load_backbone_weights:
             b = b.model_copy(update={"pretrained": False, "weights": None})
-        body, chans, reds = _timm_body(b)
+        body, chans, reds = _timm_body(b, trust_pickle)
     else:
-        body, chans, reds = _torchvision_body(b, load_backbone_weights)
+        body, chans, reds = _torchvision_body(b, load_backbone_weights, trust_pickle)
     pretrained = cfg.backbone.pretrained or cfg.backbone.weights is not None
     if cfg.backbone.frozen_bn if cfg.backbone.frozen_bn is not None else pretrained:
         freeze_batchnorm(body)
@@ -324,19 +345,24 @@ def build_composed(cfg, load_backbone_weights: bool = True) -> nn.Module:
         # torchvision's default for pretrained detector backbones: training the first stages too
         # (with frozen BatchNorm statistics) costs accuracy on small detection datasets; measured
         # in benchmarks/bench_detect_finetune.py
-        from .models import backbone_stages
-
         tl = min(3, len(backbone_stages(model)))
     freeze_backbone(model, None if tl in (None, "all") else tl)
     return model
 
 
-def composed_detector(cfg, load_backbone_weights: bool = True):
-    """A `Detector` for a composed config (untrained head; backbone weights as configured)."""
-    from .detector import Detector
+def build_from_recipe(recipe: dict, *, trust_pickle: bool = False) -> nn.Module:
+    """The architecture builder registered for recipes ``{"builder": "composed", "config": {...}}``."""
+    return build_composed(
+        recipe["config"],
+        load_backbone_weights=bool(recipe.get("load_backbone_weights", False)),
+        trust_pickle=trust_pickle,
+    )
 
+
+def composed_detector(cfg, load_backbone_weights: bool = True, *, trust_pickle: bool = False) -> Detector:
+    """A `Detector` for a composed config (untrained head; backbone weights as configured)."""
     cfg = parse_config(cfg)
-    model = build_composed(cfg, load_backbone_weights=load_backbone_weights)
+    model = build_composed(cfg, load_backbone_weights=load_backbone_weights, trust_pickle=trust_pickle)
     recipe = {"builder": "composed", "config": cfg.model_dump(mode="json")}
     name = f"composed:{cfg.backbone.source}:{cfg.backbone.name}+{cfg.head.type}"
     return Detector.from_torchvision(model, ["__background__", *cfg.class_names], name, config=recipe)

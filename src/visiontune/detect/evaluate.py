@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from visiontune.errors import ConfigError, require
+from visiontune.results import Detections
 
 from .datasets import DetectionDataset, load_detection
-from .results import Detections
+from .detector import Detector
 
 STAT_NAMES = [
     "AP",
@@ -191,12 +192,12 @@ def evaluate(
     max_detections: int = 100,
     backend: str = "pycocotools",
     progress: bool = False,
+    *,
+    trust_pickle: bool = False,
 ) -> EvalResult:
     """Run ``detector`` (a `Detector` or model id) on ``data`` and compute COCO mAP.
     A low ``score_threshold`` (the COCO convention) gives the full precision-recall curve."""
-    from .detector import Detector
-
-    det = detector if isinstance(detector, Detector) else Detector.load(detector)
+    det = Detector.load(detector, trust_pickle=trust_pickle) if not isinstance(detector, Detector) else detector
     ds = load_detection(data, split=split)
     mapping, dropped = label_mapping(det.class_names, ds.classes)
     preds = det(

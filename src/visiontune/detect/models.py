@@ -1,7 +1,9 @@
-"""Building, adapting, saving and loading detectors.
+"""Detector recipes (rebuild a fine-tuned or composed detector exactly), custom anchors, weight
+transfer into new heads and backbone freezing.
 
-A detector is rebuilt from a *recipe* (JSON-able dict), so a fine-tuned or composed detector saved
-as ``model.safetensors`` + ``visiontune.json`` reloads exactly:
+A detector is rebuilt from a *recipe* (JSON-able dict) registered with the hub's architecture
+registry, so a fine-tuned or composed detector saved as ``model.safetensors`` + ``visiontune.json``
+reloads through ``visiontune.load`` exactly:
 
 ``{"builder": "torchvision", "arch": "fasterrcnn_resnet50_fpn_v2", "num_classes": 4,
    "anchor_sizes": [[32], ...], "aspect_ratios": [[0.5, 1, 2], ...], "min_size": 512, ...}``
@@ -10,36 +12,17 @@ as ``model.safetensors`` + ``visiontune.json`` reloads exactly:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from visiontune.errors import (
-    CheckpointMismatchError,
-    ConfigError,
-    ModelIdError,
-    WeightsNotCachedError,
-    require,
-)
-
-from .detector import Detector, TorchvisionAdapter, UltralyticsAdapter, _names_list, check_id
+from visiontune.errors import ConfigError, ModelIdError
+from visiontune.hub import build_architecture
 
 log = logging.getLogger("visiontune.detect")
-
-AGPL_NOTICE = (
-    "Ultralytics YOLO is licensed AGPL-3.0 (code and weights): using it in a product you "
-    "distribute or serve over a network obliges you to publish that product's source under "
-    "AGPL-3.0, unless you hold an Ultralytics Enterprise licence."
-)
-FORMAT = "visiontune-detector/1"
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -101,13 +84,12 @@ def normalise_anchors(sizes, ratios, levels: int) -> tuple[list[list[int]], list
     return sizes, ratios
 
 
-def build_from_recipe(recipe: dict) -> nn.Module:
-    """Build an (untrained) detector from its recipe."""
+def build_from_recipe(recipe: dict, *, trust_pickle: bool = False) -> nn.Module:
+    """Build an (untrained) detector from its recipe: a torchvision one here, a composed one
+    through the architecture registry (`visiontune.hub.build_architecture`)."""
     builder = recipe.get("builder")
     if builder == "composed":
-        from .compose import build_composed
-
-        return build_composed(recipe["config"], load_backbone_weights=recipe.get("load_backbone_weights", False))
+        return build_architecture(recipe, trust_pickle=trust_pickle)
     if builder != "torchvision":
         raise ConfigError(f"unknown detector builder {builder!r} in recipe (torchvision | composed)")
     arch = recipe["arch"]
@@ -294,244 +276,3 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
         else:
             freeze_batchnorm(child)
     return module
-
-
-# ----------------------------------------------------------------------------- loading
-def _vt_load():
-    try:
-        import visiontune
-
-        return getattr(visiontune, "load", None)
-    except ImportError:  # pragma: no cover
-        return None
-
-
-def model_num_classes(model: nn.Module) -> int:
-    """Number of class outputs (background included) of a torchvision detector; 0 if unknown."""
-    pred = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
-    if pred is not None and hasattr(pred, "cls_score"):
-        return int(pred.cls_score.out_features)
-    head = getattr(getattr(model, "head", None), "classification_head", None)
-    return int(getattr(head, "num_classes", 0) or getattr(head, "num_columns", 0) or 0)
-
-
-def coco_category_names() -> list[str]:
-    """torchvision's COCO names: index = COCO category id (0 = background, 'N/A' = unused ids)."""
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-
-    return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
-
-
-def _torchvision_pretrained_state(arch: str, tag: str | None) -> tuple[dict, list[str], str]:
-    """Pretrained state dict, class names and weights name for a torchvision detector id."""
-    import torchvision.models as tvm
-
-    from visiontune.hub.checkpoint import load_state_dict_file
-
-    enum = tvm.get_model_weights(arch)
-    w = enum.DEFAULT if tag in (None, "DEFAULT") else enum[tag]
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
-    if not path.is_file():
-        from visiontune.hub import offline
-
-        if offline.offline_forced() or not offline.can_reach("download.pytorch.org"):
-            raise WeightsNotCachedError(
-                f"torchvision weights {type(w).__name__}.{w.name} are not cached and the network is off. "
-                f"Put {path.name} (from {w.url}) in {path.parent}, or pass weights=PATH / pretrained=False.",
-                filename=path.name,
-                directory=str(path.parent),
-            )
-        return w.get_state_dict(progress=True), list(w.meta["categories"]), f"{type(w).__name__}.{w.name}"
-    return load_state_dict_file(path), list(w.meta["categories"]), f"{type(w).__name__}.{w.name}"
-
-
-def load_detector(
-    source,
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike | None = None,
-    class_names: Sequence[str] | None = None,
-    trust_pickle: bool = False,
-    device: str | torch.device | None = None,
-    **kwargs,
-) -> Detector:
-    """See `Detector.load`. ``weights=PATH`` loads a local state dict (safetensors, or a
-    ``torch.load(weights_only=True)`` file; pickle only with ``trust_pickle=True``)."""
-    det = _load(
-        source, pretrained=pretrained, weights=weights, class_names=class_names, trust_pickle=trust_pickle, **kwargs
-    )
-    return det.to(device) if device is not None else det
-
-
-def _load(source, *, pretrained, weights, class_names, trust_pickle, **kwargs) -> Detector:
-    if isinstance(source, Detector):
-        return source
-    if hasattr(source, "card") and hasattr(source, "model"):
-        return from_pretrained(source)
-    if _is_ultralytics(source):
-        names = _names_list(getattr(source, "names", None) or class_names or [])
-        return Detector(UltralyticsAdapter(source), names, "yolo:" + str(getattr(source, "ckpt_path", "") or ""))
-    if isinstance(source, nn.Module):
-        if class_names is None:
-            raise ConfigError("Detector.load(nn.Module) needs class_names=")
-        return Detector.from_torchvision(source, class_names)
-    if callable(source) and not isinstance(source, (str, os.PathLike)):
-        return Detector.from_callable(source, class_names)
-    text = str(source)
-    local = Path(text[5:] if text.startswith("file:") else text)
-    if (local / "visiontune.json").is_file():
-        return load_saved(local)
-    src, name = check_id(text)
-    src = {"ultralytics": "yolo"}.get(src, src)
-    if src == "yolo":
-        return _load_yolo(name)
-    vt_load = _vt_load()
-    if vt_load is not None and src in ("torchvision", "hf") and not kwargs:
-        try:
-            p = vt_load(text, pretrained=pretrained, weights=weights, trust_pickle=trust_pickle)
-        except TypeError:  # an older hub signature
-            p = vt_load(text)
-        return from_pretrained(p)
-    if src == "torchvision":
-        arch, _, tag = name.partition("@")
-        recipe = {"builder": "torchvision", "arch": arch, "num_classes": None, **kwargs}
-        names = coco_category_names()
-        state = None
-        if weights is not None:
-            from visiontune.hub.checkpoint import load_state_dict_file
-
-            state = load_state_dict_file(weights, trust_pickle=trust_pickle)
-        elif pretrained:
-            state, names, _ = _torchvision_pretrained_state(arch, tag or None)
-        recipe["num_classes"] = len(class_names or names)
-        model = build_from_recipe(recipe)
-        if state is not None:
-            from visiontune.hub.checkpoint import load_into
-
-            load_into(model, state, strict=True, source=str(weights or arch))
-        return Detector.from_torchvision(model, list(class_names or names), text, config=recipe)
-    if src == "hf":
-        return _load_hf(name)
-    raise ModelIdError(
-        f"unknown detector source {src!r} in {text!r}; use torchvision:, hf:, yolo: or a saved directory"
-    )
-
-
-def _is_ultralytics(obj) -> bool:
-    return type(obj).__module__.startswith("ultralytics") and hasattr(obj, "predict")
-
-
-def _load_yolo(name: str) -> Detector:
-    ul = require("ultralytics", "yolo", "Ultralytics YOLO detectors")
-    log.warning(AGPL_NOTICE)
-    try:
-        model = ul.YOLO(name)
-    except Exception as e:  # ultralytics raises plain Exceptions for missing files / offline
-        if isinstance(e, (KeyboardInterrupt, MemoryError)):
-            raise
-        raise WeightsNotCachedError(
-            f"Ultralytics could not load {name!r}: {e}. Offline, pass the path of a local .pt file "
-            "(yolo:/path/yolo11n.pt) or a model YAML (yolo:yolo11n.yaml builds untrained)."
-        ) from e
-    return Detector(UltralyticsAdapter(model), _names_list(model.names), f"yolo:{name}")
-
-
-def _load_hf(name: str, model=None, processor=None) -> Detector:
-    tr = require("transformers", "hf", "Hugging Face object detectors")
-    try:
-        processor = processor or tr.AutoImageProcessor.from_pretrained(name)
-        model = model or tr.AutoModelForObjectDetection.from_pretrained(name)
-    except OSError as e:
-        raise WeightsNotCachedError(
-            f"Hugging Face model {name!r} is not in the local cache and cannot be downloaded: {e}. "
-            "Download it once with network (or copy the HF cache) or pass a local directory."
-        ) from e
-    return Detector.from_hf(model, processor, f"hf:{name}")
-
-
-def from_pretrained(p) -> Detector:
-    """Wrap a hub `Pretrained` whose ``card.task == 'detection'``."""
-    card = p.card
-    task = getattr(card, "task", "detection")
-    if task not in ("detection", "instance_segmentation", "keypoints"):
-        raise ConfigError(f"{card.model_id} is a {task} model, not a detector")
-    source = getattr(card, "source", "")
-    names = list(card.class_names or [])
-    if source == "hf":
-        processor = getattr(p, "processor", None) or getattr(getattr(p, "preprocess", None), "processor", None)
-        return _load_hf(card.name, model=p.model, processor=processor)
-    if source in ("yolo", "ultralytics"):
-        log.warning(AGPL_NOTICE)
-        model = getattr(p, "yolo", None) or p.model
-        return Detector(UltralyticsAdapter(model), names or _names_list(model.names), card.model_id, card=card)
-    if not names:
-        n = int(card.num_classes or 0) or model_num_classes(p.model)
-        names = coco_category_names() if n == 91 else [str(i) for i in range(n)]
-    arch = card.name.split("@")[0]
-    recipe = {"builder": "torchvision", "arch": arch, "num_classes": len(names)}
-    return Detector(TorchvisionAdapter(p.model.eval()), names, card.model_id, card=card, config=recipe)
-
-
-# ----------------------------------------------------------------------------- save / load
-def save_detector(det: Detector, directory, metrics: dict | None = None, training: dict | None = None) -> Path:
-    """``model.safetensors`` + ``visiontune.json`` (card + recipe), written atomically."""
-    from safetensors.torch import save_file
-
-    if det.config is None or not isinstance(det.model, nn.Module):
-        raise ConfigError(
-            "only torchvision / composed detectors (with a recipe) can be saved this way; "
-            "save Ultralytics models with their own .save()"
-        )
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in det.model.state_dict().items()}
-    card = {
-        "source": "visiontune",
-        "name": det.model_id,
-        "model_id": det.model_id,
-        "task": "detection",
-        "num_classes": len(det.class_names),
-        "class_names": det.class_names,
-        "num_params": sum(p.numel() for p in det.model.parameters()),
-        "metrics": metrics or {},
-        "base_id": det.model_id,
-    }
-    meta = {"format": FORMAT, "card": card, "detect": {"recipe": det.config}, "training": training or {}}
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": FORMAT})
-        with open(os.path.join(tmp, "visiontune.json"), "w") as f:
-            json.dump(meta, f, indent=2, default=str)
-        os.replace(os.path.join(tmp, "model.safetensors"), directory / "model.safetensors")
-        os.replace(os.path.join(tmp, "visiontune.json"), directory / "visiontune.json")
-    return directory
-
-
-def load_saved(directory) -> Detector:
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    try:
-        meta = json.loads((directory / "visiontune.json").read_text())
-        recipe = meta["detect"]["recipe"]
-        card = meta["card"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise ConfigError(
-            f"{directory / 'visiontune.json'} is not a saved visiontune detector ({e}); "
-            "a classification model loads with visiontune.load()"
-        ) from e
-    model = build_from_recipe(recipe)
-    state = load_file(str(directory / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise CheckpointMismatchError(
-            f"{directory / 'model.safetensors'} does not fit its recipe: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}; the file was changed after saving"
-        )
-    return Detector(
-        TorchvisionAdapter(model.eval()),
-        card["class_names"],
-        card.get("model_id", str(directory)),
-        card=card,
-        config=recipe,
-    )

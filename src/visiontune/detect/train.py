@@ -17,21 +17,22 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from visiontune._config import load
+from visiontune._config import load as load_config
 from visiontune.errors import ConfigError
+from visiontune.hub import load, load_state_dict_file, parse_model_id
+from visiontune.hub.saved import is_saved_model
+from visiontune.results import Detections
 
 from .datasets import DetectionDataset, TorchDetectionDataset, collate, load_detection
 from .detector import Detector
 from .evaluate import coco_map
 from .models import (
     TransferReport,
-    _torchvision_pretrained_state,
     build_from_recipe,
     default_anchors,
     freeze_backbone,
     transfer_weights,
 )
-from .results import Detections
 
 log = logging.getLogger("visiontune.detect")
 
@@ -85,8 +86,11 @@ class DetectTrainResult:
 
 
 # ----------------------------------------------------------------------------- model setup
-def _recipe_and_state(cfg: DetectTrainConfig, classes: list[str]) -> tuple[dict, dict | None, str]:
-    """(new recipe, pretrained state dict to transfer or None, base id)."""
+def _recipe_and_state(
+    cfg: DetectTrainConfig, classes: list[str], trust_pickle: bool = False
+) -> tuple[dict, dict | None, str]:
+    """(new recipe, pretrained state dict to transfer or None, base id). Every file is read
+    through ``visiontune.load`` / the trust gate; ``trust_pickle`` comes from the caller."""
     nc = len(classes) + 1
     src = cfg.model
     if cfg.compose is not None or src.endswith((".yaml", ".yml")):
@@ -106,13 +110,16 @@ def _recipe_and_state(cfg: DetectTrainConfig, classes: list[str]) -> tuple[dict,
             )
         c = c.model_copy(update=upd)
         return {"builder": "composed", "config": c.model_dump(mode="json"), "load_backbone_weights": True}, None, src
-    local = Path(src[5:] if src.startswith("file:") else src)
-    if (local / "visiontune.json").is_file():
-        from .models import load_saved
-
-        base = load_saved(local)
-        recipe = copy.deepcopy(base.config)
-        state = base.model.state_dict()
+    mid = parse_model_id(src)
+    local = Path(mid.name)
+    if mid.source == "file" and is_saved_model(local):
+        base = Detector.load(local, trust_pickle=trust_pickle)
+        recipe = copy.deepcopy(base.config) if base.config else None
+        if recipe is None and base.card.source == "torchvision":  # a saved torchvision hub detector
+            recipe = {"builder": "torchvision", "arch": parse_model_id(base.card.model_id).name, "num_classes": nc}
+        if recipe is None:
+            raise ConfigError(f"model={src!r}: this saved {base.card.source} detector has no recipe to fine-tune from")
+        state = base.pretrained.model.state_dict()
         if recipe["builder"] == "composed":
             recipe["config"]["classes"], recipe["config"]["num_classes"] = classes, None
             if cfg.trainable_backbone_layers is not None:
@@ -121,23 +128,20 @@ def _recipe_and_state(cfg: DetectTrainConfig, classes: list[str]) -> tuple[dict,
         else:
             recipe["num_classes"] = nc
         return recipe, state, src
-    if not src.startswith("torchvision:"):
+    if mid.source != "torchvision":
         raise ConfigError(
             f"model={src!r}: fine-tuning takes torchvision:<arch>, a composed-detector YAML or a "
             "saved detector directory (Ultralytics models train with visiontune.detect.yolo.train)"
         )
-    arch, _, tag = src.split(":", 1)[1].partition("@")
-    recipe = {"builder": "torchvision", "arch": arch, "num_classes": nc}
+    recipe = {"builder": "torchvision", "arch": mid.name, "num_classes": nc}
     for k in ("min_size", "max_size"):
         if getattr(cfg, k):
             recipe[k] = getattr(cfg, k)
     state = None
     if cfg.weights:
-        from visiontune.hub.checkpoint import load_state_dict_file
-
-        state = load_state_dict_file(cfg.weights)
+        state = load_state_dict_file(cfg.weights, trust_pickle=trust_pickle)
     elif cfg.pretrained:
-        state, _, _ = _torchvision_pretrained_state(arch, tag or None)
+        state = load(src, trust_pickle=trust_pickle).model.state_dict()
     if state is not None:
         recipe["frozen_bn"] = True
     return recipe, state, src
@@ -154,6 +158,7 @@ def adapt_detector(
     max_size: int | None = None,
     pretrained: bool = True,
     weights: str | None = None,
+    trust_pickle: bool = False,
 ) -> tuple[Detector, TransferReport | None]:
     """A detector for ``classes`` made from ``base`` (a torchvision id, composed-detector YAML, saved
     detector directory or `Detector`): new box predictor, optional custom anchors, backbone stages
@@ -169,7 +174,7 @@ def adapt_detector(
             min_size=min_size,
             max_size=max_size,
         )
-        return adapt_detector_from_cfg(cfg, list(classes), anchor_sizes, aspect_ratios)
+        return adapt_detector_from_cfg(cfg, list(classes), anchor_sizes, aspect_ratios, trust_pickle)
     if base.config is None:
         raise ConfigError("adapt_detector needs a torchvision / composed detector (with a recipe)")
     recipe = copy.deepcopy(base.config)
@@ -188,13 +193,19 @@ def adapt_detector(
         recipe.update({k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v})
         if anchor_sizes is not None:
             recipe["anchor_sizes"], recipe["aspect_ratios"] = anchor_sizes, aspect_ratios
-    return _build_and_transfer(recipe, base.model.state_dict(), base.model_id, list(classes), trainable_backbone_layers)
+    state = base.pretrained.model.state_dict()
+    return _build_and_transfer(recipe, state, base.model_id, list(classes), trainable_backbone_layers, trust_pickle)
 
 
 def _build_and_transfer(
-    recipe: dict, state: dict | None, model_id: str, classes: list[str], trainable_backbone_layers: int | None
+    recipe: dict,
+    state: dict | None,
+    model_id: str,
+    classes: list[str],
+    trainable_backbone_layers: int | None,
+    trust_pickle: bool = False,
 ) -> tuple[Detector, TransferReport | None]:
-    model = build_from_recipe(recipe)
+    model = build_from_recipe(recipe, trust_pickle=trust_pickle)
     report = transfer_weights(model, state) if state is not None else None
     if recipe["builder"] == "torchvision":
         freeze_backbone(model, trainable_backbone_layers)
@@ -351,6 +362,8 @@ def train_detector(
     progress: bool = True,
     resume: str | Path | bool | None = None,
     callbacks: tuple = (),
+    *,
+    trust_pickle: bool = False,
 ) -> DetectTrainResult:
     """Fine-tune a detector; writes ``<run_root>/<name>/`` (run record, metrics, TensorBoard,
     ``checkpoints/last.ckpt`` after every epoch, ``model/`` saved detector) and returns the
@@ -378,7 +391,7 @@ def train_detector(
     anchor_sizes, ratios, anchor_note = cfg.anchor_sizes, cfg.aspect_ratios, None
     if anchor_sizes == "auto":
         anchor_sizes, ratios, anchor_note = _auto_anchors(cfg, train_ds)
-    det, report = adapt_detector_from_cfg(cfg, classes, anchor_sizes, ratios)
+    det, report = adapt_detector_from_cfg(cfg, classes, anchor_sizes, ratios, trust_pickle)
     if report is not None:
         log.info("pretrained weights: %s", report.summary())
     tds = TorchDetectionDataset(train_ds, train=True, hflip=cfg.hflip)
@@ -429,7 +442,7 @@ def train_detector(
     with run:  # finished as completed, interrupted (Ctrl-C, SIGTERM) or failed
         ckpt_dir = run.dir / "checkpoints"
         if ckpt_path is not None:
-            ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir)
+            ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir, trust_pickle=trust_pickle)
         last = ModelCheckpoint(
             dirpath=str(ckpt_dir),
             filename="last",
@@ -446,7 +459,7 @@ def train_detector(
                 devices=1,
                 logger=False,
                 callbacks=[last, *run.lightning_callbacks(), *callbacks],
-                plugins=[AtomicCheckpointIO()],
+                plugins=[AtomicCheckpointIO(trust_pickle=trust_pickle)],
                 use_distributed_sampler=False,
                 enable_progress_bar=progress,
                 enable_model_summary=False,
@@ -491,26 +504,28 @@ def reproduce_runner(config: dict, *, root: Path, name: str) -> Path:
     return train_detector(dict(config), run_root=root, run_name=name, progress=False).run_dir
 
 
-def adapt_detector_from_cfg(cfg: DetectTrainConfig, classes, anchor_sizes, ratios):
+def adapt_detector_from_cfg(cfg: DetectTrainConfig, classes, anchor_sizes, ratios, trust_pickle: bool = False):
+    """The detector (and transfer report) a training config asks for; see `adapt_detector`."""
     c = cfg.model_copy(update={"anchor_sizes": anchor_sizes, "aspect_ratios": ratios})
-    recipe, state, model_id = _recipe_and_state(c, list(classes))
+    recipe, state, model_id = _recipe_and_state(c, list(classes), trust_pickle)
     if recipe["builder"] == "torchvision" and anchor_sizes is not None:
         recipe["anchor_sizes"], recipe["aspect_ratios"] = anchor_sizes, ratios
-    return _build_and_transfer(recipe, state, model_id, list(classes), cfg.trainable_backbone_layers)
+    return _build_and_transfer(recipe, state, model_id, list(classes), cfg.trainable_backbone_layers, trust_pickle)
 
 
 def _auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
     from .anchors import suggest_anchors
 
-    if cfg.model.startswith("torchvision:"):
-        sizes, ratios = default_anchors(cfg.model.split(":", 1)[1].split("@")[0]) or (None, None)
+    mid = parse_model_id(cfg.model) if cfg.compose is None and not cfg.model.endswith((".yaml", ".yml")) else None
+    if mid is not None and mid.source == "torchvision":
+        sizes, ratios = default_anchors(mid.name) or (None, None)
         if sizes is None:
             raise ConfigError(f"{cfg.model} has no anchors to tune (anchor-free or SSD)")
         levels, nr = len(sizes), len(ratios[0])
         probe = build_from_recipe(
             {
                 "builder": "torchvision",
-                "arch": cfg.model.split(":", 1)[1].split("@")[0],
+                "arch": mid.name,
                 "num_classes": 2,
                 **{k: getattr(cfg, k) for k in ("min_size", "max_size") if getattr(cfg, k)},
             }
@@ -537,7 +552,7 @@ def _auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
 
 
 def _parse(cfg) -> DetectTrainConfig:
-    return load(DetectTrainConfig, cfg, section="detect_train", what="detect-train config")
+    return load_config(DetectTrainConfig, cfg, section="detect_train", what="detect-train config")
 
 
 class _quiet:

@@ -14,10 +14,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from visiontune.errors import ConfigError, require
+from visiontune.errors import ConfigError
+from visiontune.hub import load, parse_model_id
+from visiontune.track import Run
 
 from .datasets import load_detection
-from .models import AGPL_NOTICE, log
 
 
 @dataclass
@@ -47,15 +48,17 @@ def train_yolo(
     run_name: str | None = None,
     trackers=("tensorboard",),
     device: str | None = None,
+    *,
+    trust_pickle: bool = False,
     **ultralytics_args,
 ) -> YoloTrainResult:
-    """Fine-tune an Ultralytics model (``yolo11n.pt`` or a local file / YAML) on ``data``."""
+    """Fine-tune an Ultralytics model (``yolo:yolo11n.pt``, a local ``.pt`` — a pickle: needs
+    ``trust_pickle`` — or a model YAML) on ``data``. The model is loaded through ``visiontune.load``."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    ul = require("ultralytics", "yolo", "Ultralytics YOLO training")
-    from visiontune.track import Run
-
-    log.warning(AGPL_NOTICE)
-    model_id = model[5:] if model.startswith("yolo:") else model
+    mid = parse_model_id(model if ":" in str(model) else f"yolo:{model}")
+    if mid.source != "yolo":
+        raise ConfigError(f"train_yolo trains Ultralytics models (yolo:...), got {model!r}")
+    model_id = mid.name
     cfg = {
         "model": model_id,
         "data": str(data),
@@ -85,7 +88,7 @@ def train_yolo(
             data_yaml = va.to_yolo(run.dir / "data", split="val", images="link")
         else:
             data_yaml = write_ultralytics_yaml(data, val_data, run.dir / "data")
-        yolo = ul.YOLO(model_id)
+        yolo = load(str(mid), trust_pickle=trust_pickle).native  # an ultralytics.YOLO, past the trust gate
         yolo.add_callback("on_pretrain_routine_start", _drop_integrations)
         kw = dict(
             data=str(data_yaml),

@@ -167,7 +167,7 @@ class ExportedModel:
         items = expand_images(images)
         if self.task == "detection":
             return [self._detect(im, score_threshold) for im in items]
-        from visiontune.hub.pretrained import Prediction
+        from visiontune.results import Prediction
 
         if self.sidecar["output"].get("batch") == 1 and batch_size != 1:
             batch_size = 1
@@ -191,7 +191,7 @@ class ExportedModel:
         return out
 
     def _detect(self, item: Any, score_threshold: float):
-        from visiontune.detect.results import Detections
+        from visiontune.results import Detections
 
         img = open_image(item)
         x = self.preprocess(img)

@@ -39,6 +39,9 @@ class Card(BaseModel):
     pretrained: bool = True
     head: dict[str, Any] | None = None
     base_id: str | None = None
+    #: how to rebuild the architecture when it has no hub id of its own (composed / fine-tuned
+    #: detectors): a dict whose ``builder`` names a registered architecture builder
+    recipe: dict[str, Any] | None = None
     paper: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 

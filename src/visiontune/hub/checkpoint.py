@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,18 +19,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visiontune.errors import CheckpointMismatchError, UnsafeCheckpointError, VisiontuneError
+from visiontune.data.hashing import sha256_file
+from visiontune.errors import CheckpointMismatchError, VisiontuneError
+from visiontune.hub.trust import torch_load
+
+__all__ = ["LoadReport", "load_into", "load_state_dict_file", "resolve_weights_path", "sha256_file"]
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights", "ema")
 PREFIXES = ("module.", "model.", "_orig_mod.", "net.", "backbone_model.")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def _extract_state_dict(obj, path: str) -> dict[str, torch.Tensor]:
@@ -78,25 +72,8 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False) ->
         from safetensors.torch import load_file
 
         return load_file(str(p), device="cpu")
-    try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as e:
-        if not _looks_like_pickle_refusal(e):
-            raise VisiontuneError(f"cannot read weights file {p}: {e}") from e
-        if not trust_pickle:
-            raise UnsafeCheckpointError(
-                f"{p} is a pickled checkpoint that holds Python objects, not only tensors; "
-                "loading it would run code from the file. visiontune refuses pickle by default. "
-                "If you trust where this file came from, pass trust_pickle=True "
-                "(CLI: --trust-pickle); better, convert it once to safetensors."
-            ) from e
-        obj = torch.load(str(p), map_location="cpu", weights_only=False)  # noqa: S614 - user opted in
+    obj = torch_load(p, trust_pickle=trust_pickle, what="pickled checkpoint")
     return _extract_state_dict(obj, str(p))
-
-
-def _looks_like_pickle_refusal(e: Exception) -> bool:
-    s = str(e)
-    return isinstance(e, pickle.UnpicklingError) or "weights_only" in s or "Unsupported global" in s
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Model ids: ``source:name[@weights]``.
+"""Model ids: ``source:name[@weights]``. The only place visiontune parses them.
 
 Examples::
 
@@ -6,6 +6,9 @@ Examples::
     timm:convnext_tiny.fb_in22k_ft_in1k    hf:microsoft/resnet-50@main
     hub:pytorch/vision:resnet18            yolo:yolo11n.pt
     file:runs/exp1/model                   ./runs/exp1/model   (an existing path)
+
+The part after ``source:`` is read by the source itself (:meth:`Source.parse
+<visiontune.hub.registry.Source.parse>`), so a plugin source can have its own grammar.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import os
 from dataclasses import dataclass
 
 from visiontune.errors import ModelIdError
-
-SOURCES = ("torchvision", "timm", "hf", "hub", "yolo", "file")
-ALIASES = {"tv": "torchvision", "huggingface": "hf", "torchhub": "hub", "ultralytics": "yolo"}
+from visiontune.hub.registry import canonical_source, close_matches, get_source, source_names
 
 
 @dataclass(frozen=True)
 class ModelId:
+    """A parsed model id."""
+
     source: str
     name: str
     weights: str | None = None  # tag (torchvision), revision (hf), ref (hub); None = default
@@ -29,41 +32,32 @@ class ModelId:
         return f"{self.source}:{self.name}" + (f"@{self.weights}" if self.weights else "")
 
 
-def parse_model_id(text: str) -> ModelId:
+def parse_model_id(text: str | os.PathLike | ModelId) -> ModelId:
     """Parse a model id. A bare existing path is read as ``file:PATH``."""
+    if isinstance(text, ModelId):
+        return text
+    if isinstance(text, os.PathLike):
+        text = os.fspath(text)
     if not isinstance(text, str) or not text.strip():
-        raise ModelIdError(f"empty model id; expected 'source:name[@weights]' with source in {SOURCES}")
+        raise ModelIdError(
+            f"empty model id; expected 'source:name[@weights]' with source one of {', '.join(source_names())}"
+        )
     text = text.strip()
     src, sep, rest = text.partition(":")
-    src_l = ALIASES.get(src.lower(), src.lower())
-    if not sep or src_l not in SOURCES:
+    canon = canonical_source(src) if sep else None
+    if canon is None:
         if os.path.exists(text):
             return ModelId("file", text)
-        if os.name == "nt" and len(src) == 1 and os.path.exists(text):  # pragma: no cover
-            return ModelId("file", text)
-        hint = ""
         if not sep:
             hint = f" Did you mean 'timm:{text}' or 'torchvision:{text}'?"
+        else:
+            hits = close_matches(src, source_names())
+            hint = (" Did you mean " + " or ".join(f"'{h}:{rest}'" for h in hits) + "?") if hits else ""
         raise ModelIdError(
             f"cannot read model id {text!r}: expected 'source:name[@weights]' with source one of "
-            f"{', '.join(SOURCES)}, or a path that exists.{hint}"
+            f"{', '.join(source_names())}, or a path that exists.{hint}"
         )
-    if src_l == "file":
-        if not rest:
-            raise ModelIdError("file: needs a path, e.g. 'file:runs/exp1/model'")
-        return ModelId("file", rest)
-    name, at, weights = rest.rpartition("@") if "@" in rest else (rest, "", "")
-    if src_l == "yolo":  # file names may contain '@' rarely; keep yolo ids whole
-        name, weights = rest, ""
-    if not name:
+    if not rest:
         raise ModelIdError(f"model id {text!r} has no model name after '{src}:'")
-    if at and not weights:
-        raise ModelIdError(f"model id {text!r} ends with '@' but names no weights")
-    if src_l == "hub" and name.count(":") != 1:
-        raise ModelIdError(
-            f"torch.hub ids are 'hub:owner/repo:entrypoint[@ref]', got {text!r} (e.g. 'hub:pytorch/vision:resnet18')"
-        )
-    if src_l == "hf" and "/" not in name and not os.path.isdir(name):
-        # Hugging Face also has a few un-namespaced legacy repos; accept but they are rare.
-        pass
-    return ModelId(src_l, name, weights or None)
+    name, weights = get_source(canon).parse(rest, text)
+    return ModelId(canon, name, weights)

@@ -1,70 +1,57 @@
-"""`Pretrained`: a model, its preprocessing and its card, travelling together."""
+"""`Pretrained`: a model, its preprocessing and its card, travelling together — for every task.
+
+``visiontune.load`` returns one for classifiers, detectors and (through registered tasks)
+segmenters alike; ``predict`` returns the task's result type (`Prediction` for classifiers,
+`Detections` for detectors). Tasks register their predictor with :func:`register_task`.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 
-from visiontune.errors import VisiontuneError
+from visiontune import __version__
+from visiontune.errors import ConfigError, VisiontuneError
 from visiontune.hub.card import Card
+from visiontune.hub.checkpoint import sha256_file
+from visiontune.hub.classification import classify, logits_of
+from visiontune.hub.detection import DETECTION_TASKS, detect
 from visiontune.hub.preprocess import Preprocess
+from visiontune.hub.saved import CARD_FILE, WEIGHTS_FILE, SavedModel, write_directory
+from visiontune.results import Detections, Prediction
 
-SAVED_FORMAT = "visiontune.model"
-SAVED_FORMAT_VERSION = 1
-CARD_FILE = "visiontune.json"
-WEIGHTS_FILE = "model.safetensors"
+__all__ = ["CARD_FILE", "WEIGHTS_FILE", "Detections", "Prediction", "Pretrained", "logits_of", "register_task"]
 
-
-@dataclass
-class Prediction:
-    """Top-k classes of one image."""
-
-    indices: list[int]
-    labels: list[str]
-    probs: list[float]
-    source: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.labels[0]
-
-    @property
-    def prob(self) -> float:
-        return self.probs[0]
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "top": [{"index": i, "label": lab, "prob": p} for i, lab, p in zip(self.indices, self.labels, self.probs)],
-        }
+#: task name -> predictor ``fn(pretrained, images, **options) -> list[result]``
+PREDICTORS: dict[str, Callable[..., list]] = {"classification": classify}
+PREDICTORS.update({t: detect for t in DETECTION_TASKS})
 
 
-def logits_of(out: Any) -> torch.Tensor:
-    """Class scores from a model output: a tensor, a Hugging Face ``ModelOutput`` or a tuple."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits"):
-        return out.logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise VisiontuneError(f"cannot read class scores from a model output of type {type(out).__name__}")
+def register_task(task: str, predictor: Callable[..., list]) -> None:
+    """Make ``Pretrained.predict`` of models whose ``card.task == task`` call ``predictor``."""
+    PREDICTORS[task] = predictor
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 class Pretrained:
     """A model and its preprocessing as one object.
 
-    ``model`` is in eval mode; ``preprocess`` turns a PIL image or CHW tensor into the normalised
-    tensor the weights expect; ``card`` says where all of it came from. ``native`` is the source
-    library's own object where it has one (a Hugging Face image processor, an Ultralytics YOLO).
+    ``model`` is in eval mode; ``preprocess`` turns a PIL image or CHW tensor into the tensor the
+    weights expect (detectors normalise inside: their preprocess is the identity); ``card`` says
+    where all of it came from. ``native`` is the source library's own object where it has one (a
+    Hugging Face image processor, an Ultralytics YOLO, a callable detector).
     """
 
     def __init__(
@@ -76,137 +63,98 @@ class Pretrained:
         self.native = native
         self.load_report = load_report
 
-    # -- transforms ----------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        """classification | detection | instance-segmentation | segmentation | features | …"""
+        return self.card.task
+
+    @property
+    def class_names(self) -> list[str]:
+        """The model's class names (``class_i`` where the card names none)."""
+        if self.card.class_names:
+            return list(self.card.class_names)
+        return [f"class_{i}" for i in range(self.card.num_classes or 0)]
+
     def train_transform(self, strength: str = "default"):
         """Augmentation for fine-tuning, derived from the same size, interpolation and mean/std."""
         return self.preprocess.train_transform(strength)
 
-    @property
-    def class_names(self) -> list[str]:
-        if self.card.class_names:
-            return list(self.card.class_names)
-        n = self.card.num_classes or 0
-        return [f"class_{i}" for i in range(n)]
+    def to(self, device: str | torch.device) -> Pretrained:
+        """Move the model (and the source's own object, where it holds one) to ``device``."""
+        if self.card.source == "yolo" and hasattr(self.native, "to"):
+            self.native.to(device)
+        else:
+            self.model.to(device)
+        return self
 
     # -- inference -----------------------------------------------------------------------------
-    def _to_tensor(self, img: Any) -> torch.Tensor:
-        if isinstance(img, (str, os.PathLike)):
-            from visiontune.data import read_image
+    def predict(self, images: Any, **options: Any) -> list:
+        """The task's results for ``images`` (a path, PIL image or CHW tensor, or a list of them),
+        each image preprocessed as the weights expect.
 
-            img = read_image(img)
-        if isinstance(img, Image.Image):
-            return self.preprocess(img)
-        if isinstance(img, torch.Tensor):
-            if img.ndim != 3:
-                raise VisiontuneError(f"expected a CHW image tensor, got shape {tuple(img.shape)}")
-            return self.preprocess(img)
-        raise TypeError(f"cannot predict on {type(img).__name__}: pass paths, PIL images or CHW tensors")
-
-    @torch.inference_mode()
-    def predict(
-        self, images: Any, topk: int = 5, batch_size: int = 32, device: str | torch.device | None = None
-    ) -> list[Prediction]:
-        """Top-k class names and probabilities, each image preprocessed as the weights expect.
-
-        ``images``: a path, PIL image or CHW tensor, or a list of them. Tensors are raw pixels
-        (uint8 0–255 or float 0–1), not yet normalised.
+        Classification: ``topk=5, batch_size=32, device=None`` → list of `Prediction`.
+        Detection: ``score_threshold=0.25, nms_iou=0.45, max_detections=100, classes=None,
+        batch_size=8`` → list of `Detections`. Every task takes ``progress=False``.
         """
-        if self.card.task != "classification":
+        fn = PREDICTORS.get(self.task)
+        if fn is None:
             raise VisiontuneError(
-                f"{self.card.model_id} is a {self.card.task} model; use visiontune.detect for detectors"
+                f"{self.card.model_id} is a {self.task} model; predict() covers {', '.join(sorted(PREDICTORS))}"
             )
-        if not isinstance(images, (list, tuple)):
-            images = [images]
-        device = torch.device(device) if device else next(self.model.parameters()).device
-        names = self.class_names
-        out: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            batch = torch.stack([self._to_tensor(im) for im in chunk]).to(device)
-            probs = logits_of(self.model(batch)).float().softmax(-1)
-            k = min(topk, probs.shape[-1])
-            p, idx = probs.topk(k, dim=-1)
-            for j, im in enumerate(chunk):
-                ii = idx[j].tolist()
-                out.append(
-                    Prediction(
-                        ii,
-                        [names[i] if i < len(names) else f"class_{i}" for i in ii],
-                        p[j].tolist(),
-                        str(im) if isinstance(im, (str, os.PathLike)) else None,
-                    )
-                )
-        return out
+        allowed = [n for n, prm in inspect.signature(fn).parameters.items() if prm.kind is prm.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(unknown)}: not an option of predict() for {self.task} models; options: {', '.join(allowed)}"
+            )
+        return fn(self, images, **options)
+
+    __call__ = predict
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, *, metrics: dict | None = None, training: dict | None = None) -> Path:
-        """Write ``model.safetensors`` + ``visiontune.json`` (+ the HF config when the model is one).
-
-        Atomic: the files are written to a temporary sibling folder that replaces ``directory``
-        only once complete. ``visiontune.load(directory)`` restores model, preprocessing and card.
-        """
+        """Write ``model.safetensors`` + ``visiontune.json`` (+ the HF config and image processor
+        when the model is a Hugging Face one), atomically: the files go to a temporary sibling
+        folder that replaces ``directory`` only once complete. ``visiontune.load(directory)``
+        restores model, preprocessing and card, whatever the task."""
         from safetensors.torch import save_model
 
-        if self.card.source == "yolo":
+        if self.card.source in ("yolo", "callable"):
             raise VisiontuneError(
-                "Ultralytics models are saved with their own format: use pretrained.native.save(path)"
+                f"{self.card.model_id}: {self.card.source} models are saved with their own format "
+                "(Ultralytics: pretrained.native.save(path))"
             )
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}-{time.time_ns()}"
-        tmp.mkdir()
-        try:
-            save_model(self.model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "visiontune": SAVED_FORMAT})
+        card = self.card.model_copy(deep=True)
+        if metrics:
+            card.metrics = {**card.metrics, **metrics}
+
+        def fill(tmp: Path) -> None:
+            save_model(self.model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "visiontune": "model"})
             config = getattr(self.model, "config", None)
             if config is not None and hasattr(config, "save_pretrained"):
                 config.save_pretrained(str(tmp))  # HF architecture, needed to rebuild offline
-            if self.card.source == "hf" and hasattr(self.native, "save_pretrained"):
+            if card.source == "hf" and hasattr(self.native, "save_pretrained"):
                 self.native.save_pretrained(str(tmp))  # the image processor
-            card = self.card.model_copy(deep=True)
-            if metrics:
-                card.metrics = {**card.metrics, **metrics}
-            from visiontune.hub.checkpoint import sha256_file
+            record = SavedModel(
+                visiontune_version=__version__,
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                base_id=None if card.recipe else (card.base_id or card.model_id),
+                recipe=card.recipe,
+                card=card,
+                preprocess=self.preprocess.to_dict(),
+                metrics=metrics or {},
+                training=json.loads(json.dumps(training or {}, default=str)),
+                weights_sha256=sha256_file(tmp / WEIGHTS_FILE),
+            )
+            record.write(tmp / CARD_FILE)
 
-            doc = {
-                "format": SAVED_FORMAT,
-                "format_version": SAVED_FORMAT_VERSION,
-                "visiontune_version": _version(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "base_id": card.base_id or card.model_id,
-                "card": json.loads(card.model_dump_json()),
-                "preprocess": self.preprocess.to_dict(),
-                "metrics": metrics or {},
-                "training": training or {},
-                "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
-            }
-            (tmp / CARD_FILE).write_text(json.dumps(doc, indent=2, default=str))
-            if directory.exists():
-                old = directory.parent / f".{directory.name}.old-{os.getpid()}-{time.time_ns()}"
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        return write_directory(directory, fill)
 
     def __repr__(self) -> str:
         c = self.card
+        if not c.num_params:
+            return f"Pretrained({c.model_id!r}, task={c.task})"
         return (
             f"Pretrained({c.model_id!r}, task={c.task}, classes={c.num_classes}, "
             f"params={c.num_params:,}, preprocess={self.preprocess.describe()})"
-            if c.num_params
-            else f"Pretrained({c.model_id!r})"
         )
-
-
-def _version() -> str:
-    from visiontune import __version__
-
-    return __version__
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

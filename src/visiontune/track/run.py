@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from visiontune import _atomic
-from visiontune.errors import ConfigError
+from visiontune.errors import ConfigError, ModelIdError
+from visiontune.hub.ids import parse_model_id
 from visiontune.track import _io
 from visiontune.track.backends import Tracker, make_tracker
 from visiontune.track.env import capture_environment, deterministic_enabled, git_info
@@ -54,11 +55,14 @@ def proc_start_ticks(pid: int) -> int | None:
 
 
 def _model_short(model_id: str | None) -> str:
+    """A short name for run names: the architecture of a model id, the folder of a path."""
     if not model_id:
         return "model"
-    s = str(model_id).split("@", 1)[0]
-    s = s.split(":", 1)[-1]
-    s = s.rstrip("/").split("/")[-1]
+    try:
+        name = parse_model_id(str(model_id)).name
+    except ModelIdError:
+        name = str(model_id)
+    s = name.replace(":", "/").rstrip("/").split("/")[-1]  # hub:owner/repo:entry -> entry
     return s or "model"
 
 

@@ -1,28 +1,15 @@
-"""Pieces every source shares: options, head swap after load, the local-weights path."""
+"""Pieces every source shares: head swap after load, the local-weights path, list patterns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from torch import nn
 
+from visiontune.errors import ConfigError
 from visiontune.hub.card import Card
 from visiontune.hub.checkpoint import LoadReport, load_into, load_state_dict_file, resolve_weights_path, sha256_file
 from visiontune.hub.heads import find_head, replace_head
-
-
-@dataclass
-class LoadOptions:
-    num_classes: int | None = None
-    pretrained: bool = True
-    weights: str | None = None  # a local weights file
-    trust_pickle: bool = False
-    trust_remote_code: bool = False
-    strict: bool = True
-    head: dict | None = None  # {"dropout": p, "hidden": n}
-    class_names: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+from visiontune.hub.options import LoadOptions
+from visiontune.hub.pretrained import count_params
 
 
 def glob_pattern(pattern: str | None) -> str:
@@ -53,8 +40,12 @@ def load_local_weights(model: nn.Module, opts: LoadOptions, *, source: str) -> t
 
 def finish(model: nn.Module, card: Card, opts: LoadOptions) -> Card:
     """Swap the head when asked, and fill the card's class/param fields."""
-    from visiontune.hub.pretrained import count_params
-
+    if opts.num_classes is not None and card.task != "classification" and opts.num_classes != card.num_classes:
+        raise ConfigError(
+            f"num_classes={opts.num_classes}: {card.model_id} is a {card.task} model, and a new head is put on "
+            "classifiers only; fine-tune a detector for new classes with visiontune.detect.adapt_detector or "
+            "`visiontune detect-train`"
+        )
     if opts.num_classes is not None and card.task == "classification":
         need_new = opts.num_classes != card.num_classes or opts.head
         if need_new:

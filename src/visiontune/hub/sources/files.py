@@ -1,32 +1,40 @@
-"""``file:PATH``: a saved visiontune model directory (or a Hugging Face save_pretrained folder,
-or an Ultralytics .pt). A bare state dict has no architecture: pass it as ``weights=`` instead."""
+"""``file:PATH`` (or a bare existing path): a saved visiontune model directory — classifier,
+detector or any other task, one format — or a Hugging Face ``save_pretrained`` folder, or an
+Ultralytics ``.pt``. A bare state dict has no architecture: pass it as ``weights=`` instead."""
 
 from __future__ import annotations
 
-import json
+import zipfile
 from pathlib import Path
 
-from visiontune.errors import VisiontuneError
-from visiontune.hub.card import Card
+from safetensors.torch import load_file
+
+from visiontune.errors import ConfigError, VisiontuneError
 from visiontune.hub.checkpoint import load_into, sha256_file
+from visiontune.hub.heads import apply_head_spec
 from visiontune.hub.ids import ModelId
+from visiontune.hub.loader import dispatch
+from visiontune.hub.options import LoadOptions
 from visiontune.hub.preprocess import Preprocess
-from visiontune.hub.pretrained import CARD_FILE, SAVED_FORMAT, WEIGHTS_FILE, Pretrained
-from visiontune.hub.sources._common import LoadOptions
+from visiontune.hub.pretrained import Pretrained
+from visiontune.hub.registry import Source, build_architecture, get_source, register_source
+from visiontune.hub.saved import CARD_FILE, WEIGHTS_FILE, SavedModel
+from visiontune.hub.sources._common import finish
 
 
-def build(mid: ModelId, opts: LoadOptions, loader) -> Pretrained:
+def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Route a path to the loader that reads it."""
     path = Path(mid.name).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no such file or directory: {path}")
     if path.is_file() and path.parent.joinpath(CARD_FILE).is_file():
         path = path.parent
     if path.is_dir() and (path / CARD_FILE).is_file():
-        return load_saved(path, opts, loader)
+        return load_saved(path, opts)
     if path.is_dir() and (path / "config.json").is_file():
-        return loader(f"hf:{path}", opts)
-    if path.suffix == ".pt" and _looks_ultralytics(path):
-        return loader(f"yolo:{path}", opts)
+        return get_source("hf").build(ModelId("hf", str(path)), opts)
+    if path.suffix == ".pt" and looks_ultralytics(path):
+        return get_source("yolo").build(ModelId("yolo", str(path)), opts)
     raise VisiontuneError(
         f"{path} is not a saved visiontune model (no {CARD_FILE}). A weights file alone does not say "
         "which architecture it belongs to: load it as visiontune.load('timm:<arch>', weights='"
@@ -34,63 +42,68 @@ def build(mid: ModelId, opts: LoadOptions, loader) -> Pretrained:
     )
 
 
-def _looks_ultralytics(path: Path) -> bool:
-    import zipfile
-
+def looks_ultralytics(path: Path) -> bool:
+    """True when a ``.pt`` zip names Ultralytics modules (read as bytes; nothing is unpickled)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return any("ultralytics" in n for n in z.namelist()[:50]) or any(
-                b"ultralytics" in z.read(n)[:20000] for n in z.namelist() if n.endswith("data.pkl")
+            names = z.namelist()
+            return any("ultralytics" in n for n in names[:50]) or any(
+                b"ultralytics" in z.read(n)[:20000] for n in names if n.endswith("data.pkl")
             )
-    except Exception:
+    except (OSError, zipfile.BadZipFile):
         return False
 
 
-def load_saved(directory: Path, opts: LoadOptions, loader) -> Pretrained:
-    """Rebuild the architecture from its base id (no pretrained download), re-apply the head,
-    then load ``model.safetensors`` strictly."""
-    doc = json.loads((directory / CARD_FILE).read_text())
-    if isinstance(doc.get("detect"), dict):
-        # A saved detector rebuilds from its recipe (visiontune.detect writes and reads it).
-        from visiontune.detect.models import load_saved as load_saved_detector
-
-        det = load_saved_detector(directory)
-        card = (
-            Card.model_validate(doc["card"])
-            if isinstance(doc.get("card"), dict)
-            else Card(source="file", name=directory.name, model_id=str(directory), task="detection")
+def load_saved(directory: Path, opts: LoadOptions) -> Pretrained:
+    """Rebuild the architecture (from its base id with random weights, or from its recipe), put
+    the saved head back, then load ``model.safetensors`` strictly. Nothing is unpickled."""
+    record = SavedModel.read(directory / CARD_FILE)
+    card = record.card
+    native = None
+    if record.recipe:
+        model = build_architecture(record.recipe, trust_pickle=opts.trust_pickle)
+        card.recipe = record.recipe
+    else:
+        base = record.base_id or card.base_id or card.model_id
+        if card.source == "hf":
+            base = f"hf:{directory}"  # the saved config.json rebuilds the architecture
+        built = dispatch(
+            base,
+            LoadOptions(pretrained=False, trust_remote_code=opts.trust_remote_code, trust_pickle=opts.trust_pickle),
         )
-        return Pretrained(det.model, card, Preprocess(resize=None, crop=None, mean=None, std=None), native=det)
-    if doc.get("format") != SAVED_FORMAT:
-        raise VisiontuneError(f"{directory / CARD_FILE} is not a visiontune model card (format={doc.get('format')!r})")
-    card = Card.model_validate(doc["card"])
-    base = doc.get("base_id") or card.base_id or card.model_id
-    if card.source == "hf":
-        base = f"hf:{directory}"  # the saved config.json rebuilds the architecture
-    base_opts = LoadOptions(pretrained=False, trust_remote_code=opts.trust_remote_code)
-    built = loader(base, base_opts)
-    model = built.model
-    if card.head:
-        from visiontune.hub.heads import apply_head_spec
-
-        apply_head_spec(model, card.head, card.class_names)
-    from safetensors.torch import load_file
-
+        model, native = built.model, built.native
+        if card.head:
+            apply_head_spec(model, card.head, card.class_names)
     wfile = directory / WEIGHTS_FILE
     if not wfile.is_file():
         raise VisiontuneError(f"{directory} has {CARD_FILE} but no {WEIGHTS_FILE}: the save is incomplete")
-    sd = load_file(str(wfile), device="cpu")
-    load_into(model, sd, strict=True, remap=False, source=str(wfile))
-    pre = Preprocess.from_dict(doc["preprocess"])
+    load_into(model, load_file(str(wfile), device="cpu"), strict=True, remap=False, source=str(wfile))
     card.weights_file = str(wfile)
-    card.weights_sha256 = doc.get("weights_sha256") or sha256_file(wfile)
+    card.weights_sha256 = record.weights_sha256 or sha256_file(wfile)
     card.extra = {
         **card.extra,
-        "saved": {"path": str(directory), "training": doc.get("training", {}), "created": doc.get("created")},
+        "saved": {"path": str(directory), "training": record.training, "created": record.created},
     }
-    p = Pretrained(model, card, pre, native=built.native)
+    p = Pretrained(model, card, Preprocess.from_dict(record.preprocess), native=native)
     if opts.num_classes is not None and opts.num_classes != card.num_classes:
-        from visiontune.hub.sources._common import finish
-
         p.card = finish(model, card, opts)
+    elif opts.class_names is not None:
+        if len(opts.class_names) != (card.num_classes or len(opts.class_names)):
+            raise ConfigError(
+                f"class_names has {len(opts.class_names)} names; {directory} predicts {card.num_classes} classes"
+            )
+        p.card.class_names = list(opts.class_names)
     return p
+
+
+@register_source
+class FileSource(Source):
+    """``file:PATH``: saved visiontune models (every task), HF folders, Ultralytics files."""
+
+    name = "file"
+
+    def parse(self, rest: str, text: str) -> tuple[str, str | None]:
+        return rest, None  # a path, taken whole
+
+    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
+        return build(mid, opts)

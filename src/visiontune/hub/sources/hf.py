@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-from visiontune.errors import WeightsNotCachedError, require
+from visiontune.errors import UnsafeCheckpointError, WeightsNotCachedError, require
 from visiontune.hub import offline
 from visiontune.hub.card import Card
+from visiontune.hub.checkpoint import load_into
 from visiontune.hub.ids import ModelId
+from visiontune.hub.options import LoadOptions
 from visiontune.hub.preprocess import Preprocess, interpolation_name
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
+from visiontune.hub.registry import Source, register_source
+from visiontune.hub.sources._common import finish, glob_pattern, load_local_weights
+from visiontune.hub.trust import torch_load
 
 TASKS = [
     ("ForImageClassification", "classification", "AutoModelForImageClassification"),
@@ -141,21 +146,67 @@ def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
     return pre, fields
 
 
+def _weight_files(name: str, revision: str | None) -> list[Path]:
+    """The local files ``from_pretrained`` would read weights from: safetensors when present, else
+    the pickled ``pytorch_model.bin`` (or its shards)."""
+
+    def local(fname: str) -> Path | None:
+        if os.path.isdir(name):
+            p = Path(name) / fname
+            return p if p.is_file() else None
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(name, fname, revision=revision, cache_dir=str(offline.hf_cache_dir()))
+        return Path(hit) if isinstance(hit, str) and os.path.isfile(hit) else None
+
+    if local("model.safetensors") or local("model.safetensors.index.json"):
+        return []
+    index = local("pytorch_model.bin.index.json")
+    if index is not None:
+        import json
+
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        return [p for p in (local(s) for s in shards) if p is not None]
+    single = local("pytorch_model.bin")
+    return [single] if single is not None else []
+
+
+def gate_pickled_weights(name: str, revision: str | None, opts: LoadOptions) -> dict[str, Any] | None:
+    """Pass every pickled weights file of the repo through the trust gate before transformers
+    reads it. None: there are none, or they hold only tensors (transformers then reads them with
+    ``weights_only=True`` itself). A dict: files that need full unpickling, which the user
+    trusted — their tensors, read here once."""
+    trusted: dict[str, Any] = {}
+    for f in _weight_files(name, revision):
+        try:
+            torch_load(f, trust_pickle=False, what="Hugging Face pytorch_model.bin")
+        except UnsafeCheckpointError:
+            if not opts.trust_pickle:
+                raise
+            obj = torch_load(f, trust_pickle=True, what="Hugging Face pytorch_model.bin")
+            trusted.update({k: v for k, v in obj.items() if hasattr(v, "shape")})
+    return trusted or None
+
+
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     transformers = require("transformers", "hf", "Loading Hugging Face models")
     name, rev = mid.name, mid.weights
     rev_kw: dict = {"revision": rev} if rev else {}
     if not os.path.isdir(name):
         rev_kw["cache_dir"] = str(offline.hf_cache_dir())  # read now, not at transformers' import
+    code_kw = {"trust_remote_code": True} if opts.trust_remote_code else {}
     config = _cached(
-        transformers, name, rev, lambda **kw: transformers.AutoConfig.from_pretrained(name, **rev_kw, **kw)
+        transformers, name, rev, lambda **kw: transformers.AutoConfig.from_pretrained(name, **rev_kw, **code_kw, **kw)
     )
     task, auto_name = task_for(config)
     auto = getattr(transformers, auto_name)
     proc = None
     try:
         proc = _cached(
-            transformers, name, rev, lambda **kw: transformers.AutoImageProcessor.from_pretrained(name, **rev_kw, **kw)
+            transformers,
+            name,
+            rev,
+            lambda **kw: transformers.AutoImageProcessor.from_pretrained(name, **rev_kw, **code_kw, **kw),
         )
     except WeightsNotCachedError:
         proc = None
@@ -164,13 +215,16 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         model = auto.from_config(config)
         load_report, sha = load_local_weights(model, opts, source="hf")
         weights_file = str(opts.weights)
+    elif opts.pretrained and (trusted := gate_pickled_weights(name, rev, opts)) is not None:
+        model = auto.from_config(config)
+        load_report = load_into(model, trusted, strict=opts.strict, source=f"{name} (pytorch_model.bin)")
     elif opts.pretrained:
-        model = _cached(transformers, name, rev, lambda **kw: auto.from_pretrained(name, **rev_kw, **kw))
+        model = _cached(transformers, name, rev, lambda **kw: auto.from_pretrained(name, **rev_kw, **code_kw, **kw))
     else:
         model = auto.from_config(config)
 
-    id2label = getattr(config, "id2label", None) or {}
-    names = [id2label[i] for i in sorted(id2label)] if id2label else None
+    id2label = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
+    names = [str(id2label.get(i, i)) for i in range(max(id2label) + 1)] if id2label else None
     if names and all(re.fullmatch(r"LABEL_\d+", n) for n in names):
         names = None
     loaded = bool(opts.weights) or opts.pretrained
@@ -238,3 +292,18 @@ def list_cached(pattern: str | None = None) -> list[dict]:
             }
         )
     return rows
+
+
+@register_source
+class HuggingFaceSource(Source):
+    """``hf:<repo>[@revision]`` or ``hf:/local/folder``: transformers' Auto classes and image processors."""
+
+    name = "hf"
+    aliases = ("huggingface",)
+    listable = True
+
+    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
+        return build(mid, opts)
+
+    def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        return [r for r in list_cached(pattern) if r["cached"] or not pretrained]

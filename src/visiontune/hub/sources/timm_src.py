@@ -9,11 +9,14 @@ from pathlib import Path
 from visiontune.errors import ModelIdError, WeightsNotCachedError
 from visiontune.hub import offline
 from visiontune.hub.card import Card
+from visiontune.hub.checkpoint import load_state_dict_file
 from visiontune.hub.ids import ModelId
 from visiontune.hub.licenses import IMAGENET_NOTE
+from visiontune.hub.options import LoadOptions
 from visiontune.hub.preprocess import Preprocess
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
+from visiontune.hub.registry import Source, register_source, suggest
+from visiontune.hub.sources._common import finish, glob_pattern, load_local_weights
 
 HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -98,6 +101,22 @@ def _missing_error(name: str, cfg: dict) -> WeightsNotCachedError:
     )
 
 
+def _create_from_cached(name: str, path: Path, opts: LoadOptions):
+    """Build ``name`` with the cached weights at ``path``, read through the trust gate and handed
+    to timm as a state dict, so timm's own checkpoint filters (position-embedding resizing, head
+    adaptation) still apply."""
+    import timm
+
+    sd = load_state_dict_file(path, trust_pickle=opts.trust_pickle)
+    overlay = {"source": "", "state_dict": sd}
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **opts.model_kwargs)
+    for attr in ("pretrained_cfg", "default_cfg"):  # do not keep a second copy of the weights
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict):
+            cfg.pop("state_dict", None)
+    return model
+
+
 def _split(mid: ModelId) -> tuple[str, str]:
     name = mid.name
     if mid.weights:
@@ -110,8 +129,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
     name, arch = _split(mid)
     if not timm.is_model(arch):
-        close = timm.list_models(f"*{arch}*")[:8]
-        raise ModelIdError(f"timm has no architecture {arch!r}." + (f" Close: {', '.join(close)}" if close else ""))
+        raise ModelIdError(f"timm has no architecture {arch!r}." + suggest(arch, timm.list_models(), prefix="timm:"))
     if "." in name:
         try:
             timm.models.get_pretrained_cfg(name, allow_unregistered=False)
@@ -124,11 +142,11 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     weights_file = None
     loaded = False
     if opts.weights:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **opts.model_kwargs)
         load_report, sha = load_local_weights(model, opts, source="timm")
         weights_file, loaded = str(opts.weights), True
-    elif opts.pretrained and opts.extra.get("describe"):
-        model = timm.create_model(name, pretrained=False)  # card only: no weights loaded
+    elif opts.pretrained and opts.describe:
+        model = timm.create_model(name, pretrained=False, **opts.model_kwargs)  # card only: no weights loaded
         path = _cached_weights(dict(model.pretrained_cfg))
         weights_file, loaded = (str(path) if path else None), True
     elif opts.pretrained:
@@ -141,13 +159,13 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
             host = "huggingface.co" if cfg.get("hf_hub_id") else "github.com"
             if not offline.can_reach(host):
                 raise _missing_error(name, cfg)
-            model = timm.create_model(name, pretrained=True)
+            model = timm.create_model(name, pretrained=True, **opts.model_kwargs)
             path = _cached_weights(cfg)
         else:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+            model = _create_from_cached(name, path, opts)
         weights_file, loaded = (str(path) if path else None), True
     else:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **opts.model_kwargs)
 
     cfg = dict(model.pretrained_cfg)
     from timm.data import resolve_model_data_config
@@ -198,3 +216,22 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[di
         }
         for n in names
     ]
+
+
+@register_source
+class TimmSource(Source):
+    """``timm:<arch>[.<tag>]`` (or ``timm:<arch>@<tag>``): timm's registry and pretrained configs."""
+
+    name = "timm"
+    listable = True
+
+    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
+        return build(mid, opts)
+
+    def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        return list_models(pattern, pretrained)
+
+    def names(self) -> list[str]:
+        import timm
+
+        return list(timm.list_models())

@@ -10,13 +10,16 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from visiontune.errors import VisiontuneError, WeightsNotCachedError
+from visiontune.errors import ModelIdError, VisiontuneError, WeightsNotCachedError
 from visiontune.hub import offline
 from visiontune.hub.card import Card
 from visiontune.hub.ids import ModelId
+from visiontune.hub.options import LoadOptions
 from visiontune.hub.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
+from visiontune.hub.registry import Source, register_source, split_weights
+from visiontune.hub.sources._common import finish, glob_pattern, load_local_weights
+from visiontune.hub.trust import require_code_trust
 
 
 def _hub_dir() -> Path:
@@ -53,13 +56,10 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         raise VisiontuneError(f"torch.hub id needs owner/repo, got {repo_part!r}")
     owner, repo = repo_part.split("/", 1)
     ref = mid.weights
-    if not (opts.trust_remote_code or _trusted(owner, repo)):
-        raise VisiontuneError(
-            f"hub:{owner}/{repo} runs that repository's Python code (hubconf.py) on this machine. "
-            "visiontune does not run code from a repository you have not trusted: pass "
-            "trust_remote_code=True (CLI --trust-remote-code) if you trust it."
-        )
-    kwargs = dict(opts.extra.get("hub_kwargs", {}))
+    require_code_trust(
+        f"hub:{owner}/{repo} (its hubconf.py)", trust_remote_code=opts.trust_remote_code, trusted=_trusted(owner, repo)
+    )
+    kwargs = dict(opts.model_kwargs)
     if "pretrained" not in kwargs and "weights" not in kwargs and not opts.weights:
         kwargs["pretrained"] = opts.pretrained
     local = cached_repo(owner, repo, ref)
@@ -171,3 +171,26 @@ def list_cached(pattern: str | None = None) -> list[dict]:
                     }
                 )
     return rows
+
+
+@register_source
+class TorchHubSource(Source):
+    """``hub:owner/repo:entrypoint[@ref]``: torch.hub (runs the repo's hubconf.py: needs trust_remote_code)."""
+
+    name = "hub"
+    aliases = ("torchhub",)
+    listable = True
+
+    def parse(self, rest: str, text: str) -> tuple[str, str | None]:
+        name, weights = split_weights(rest, text, self.name)
+        if name.count(":") != 1:
+            raise ModelIdError(
+                f"torch.hub ids are 'hub:owner/repo:entrypoint[@ref]', got {text!r} (e.g. 'hub:pytorch/vision:resnet18')"
+            )
+        return name, weights
+
+    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
+        return build(mid, opts)
+
+    def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        return list_cached(pattern)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from visiontune.errors import ModelIdError, WeightsNotCachedError
+from visiontune.errors import ModelIdError, VisiontuneError, WeightsNotCachedError
 from visiontune.hub import offline
 from visiontune.hub.card import Card
+from visiontune.hub.detection import detector_num_classes
+from visiontune.hub.heads import find_head
 from visiontune.hub.ids import ModelId
 from visiontune.hub.licenses import COCO_NOTE, IMAGENET_NOTE
+from visiontune.hub.options import LoadOptions
 from visiontune.hub.preprocess import Preprocess, interpolation_name
 from visiontune.hub.pretrained import Pretrained
-from visiontune.hub.sources._common import LoadOptions, finish, glob_pattern, load_local_weights
+from visiontune.hub.registry import Source, register_source, suggest
+from visiontune.hub.sources._common import finish, glob_pattern, load_local_weights
 
 TASK_MODULES = {
     "detection": "detection",
@@ -116,10 +120,9 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
     name = mid.name
     if name not in tvm.list_models():
-        close = [m for m in tvm.list_models() if name.split("_")[0] in m][:8]
         raise ModelIdError(
             f"torchvision has no model {name!r}."
-            + (f" Close: {', '.join(close)}" if close else "")
+            + suggest(name, tvm.list_models(), prefix="torchvision:")
             + " See `visiontune models list --source torchvision`."
         )
     task = task_of(name)
@@ -128,9 +131,9 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         w = enum.DEFAULT
     meta_w = w or (enum.DEFAULT if enum is not None else None)
 
-    kwargs: dict = {}
+    kwargs: dict = dict(opts.model_kwargs)
     if task in ("detection", "segmentation"):
-        kwargs["weights_backbone"] = None
+        kwargs.setdefault("weights_backbone", None)
     builder = tvm.get_model_builder(name)
 
     load_report = None
@@ -145,7 +148,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
             stem = os.path.basename(meta_w.url).rsplit(".", 1)[0]
             prefix = stem.rsplit("-", 1)[-1]
             official = bool(prefix) and sha.startswith(prefix)
-    elif w is not None and opts.extra.get("describe"):
+    elif w is not None and opts.describe:
         model = builder(weights=None, **kwargs)  # card only: the weights' meta, no download
         official = True
         weights_file = str(cached_file(w)) if cached_file(w).is_file() else None
@@ -198,17 +201,20 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
         pre = Preprocess(resize=256, crop=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
         card.preprocess_source = "assumed ImageNet defaults: torchvision publishes no weights for this architecture"
-    if opts.extra.get("describe") and w is not None:
+    if opts.describe and w is not None:
         card.extra["weights_cached"] = cached_file(w).is_file()
         card.extra["cache_path"] = str(cached_file(w))
     if card.num_classes is None and task == "classification":
         try:
-            from visiontune.hub.heads import find_head
-
             _, h = find_head(model)
             card.num_classes = getattr(h, "out_features", None) or getattr(h, "out_channels", None)
-        except Exception:
+        except (ValueError, AttributeError, VisiontuneError):
             pass
+    if task == "detection" and card.num_classes is None:
+        card.num_classes = detector_num_classes(model) or None
+        cats = list(meta_w.meta.get("categories") or []) if meta_w is not None else []
+        if card.class_names is None and cats and len(cats) == card.num_classes:
+            card.class_names = cats  # the architecture's label space (its weights' categories)
     card = finish(model, card, opts)
     return Pretrained(model, card, pre, load_report=load_report)
 
@@ -232,3 +238,23 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[di
         cached = any(cached_file(w).is_file() for w in (enum if tags else []))
         rows.append({"id": f"torchvision:{name}", "task": task_of(name), "weights": tags, "cached": cached})
     return rows
+
+
+@register_source
+class TorchvisionSource(Source):
+    """``torchvision:<arch>[@WEIGHTS]``: torchvision's builders and weights enums."""
+
+    name = "torchvision"
+    aliases = ("tv",)
+    listable = True
+
+    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
+        return build(mid, opts)
+
+    def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        return list_models(pattern, pretrained)
+
+    def names(self) -> list[str]:
+        import torchvision.models as tvm
+
+        return list(tvm.list_models())

@@ -6,19 +6,31 @@ Ultralytics ``.pt`` files are pickles: loading one runs code from the file, so i
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
+from typing import Any
 
-from visiontune.errors import UnsafeCheckpointError, WeightsNotCachedError, require
+from visiontune.errors import WeightsNotCachedError, require
 from visiontune.hub import offline
 from visiontune.hub.card import Card
 from visiontune.hub.ids import ModelId
 from visiontune.hub.licenses import COCO_NOTE
+from visiontune.hub.options import LoadOptions
 from visiontune.hub.preprocess import Preprocess
 from visiontune.hub.pretrained import Pretrained, count_params
-from visiontune.hub.sources._common import LoadOptions
+from visiontune.hub.registry import Source, register_source
+from visiontune.hub.trust import require_pickle_trust
 
+log = logging.getLogger("visiontune.hub")
+NOTE = "Official Ultralytics releases are pickles too; `yolo:<name>.yaml` builds an untrained model without one."
+TASKS = {
+    "detect": "detection",
+    "segment": "instance-segmentation",
+    "classify": "classification",
+    "pose": "pose",
+    "obb": "obb",
+}
 AGPL_NOTICE = (
     "Ultralytics YOLO code and weights are AGPL-3.0: shipping them in a product or serving them "
     "over a network obliges you to publish that product's source, unless you hold an "
@@ -56,44 +68,49 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     else:
         path = locate(name)
         if path is None:
+            given = Path(name).expanduser()
+            if given.parent != Path("."):
+                raise WeightsNotCachedError(
+                    f"no such Ultralytics weights file: {given}. Pass the path of a local .pt file, or a model "
+                    "YAML (yolo:yolo11n.yaml builds an untrained model).",
+                    filename=given.name,
+                    directory=str(given.parent),
+                )
             if not offline.can_reach("github.com"):
                 wd = _weights_dir() or Path.cwd()
                 raise WeightsNotCachedError(
-                    f"Ultralytics weights {Path(name).name} are not on disk and github.com cannot be reached. "
-                    f"Put {Path(name).name} in {wd} (Ultralytics' weights_dir) or pass yolo:/path/to/{Path(name).name}.",
-                    filename=Path(name).name,
+                    f"Ultralytics weights {given.name} are not on disk and github.com cannot be reached. Put "
+                    f"{given.name} in {wd} (Ultralytics' weights_dir), pass the path of a local .pt file "
+                    f"(yolo:/path/to/{given.name}), or a model YAML (yolo:yolo11n.yaml builds untrained).",
+                    filename=given.name,
                     directory=str(wd),
                 )
-            if not opts.trust_pickle:
-                raise UnsafeCheckpointError(_pickle_msg(name))
+            require_pickle_trust(name, trust_pickle=opts.trust_pickle, what="Ultralytics .pt checkpoint", note=NOTE)
             src = name  # ultralytics downloads it
         else:
-            if not opts.trust_pickle:
-                raise UnsafeCheckpointError(_pickle_msg(str(path)))
+            require_pickle_trust(path, trust_pickle=opts.trust_pickle, what="Ultralytics .pt checkpoint", note=NOTE)
             src = str(path)
-    print(f"[visiontune] {AGPL_NOTICE}", file=sys.stderr)
+    log.warning(AGPL_NOTICE)
     yolo = ultralytics.YOLO(src)
+    return from_ultralytics(yolo, str(mid), weights_file=None if is_cfg else src)
+
+
+def from_ultralytics(yolo: Any, model_id: str, weights_file: str | None = None) -> Pretrained:
+    """A `Pretrained` around an Ultralytics ``YOLO`` object already in memory."""
     net = yolo.model
     names = yolo.names if isinstance(getattr(yolo, "names", None), dict) else {}
-    class_names = [names[i] for i in sorted(names)] if names else None
+    class_names = [str(names[i]) for i in sorted(names)] if names else None
     imgsz = 640
-    try:
-        imgsz = int(getattr(net, "args", {}).get("imgsz", 640))
-    except Exception:
-        pass
+    args = getattr(net, "args", None)
+    if isinstance(args, dict) and args.get("imgsz"):
+        imgsz = int(args["imgsz"]) if not isinstance(args["imgsz"], (list, tuple)) else int(args["imgsz"][0])
     card = Card(
         source="yolo",
-        name=Path(name).stem,
-        model_id=str(mid),
-        weights=None if is_cfg else Path(src).name,
-        task={
-            "detect": "detection",
-            "segment": "segmentation",
-            "classify": "classification",
-            "pose": "pose",
-            "obb": "obb",
-        }.get(getattr(yolo, "task", "detect"), "detection"),
-        pretrained=not is_cfg,
+        name=Path(weights_file or model_id).stem,
+        model_id=model_id,
+        weights=Path(weights_file).name if weights_file else None,
+        task=TASKS.get(getattr(yolo, "task", "detect"), "detection"),
+        pretrained=weights_file is not None,
         class_names=class_names,
         num_classes=len(class_names) if class_names else None,
         input_size=(3, imgsz, imgsz),
@@ -106,15 +123,21 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         license_weights="AGPL-3.0",
         license_notes=[AGPL_NOTICE, COCO_NOTE],
         num_params=count_params(net),
-        weights_file=None if is_cfg else src,
+        weights_file=weights_file,
     )
     pre = Preprocess(resize=None, crop=None, mean=None, std=None, extra={"letterbox": imgsz})
     return Pretrained(net, card, pre, native=yolo)
 
 
-def _pickle_msg(path: str) -> str:
-    return (
-        f"{path} is an Ultralytics .pt file, which is a pickle: loading it runs code from the file. "
-        "visiontune refuses pickle by default; pass trust_pickle=True (CLI --trust-pickle) if you "
-        "trust its source (e.g. the official Ultralytics release)."
-    )
+@register_source
+class UltralyticsSource(Source):
+    """``yolo:<name>.pt`` / ``yolo:/path/x.pt`` (pickles: need trust_pickle) or ``yolo:<name>.yaml``."""
+
+    name = "yolo"
+    aliases = ("ultralytics",)
+
+    def parse(self, rest: str, text: str) -> tuple[str, str | None]:
+        return rest, None  # file names may contain '@': keep yolo ids whole
+
+    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
+        return build(mid, opts)

@@ -1,4 +1,5 @@
-"""`Detections`: the one result type every detector in visiontune returns."""
+"""`Detections`: the one result type every detector in visiontune returns (``Pretrained.predict``
+of a detection model, `visiontune.detect.Detector`, exported detectors)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torchvision.ops import batched_nms
+
+from visiontune.errors import ConfigError
+from visiontune.results.draw import draw_detections
 
 
 @dataclass
@@ -110,8 +114,6 @@ class Detections:
 
     def draw(self, image, line_width: int | None = None, font_size: int | None = None):
         """Return a copy of ``image`` (PIL / path) with boxes, names and scores drawn on it."""
-        from .draw import draw_detections
-
         return draw_detections(image, self, line_width=line_width, font_size=font_size)
 
     def __repr__(self) -> str:
@@ -123,8 +125,6 @@ class Detections:
 
 def class_ids(classes: Iterable[int | str], class_names: Sequence[str]) -> set[int]:
     """Turn a class filter of ids and/or names into ids; unknown names raise a ConfigError."""
-    from visiontune.errors import ConfigError
-
     index = {n: i for i, n in enumerate(class_names)}
     ids: set[int] = set()
     for c in classes:

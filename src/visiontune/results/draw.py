@@ -7,6 +7,8 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from visiontune.data.decode import read_image
+
 
 def class_color(label: int) -> tuple[int, int, int]:
     """A stable, well-separated colour for a class id (golden-ratio hue walk)."""
@@ -27,8 +29,6 @@ def draw_detections(
 ) -> Image.Image:
     """Copy of ``image`` with every detection drawn: box, ``name score`` tag, mask overlay."""
     if not isinstance(image, Image.Image):
-        from .io import read_image
-
         image = read_image(image)
     img = image.convert("RGB").copy()
     w, h = img.size
