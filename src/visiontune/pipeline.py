@@ -105,11 +105,17 @@ def _status(run_dir: Path) -> str | None:
 
 
 def run(
-    config: str | Path | dict, *, resume: bool = True, overrides: dict[str, Any] | None = None, console: Any = None
+    config: str | Path | dict,
+    *,
+    resume: bool = True,
+    overrides: dict[str, Any] | None = None,
+    console: Any = None,
+    trust_pickle: bool = False,
 ) -> RunResult:
     """Run the whole job. With ``resume`` (default), a run of the same name that was interrupted
     continues from its last checkpoint, a finished training is not repeated, and only the missing
-    steps (audit) run."""
+    steps (audit) run. ``trust_pickle`` allows unpickling the files the config names (the
+    caller's word, never the config's)."""
     from rich.console import Console
 
     from visiontune.adapt import train
@@ -144,7 +150,14 @@ def run(
             and (run_dir / "checkpoints").is_dir()
             and any((run_dir / "checkpoints").glob("*.ckpt"))
         )
-        result = train(tc, run_root=root, run_name=tc.name, resume=True if can_resume else None, console=console)
+        result = train(
+            tc,
+            run_root=root,
+            run_name=tc.name,
+            resume=True if can_resume else None,
+            console=console,
+            trust_pickle=trust_pickle,
+        )
         run_dir, model_dir, metrics = Path(result.run_dir), Path(result.model_dir), dict(result.metrics)
     timings["train_s"] = time.perf_counter() - t0
 

@@ -12,19 +12,27 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import Callback
 
 from visiontune._atomic import atomic_path
+from visiontune.hub.trust import torch_load
 
 
 class AtomicCheckpointIO(CheckpointIO):
     """Checkpoints written to a temporary sibling, flushed to disk, then renamed over the target:
-    a crash (even SIGKILL) leaves either the previous checkpoint or the new one, never half of one."""
+    a crash (even SIGKILL) leaves either the previous checkpoint or the new one, never half of one.
+    Reading goes through the trust gate: ``weights_only=True`` (visiontune's own checkpoints load
+    so), full unpickling only when the user passed ``trust_pickle``."""
+
+    def __init__(self, trust_pickle: bool = False):
+        super().__init__()
+        self.trust_pickle = trust_pickle
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        # our own files; weights_only=False is needed for Lightning's loop/callback state
-        return torch.load(path, map_location=map_location or "cpu", weights_only=False)
+        return torch_load(
+            path, trust_pickle=self.trust_pickle, what="training checkpoint", map_location=map_location or "cpu"
+        )
 
     def remove_checkpoint(self, path) -> None:
         Path(path).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from visiontune.adapt.data import EpochSampler, SeededDataset
 from visiontune.adapt.groups import LayerGroups, layer_groups
 from visiontune.adapt.strategies import count_params, default_milestones, set_trainable
 from visiontune.errors import ConfigError, VisiontuneError
+from visiontune.hub.trust import torch_load
 
 RUN_DIR_ENV = "VISIONTUNE_RUN_DIR"  # hands rank 0's run directory to DDP worker processes
 
@@ -103,7 +104,7 @@ def with_image_size(preprocess, size: int, crop_pct: float | None = None):
     return dataclasses.replace(preprocess, resize=int(round(size / ratio)), crop=(size, size))
 
 
-def load_pretrained(cfg: TrainConfig, classes: list[str]):
+def load_pretrained(cfg: TrainConfig, classes: list[str], trust_pickle: bool = False):
     """The model through the hub, with a new head for ``classes``."""
     from visiontune.hub import load
 
@@ -115,6 +116,7 @@ def load_pretrained(cfg: TrainConfig, classes: list[str]):
         pretrained=cfg.pretrained,
         weights=cfg.weights,
         head=head,
+        trust_pickle=trust_pickle,
     )
     if p.card.task not in ("classification", None):
         raise ConfigError(
@@ -227,7 +229,7 @@ def resumed_run_name(resume_dir: Path) -> tuple[Path, str]:
     return root, next(n for n in [base] + [f"{base}-{i}" for i in range(2, 10_000)] if not (root / n).exists())
 
 
-def _adopt_checkpoints(last: Path, ckpt_dir: Path) -> Path:
+def _adopt_checkpoints(last: Path, ckpt_dir: Path, *, trust_pickle: bool = False) -> Path:
     """Copy a previous run's last (and best) checkpoint into this run's folder, pointing the
     checkpoint callback's state at the copies, so best-model tracking continues exactly and the
     new run is self-contained. Returns the copied last checkpoint."""
@@ -235,7 +237,7 @@ def _adopt_checkpoints(last: Path, ckpt_dir: Path) -> Path:
 
     from visiontune.adapt.callbacks import AtomicCheckpointIO
 
-    io = AtomicCheckpointIO()
+    io = AtomicCheckpointIO(trust_pickle=trust_pickle)
     ckpt = io.load_checkpoint(last)
     old_dir = str(last.parent)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -287,8 +289,13 @@ def train(
     callbacks: Sequence[Any] = (),
     progress: bool = True,
     console=None,
+    *,
+    trust_pickle: bool = False,
 ) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.data``; see :class:`TrainConfig` for every option.
+
+    ``trust_pickle``: allow unpickling the files this training reads (``weights``, the teacher's
+    weights, a ``resume`` checkpoint written elsewhere); it is the caller's word, never the config's.
 
     ``resume``: a run directory, a checkpoint, or True (the run called ``run_name``); training
     continues from the last checkpoint and ends as the uninterrupted run would (same seed).
@@ -325,7 +332,7 @@ def train(
     resume_dir, ckpt_path = _resume_target(resume, run_root, run_name)
     splits = load_splits(cfg)
     classes = list(splits.classes)
-    p = load_pretrained(cfg, classes)
+    p = load_pretrained(cfg, classes, trust_pickle)
     model = p.model
     head_path = _head_path(p)
     groups = layer_groups(model, head_path)
@@ -359,12 +366,12 @@ def train(
             )
     ckpt_dir = run_dir / "checkpoints"
     if ckpt_path is not None and is_zero and resume_dir is not None and run_dir != resume_dir:
-        ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir)
+        ckpt_path = _adopt_checkpoints(ckpt_path, ckpt_dir, trust_pickle=trust_pickle)
     timings: dict[str, float] = {}
     try:
         from visiontune.adapt.module import AdaptModule
 
-        teacher, teacher_input = _load_teacher(cfg, p, classes) if cfg.teacher else (None, None)
+        teacher, teacher_input = _load_teacher(cfg, p, classes, trust_pickle) if cfg.teacher else (None, None)
         if use_cache:
             module, train_loader, val_loader, feats = _cached_setup(
                 cfg, p, head_path, splits, train_ds, val_ds, hp, timings, console, progress and is_zero
@@ -390,7 +397,15 @@ def train(
         t0 = time.perf_counter()
         with _quiet_lightning():
             trainer, ckpt_cb = _make_trainer(
-                cfg, run_dir, ckpt_dir, run, list(callbacks), progress and is_zero, console, single_device=use_cache
+                cfg,
+                run_dir,
+                ckpt_dir,
+                run,
+                list(callbacks),
+                progress and is_zero,
+                console,
+                single_device=use_cache,
+                trust_pickle=trust_pickle,
             )
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
         timings["fit_s"] = time.perf_counter() - t0
@@ -400,7 +415,7 @@ def train(
         if not trainer.is_global_zero:
             return TrainResult(run_dir, None, {}, p, module.history, timings, best)
         if best is not None and best.is_file():
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            state = torch_load(best, trust_pickle=trust_pickle, what="training checkpoint")["state_dict"]
             module.load_state_dict(state)
         module.to("cpu" if not torch.cuda.is_available() else module.device)
         t0 = time.perf_counter()
@@ -479,6 +494,7 @@ def _make_trainer(
     progress: bool,
     console,
     single_device: bool = False,
+    trust_pickle: bool = False,
 ):
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -534,7 +550,7 @@ def _make_trainer(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(trust_pickle=trust_pickle)],
         use_distributed_sampler=False,
         limit_train_batches=cfg.max_train_batches,
         log_every_n_steps=1,
@@ -618,11 +634,11 @@ class _progress:
         return False
 
 
-def _load_teacher(cfg: TrainConfig, student, classes: list[str]):
+def _load_teacher(cfg: TrainConfig, student, classes: list[str], trust_pickle: bool = False):
     from visiontune.adapt.distill import input_adapter
     from visiontune.hub import load
 
-    t = load(cfg.teacher, weights=cfg.teacher_weights)
+    t = load(cfg.teacher, weights=cfg.teacher_weights, trust_pickle=trust_pickle)
     n = t.card.num_classes
     if n is not None and n != len(classes):
         raise ConfigError(
@@ -687,11 +703,3 @@ def reproduce_runner(config: dict, *, root: Path, name: str) -> Path:
     """``visiontune runs reproduce`` for runs of kind ``train``: the same config, a new run."""
     cfg = TrainConfig.from_dict({k: v for k, v in dict(config).items()}, source="run config")
     return train(cfg, run_root=root, run_name=name, progress=False).run_dir
-
-
-def _register_runner() -> None:
-    try:
-        from visiontune.track import register_runner
-    except ImportError:  # pragma: no cover - track not installed
-        return
-    register_runner("train", reproduce_runner)

@@ -164,7 +164,13 @@ def plot_lr_find(res: LRFindResult, path: str | os.PathLike, title: str = "LR ra
 
 
 def lr_find_config(
-    cfg, out: str | os.PathLike = "lr_find.png", num_steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0
+    cfg,
+    out: str | os.PathLike = "lr_find.png",
+    num_steps: int = 100,
+    start_lr: float = 1e-7,
+    end_lr: float = 1.0,
+    *,
+    trust_pickle: bool = False,
 ) -> LRFindResult:
     """The range test for a :class:`TrainConfig`: same model, data, strategy (at epoch 0), layer
     groups and lr ratios as ``train`` would use. The linear strategy runs on cached features."""
@@ -178,7 +184,7 @@ def lr_find_config(
 
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg)
-    p = load_pretrained(cfg, list(splits.classes))
+    p = load_pretrained(cfg, list(splits.classes), trust_pickle)
     model, head_path = p.model, _head_path(p)
     device = _device(cfg.accelerator)
     model.to(device)

@@ -102,6 +102,7 @@ def recommend(
     seed: int = 0,
     num_workers: int = 0,
     console=None,
+    trust_pickle: bool = False,
 ) -> Recommendation:
     """Measure the data and the model's frozen features and suggest a strategy, with reasons.
     ``pretrained=False`` measures randomly initialised features (a baseline to compare with)."""
@@ -121,7 +122,7 @@ def recommend(
     idx = np.concatenate(
         [rng.permutation(np.flatnonzero(splits.train.labels == c))[:per_class] for c in range(n_classes)]
     )
-    p = load_pretrained(cfg, list(splits.classes))
+    p = load_pretrained(cfg, list(splits.classes), trust_pickle)
     device = _device("auto")
     p.model.to(device)
     sample = splits.train.subset(np.sort(idx)).with_transform(p.preprocess)

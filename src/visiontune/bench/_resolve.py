@@ -21,7 +21,7 @@ class Resolved:
     note: str | None = None
 
 
-def load_for_bench(model_id: str, *, allow_random: bool = True) -> Resolved:
+def load_for_bench(model_id: str, *, allow_random: bool = True, trust_pickle: bool = False) -> Resolved:
     """``visiontune.load(model_id)``; if the weights are not cached (offline), the same
     architecture with random weights, so latency / FLOPs / memory can still be measured. The card
     then still describes the default weights (``visiontune.hub.loader.describe``), so their
@@ -30,7 +30,7 @@ def load_for_bench(model_id: str, *, allow_random: bool = True) -> Resolved:
     from visiontune.hub.loader import describe
 
     try:
-        p = vt.load(model_id)
+        p = vt.load(model_id, trust_pickle=trust_pickle)
         status = PRETRAINED if getattr(p.card, "pretrained", True) else "random init"
         return Resolved(p, status)
     except (WeightsNotCachedError, OfflineError) as e:
@@ -38,9 +38,9 @@ def load_for_bench(model_id: str, *, allow_random: bool = True) -> Resolved:
             raise
         note = str(e).splitlines()[0]
     try:
-        p = describe(model_id)  # the weights' card, a randomly initialised model
+        p = describe(model_id, trust_pickle=trust_pickle)  # the weights' card, a randomly initialised model
     except (WeightsNotCachedError, OfflineError):
-        p = vt.load(model_id, pretrained=False)
+        p = vt.load(model_id, pretrained=False, trust_pickle=trust_pickle)
     return Resolved(p, RANDOM_INIT, note=note)
 
 

@@ -205,9 +205,9 @@ def _input_size(card: Any, options: BenchOptions) -> tuple[int, int, int]:
     return (3, 224, 224)
 
 
-def bench_one(model_id: str, options: BenchOptions) -> BenchRow:
+def bench_one(model_id: str, options: BenchOptions, *, trust_pickle: bool = False) -> BenchRow:
     """Load (pretrained if cached, else random init) and measure one model."""
-    resolved = load_for_bench(model_id)
+    resolved = load_for_bench(model_id, trust_pickle=trust_pickle)
     p = resolved.pretrained
     card = p.card
     if getattr(card, "task", "classification") != "classification":
@@ -247,6 +247,7 @@ def bench(
     plot: bool = True,
     progress: bool = True,
     keep_going: bool = True,
+    trust_pickle: bool = False,
 ) -> BenchResult:
     """Measure each model on this machine; write bench.csv/.md/.json/.png to ``out_dir`` if given.
 
@@ -266,7 +267,7 @@ def bench(
             if prog:
                 prog.update(task, description=f"measuring {mid}")
             try:
-                rows.append(bench_one(mid, options))
+                rows.append(bench_one(mid, options, trust_pickle=trust_pickle))
             except Exception as e:  # noqa: BLE001 - one model's failure (bad id, compile error, OOM) is its row
                 if not keep_going:
                     raise

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from visiontune.cli.options import TrustPickle
+
 
 def _overrides(**kw: Any) -> dict:
     """Options the user gave (None = not given), with CLI spellings turned into config values."""
@@ -83,6 +85,7 @@ def register(app: typer.Typer) -> None:
         runs: Path = typer.Option(Path("runs"), help="folder that holds the runs"),
         resume: Path | None = typer.Option(None, help="a run folder or checkpoint to continue from"),
         json_out: bool = typer.Option(False, "--json", help="print the final metrics as JSON"),
+        trust_pickle: bool = TrustPickle,
     ) -> None:
         """Fine-tune a model on an image classification data set."""
         from visiontune.adapt import train
@@ -126,7 +129,7 @@ def register(app: typer.Typer) -> None:
             name=name,
         )
         cfg = _config(config, ov)
-        result = train(cfg, run_root=runs, resume=resume)
+        result = train(cfg, run_root=runs, resume=resume, trust_pickle=trust_pickle)
         if result.model_dir is None:  # a DDP worker process
             return
         m = result.metrics
@@ -153,6 +156,7 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(100, help="number of steps from start to end lr"),
         start_lr: float = typer.Option(1e-7),
         end_lr: float = typer.Option(1.0),
+        trust_pickle: bool = TrustPickle,
     ) -> None:
         """LR range test from 1e-7 to 1: loss-vs-LR plot and a suggested learning rate."""
         from visiontune.adapt.lr_find import lr_find_config
@@ -170,7 +174,7 @@ def register(app: typer.Typer) -> None:
             n_stages=n_stages,
         )
         cfg = _config(config, ov)
-        res = lr_find_config(cfg, out=out, num_steps=steps, start_lr=start_lr, end_lr=end_lr)
+        res = lr_find_config(cfg, out=out, num_steps=steps, start_lr=start_lr, end_lr=end_lr, trust_pickle=trust_pickle)
         typer.echo(f"steps: {len(res.lrs)} (lr {res.lrs[0]:.1e} .. {res.lrs[-1]:.1e})" if res.lrs else "steps: 0")
         if res.suggestion is None:
             typer.echo("no suggestion: too few steps before the loss diverged; use more data or --steps")
@@ -189,12 +193,21 @@ def register(app: typer.Typer) -> None:
         per_class: int = typer.Option(20, help="images per class used to measure feature separability"),
         seed: int = typer.Option(0),
         json_out: bool = typer.Option(False, "--json"),
+        trust_pickle: bool = TrustPickle,
     ) -> None:
         """Suggest a strategy from images per class and how separable the classes are under the
         model's frozen features; prints the reasoning."""
         from visiontune.adapt import recommend
 
-        rec = recommend(data, model, weights=weights, pretrained=pretrained, per_class=per_class, seed=seed)
+        rec = recommend(
+            data,
+            model,
+            weights=weights,
+            pretrained=pretrained,
+            per_class=per_class,
+            seed=seed,
+            trust_pickle=trust_pickle,
+        )
         if json_out:
             typer.echo(json.dumps(rec.to_dict(), indent=2))
             return

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from visiontune.cli.options import TrustPickle
+
 console = Console()
 
 
@@ -26,6 +28,7 @@ def bench_cmd(
     input_size: int | None = typer.Option(None, "--input-size", help="Square input size instead of the card's."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write bench.png."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
+    trust_pickle: bool = TrustPickle,
 ):
     """Measure parameters, GFLOPs, latency (batch 1: median, p95), throughput and peak memory of each
     model on this machine, beside its published top-1. Models whose weights are not cached are
@@ -44,7 +47,7 @@ def bench_cmd(
         throughput_runs=throughput_runs,
         input_size=input_size,
     )
-    result = bench(model_ids, opts, out_dir=out, plot=plot, progress=not as_json)
+    result = bench(model_ids, opts, out_dir=out, plot=plot, progress=not as_json, trust_pickle=trust_pickle)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1))
     else:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from visiontune.cli.options import TrustPickle
+
 
 def _classes(text: str | None):
     if not text:
@@ -15,16 +17,10 @@ def _classes(text: str | None):
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _load(model_id: str, weights: str | None, pretrained: bool, device: str | None):
+def _load(model_id: str, weights: str | None, pretrained: bool, device: str | None, trust_pickle: bool = False):
     from visiontune.detect import Detector
 
-    kw = {}
-    if weights:
-        kw["weights"] = weights
-    if not pretrained:
-        kw["pretrained"] = False
-    det = Detector.load(model_id, **kw)
-    return det.to(device) if device else det
+    return Detector.load(model_id, weights=weights, pretrained=pretrained, trust_pickle=trust_pickle, device=device)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +38,7 @@ def register(app: typer.Typer) -> None:
         weights: str | None = typer.Option(None, "--weights", help="local weights file"),
         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
         device: str | None = typer.Option(None, "--device"),
+        trust_pickle: bool = TrustPickle,
     ):
         """Detect objects: annotated images and a COCO-format results JSON in --out."""
         from rich.console import Console
@@ -50,7 +47,7 @@ def register(app: typer.Typer) -> None:
         from visiontune.detect.io import list_images, read_image
 
         console = Console(stderr=True)
-        det = _load(model, weights, pretrained, device)
+        det = _load(model, weights, pretrained, device, trust_pickle)
         paths = list_images(images)
         out.mkdir(parents=True, exist_ok=True)
         results = det(
@@ -95,13 +92,14 @@ def register(app: typer.Typer) -> None:
         weights: str | None = typer.Option(None, "--weights"),
         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
         device: str | None = typer.Option(None, "--device"),
+        trust_pickle: bool = TrustPickle,
     ):
         """COCO mAP (AP, AP50, AP75, small / medium / large, per class) of a detector on a dataset."""
         from rich.console import Console
 
         from visiontune.detect import evaluate
 
-        det = _load(model, weights, pretrained, device)
+        det = _load(model, weights, pretrained, device, trust_pickle)
         res = evaluate(det, data, split=split, batch_size=batch_size, backend=backend, progress=True)
         Console().print(res.table(), highlight=False)
         if out is not None:
@@ -136,8 +134,10 @@ def register(app: typer.Typer) -> None:
                 probe = build_from_recipe({"builder": "composed", "config": c.model_dump(mode="json")})
                 min_size, max_size = c.image.min_size, c.image.max_size
             else:
+                from visiontune.hub import parse_model_id
+
                 probe = build_from_recipe(
-                    {"builder": "torchvision", "arch": model.split(":", 1)[-1].split("@")[0], "num_classes": 2}
+                    {"builder": "torchvision", "arch": parse_model_id(model).name, "num_classes": 2}
                 )
             da = default_anchors(probe)
             if da:
@@ -182,6 +182,7 @@ def register(app: typer.Typer) -> None:
         resume: Path | None = typer.Option(
             None, "--resume", help="an interrupted run's folder (or its last.ckpt): continue it as <run>-resumed"
         ),
+        trust_pickle: bool = TrustPickle,
     ):
         """Fine-tune a torchvision or composed detector; records a run and saves the model."""
         from rich.console import Console
@@ -208,7 +209,7 @@ def register(app: typer.Typer) -> None:
             cfg["anchor_sizes"] = "auto" if anchors == "auto" else [int(x) for x in anchors.split(",")]
         if aspect_ratios:
             cfg["aspect_ratios"] = [float(x) for x in aspect_ratios.split(",")]
-        res = train_detector(_parse(cfg), run_root=run_root, run_name=name, resume=resume)
+        res = train_detector(_parse(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle)
         con = Console()
         if res.transfer is not None:
             con.print(f"pretrained weights: {res.transfer.summary()}")
@@ -246,13 +247,14 @@ def register(app: typer.Typer) -> None:
         score_threshold: float = typer.Option(0.3, "--conf"),
         iou: float = typer.Option(0.5, "--iou"),
         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        trust_pickle: bool = TrustPickle,
     ):
         """Rank images by false positives and missed objects (CSV, Parquet, drawn worst images)."""
         from rich.console import Console
 
         from visiontune.detect.audit import audit_detections
 
-        det = _load(model, None, pretrained, None)
+        det = _load(model, None, pretrained, None, trust_pickle)
         a = audit_detections(det, data, out=out, iou=iou, score_threshold=score_threshold, progress=True)
         con = Console()
         con.print(a.table.head(15).to_string(index=False), highlight=False)

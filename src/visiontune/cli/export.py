@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visiontune.cli.options import TrustPickle
+
 console = Console()
 
 
@@ -33,13 +35,14 @@ def export_cmd(
     parity: bool = typer.Option(True, "--parity/--no-parity", help="Compare the artifact with PyTorch."),
     strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (and write nothing) if parity fails."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    trust_pickle: bool = TrustPickle,
 ):
     """Export a classifier or a torchvision detector to ONNX or TorchScript, with a sidecar JSON
     (preprocessing, class names, input/output format, licence) and a parity check on real images."""
     import visiontune as vt
     from visiontune.export import export
 
-    src = vt.load(model, weights=weights, pretrained=not random_init) if (weights or random_init) else model
+    src = vt.load(model, weights=weights, pretrained=not random_init, trust_pickle=trust_pickle)
     with console.status(f"exporting {model} to {format_}…", spinner="dots") if not as_json else _null():
         res = export(
             src,

@@ -9,17 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visiontune.cli.options import TrustCode, TrustPickle, WeightsOpt
+
 console = Console()
 
 models_app = typer.Typer(help="Browse models and their cards.", no_args_is_help=True)
 diagnose_app = typer.Typer(help="Diagnostic experiments.", no_args_is_help=True)
-
-WeightsOpt = typer.Option(None, "--weights", "-w", help="Local weights file (safetensors or tensors-only .pth).")
-TrustPickle = typer.Option(False, "--trust-pickle", help="Allow unpickling a checkpoint (runs code from the file).")
-TrustCode = typer.Option(False, "--trust-remote-code", help="Allow torch.hub to run the repo's hubconf.py.")
-NoStrict = typer.Option(
-    False, "--no-strict", help="Load weights even if some tensors do not match (a report is printed)."
-)
 
 
 def _load(model_id: str, weights, trust_pickle: bool, trust_remote_code: bool, no_strict: bool = False):
@@ -92,34 +87,33 @@ def models_info(
 def predict(
     model_id: str,
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
-    topk: int = typer.Option(5, "--topk", "-k"),
+    topk: int = typer.Option(5, "--topk", "-k", help="Classes per image (classifiers)."),
+    score_threshold: float = typer.Option(0.25, "--score-threshold", "--conf", help="Minimum score (detectors)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     weights: Path | None = WeightsOpt,
     trust_pickle: bool = TrustPickle,
     trust_remote_code: bool = TrustCode,
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Top-k classes for images, each preprocessed as the weights expect (also for saved models)."""
-    files: list[Path] = []
-    for im in images:
-        if im.is_dir():
-            files += sorted(
-                f
-                for f in im.rglob("*")
-                if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-            )
-        else:
-            files.append(im)
+    """The model's predictions for images — top-k classes or detections — each image preprocessed
+    as the weights expect (hub ids, saved models of any task, exported artifacts)."""
+    from visiontune.data import list_images
+
+    files = [str(f) for f in list_images(images)]
     artifact = Path(model_id)
     if artifact.is_file() and artifact.suffix in (".onnx", ".pt", ".pth", ".ts"):
         from visiontune.export import load_artifact, sidecar_path
 
         if sidecar_path(artifact).is_file():  # an exported model: ONNX Runtime / TorchScript path
-            preds = load_artifact(artifact).predict([str(f) for f in files], topk=topk)
+            preds = load_artifact(artifact).predict(files, topk=topk, score_threshold=score_threshold)
             _print_preds(preds, as_json)
             return
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
-    _print_preds(p.predict([str(f) for f in files], topk=topk, batch_size=batch_size), as_json)
+    if p.task == "classification":
+        preds = p.predict(files, topk=topk, batch_size=batch_size)
+    else:
+        preds = p.predict(files, score_threshold=score_threshold, batch_size=min(batch_size, 8))
+    _print_preds(preds, as_json)
 
 
 def _print_preds(preds, as_json: bool) -> None:
@@ -144,10 +138,10 @@ def _print_preds(preds, as_json: bool) -> None:
 
 def license_cmd(model_id: str, trust_pickle: bool = TrustPickle, trust_remote_code: bool = TrustCode):
     """Say plainly what the model's code and weights licences allow."""
+    from visiontune.hub import describe, parse_model_id
     from visiontune.hub.licenses import explain, is_copyleft
-    from visiontune.hub.loader import describe
 
-    if model_id.startswith(("yolo:", "ultralytics:")):
+    if parse_model_id(model_id).source == "yolo":
         from visiontune.hub.sources.yolo import AGPL_NOTICE
 
         console.print(
@@ -226,6 +220,7 @@ def compare_cmd(
     model_ids: list[str] = typer.Argument(..., help="Two or more model ids."),
     image: Path = typer.Option(..., "--image", "-i"),
     topk: int = typer.Option(5, "--topk", "-k"),
+    trust_pickle: bool = TrustPickle,
     trust_remote_code: bool = TrustCode,
 ):
     """Each model's top-k on one image, side by side, each with its own preprocessing."""
@@ -235,7 +230,7 @@ def compare_cmd(
     t.add_column("rank")
     cols = []
     for mid in model_ids:
-        p = vt.load(mid, trust_remote_code=trust_remote_code)
+        p = vt.load(mid, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
         pred = p.predict([str(image)], topk=topk)[0]
         cols.append([f"{lab} {pr:.3f}" for lab, pr in zip(pred.labels, pred.probs)])
         t.add_column(f"{mid}\n[dim]{p.preprocess.describe()}[/]")

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from visiontune.cli.options import TrustPickle
+
 console = Console()
 
 
@@ -46,12 +48,13 @@ def run_cmd(
     config: Path = typer.Argument(..., help="Run config YAML (name, root, train, audit)."),
     fresh: bool = typer.Option(False, "--fresh", help="Do not resume a run of the same name."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a train key: --set epochs=5"),
+    trust_pickle: bool = TrustPickle,
 ):
     """download → adapt → track → audit in one resumable job."""
     from visiontune.pipeline import run
 
     t = time.perf_counter()
-    result = run(config, resume=not fresh, overrides=_overrides(set_), console=console)
+    result = run(config, resume=not fresh, overrides=_overrides(set_), console=console, trust_pickle=trust_pickle)
     _handoff(result, time.perf_counter() - t)
 
 
