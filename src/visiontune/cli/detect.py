@@ -188,7 +188,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from visiontune._config import read_yaml
-        from visiontune.detect.train import _parse, train_detector
+        from visiontune.detect.config import parse_config
+        from visiontune.detect.train import train_detector
 
         cfg = read_yaml(config, "detect-train config") if config else {}
         cfg = cfg.get("detect_train", cfg) if isinstance(cfg, dict) else {}
@@ -209,7 +210,9 @@ def register(app: typer.Typer) -> None:
             cfg["anchor_sizes"] = "auto" if anchors == "auto" else [int(x) for x in anchors.split(",")]
         if aspect_ratios:
             cfg["aspect_ratios"] = [float(x) for x in aspect_ratios.split(",")]
-        res = train_detector(_parse(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle)
+        res = train_detector(
+            parse_config(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle
+        )
         con = Console()
         if res.transfer is not None:
             con.print(f"pretrained weights: {res.transfer.summary()}")

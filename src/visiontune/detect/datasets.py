@@ -13,6 +13,7 @@ offset), so conversions are lossless.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -26,6 +27,7 @@ import numpy as np
 
 from visiontune._atomic import write_text
 from visiontune.data.decode import IMAGE_EXTENSIONS
+from visiontune.data.hashing import hash_files
 from visiontune.errors import DatasetError
 
 from .io import image_size
@@ -100,6 +102,19 @@ class DetectionDataset:
 
     def image_path(self, rec: ImageRecord) -> Path:
         return rec.path
+
+    @property
+    def version(self) -> str:
+        """Content hash of the data (12 hex digits, like classification's dataset versions): the
+        images' bytes (sha256, through the hash cache), their boxes (to 0.01 px) and labels, and
+        the class list — independent of the order of the images."""
+        digests = hash_files([r.path for r in self.images]) if self.images else []
+        entries = sorted(
+            [self._rel(r), sha, np.round(r.boxes, 2).tolist(), r.labels.tolist()]
+            for r, (sha, _) in zip(self.images, digests)
+        )
+        blob = json.dumps({"classes": list(self.classes), "entries": entries}, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
 
     def _rel(self, rec: ImageRecord) -> str:
         if self.root is not None:
