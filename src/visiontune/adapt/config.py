@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from visiontune._config import load, validate
-from visiontune.engine.trainer import EngineOptions
+from visiontune.engine.options import EngineOptions
 
 Strategy = Literal["linear", "partial", "full", "gradual"]
 

@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", "-b"),
         draw: bool = typer.Option(True, "--draw/--no-draw", help="write annotated images"),
         weights: str | None = typer.Option(None, "--weights", help="local weights file"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         device: str | None = typer.Option(None, "--device"),
         trust_pickle: bool = TrustPickle,
     ):
@@ -90,7 +92,9 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("pycocotools", "--backend", help="pycocotools | faster-coco-eval"),
         out: Path | None = typer.Option(None, "--out", help="write metrics JSON here"),
         weights: str | None = typer.Option(None, "--weights"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         device: str | None = typer.Option(None, "--device"),
         trust_pickle: bool = TrustPickle,
     ):
@@ -175,9 +179,11 @@ def register(app: typer.Typer) -> None:
         anchors: str | None = typer.Option(None, "--anchors", help="'auto' (k-means) or sizes '32,64,128,256,512'"),
         aspect_ratios: str | None = typer.Option(None, "--aspect-ratios", help="e.g. '0.5,1,2'"),
         classes: str | None = typer.Option(None, "--classes", help="train on these classes only"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         weights: str | None = typer.Option(None, "--weights"),
-        run_root: Path = typer.Option(Path("runs"), "--runs"),
+        run_root: Path = typer.Option(Path("runs"), "--out", "-o", "--runs", help="Folder that holds the runs."),
         name: str | None = typer.Option(None, "--name"),
         resume: Path | None = typer.Option(
             None, "--resume", help="an interrupted run's folder (or its last.ckpt): continue it as <run>-resumed"
@@ -249,7 +255,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("audit"), "--out"),
         score_threshold: float = typer.Option(0.3, "--conf"),
         iou: float = typer.Option(0.5, "--iou"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         trust_pickle: bool = TrustPickle,
     ):
         """Rank images by false positives and missed objects (CSV, Parquet, drawn worst images)."""

@@ -27,7 +27,6 @@ from .datasets import (
 from .detector import Detector
 from .evaluate import EvalResult, coco_map, evaluate
 from .models import TransferReport, build_from_recipe, freeze_backbone, transfer_weights
-from .train import train_detector
 
 __all__ = [
     "ComposeConfig",
@@ -58,3 +57,12 @@ __all__ = [
     "adapt_detector",
     "train_detector",
 ]
+
+
+def __getattr__(name: str):
+    # training imports Lightning (seconds): loaded on first use, so that detecting does not pay it
+    if name == "train_detector":
+        from .train import train_detector
+
+        return train_detector
+    raise AttributeError(f"module 'visiontune.detect' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from visiontune._config import load as load_config
-from visiontune.engine import EngineOptions
+from visiontune.engine.options import EngineOptions
 
 
 class DetectTrainConfig(EngineOptions):

@@ -7,46 +7,55 @@ The engine knows no task: classification (`visiontune.adapt`) and detection (`vi
 are LightningModules trained on it.
 """
 
-from visiontune.engine.checkpoints import (
-    AtomicCheckpointIO,
-    adopt_checkpoints,
-    load_weights,
-    resume_target,
-    resumed_run_name,
-)
-from visiontune.engine.schedules import warmup_cosine
-from visiontune.engine.seeding import EpochSampler, SeededDataset, mix_seed, rank_world, seeded_loader
-from visiontune.engine.session import RUN_DIR_ENV, Session, global_rank
-from visiontune.engine.trainer import (
-    EngineOptions,
-    EpochTable,
-    device_for,
-    make_trainer,
-    on_gpu,
-    quiet_lightning,
-    resolve_precision,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "RUN_DIR_ENV",
-    "AtomicCheckpointIO",
-    "EngineOptions",
-    "EpochSampler",
-    "EpochTable",
-    "SeededDataset",
-    "Session",
-    "adopt_checkpoints",
-    "device_for",
-    "global_rank",
-    "load_weights",
-    "make_trainer",
-    "mix_seed",
-    "on_gpu",
-    "quiet_lightning",
-    "rank_world",
-    "resolve_precision",
-    "resume_target",
-    "resumed_run_name",
-    "seeded_loader",
-    "warmup_cosine",
-]
+# Lightning takes seconds to import: the engine's names load on first use, so that inference-only
+# users of visiontune.detect / visiontune.hub (and configs that only need EngineOptions) skip it.
+_LAZY = {
+    "AtomicCheckpointIO": "visiontune.engine.checkpoints",
+    "adopt_checkpoints": "visiontune.engine.checkpoints",
+    "load_weights": "visiontune.engine.checkpoints",
+    "resume_target": "visiontune.engine.checkpoints",
+    "resumed_run_name": "visiontune.engine.checkpoints",
+    "warmup_cosine": "visiontune.engine.schedules",
+    "EpochSampler": "visiontune.engine.seeding",
+    "SeededDataset": "visiontune.engine.seeding",
+    "mix_seed": "visiontune.engine.seeding",
+    "rank_world": "visiontune.engine.seeding",
+    "seeded_loader": "visiontune.engine.seeding",
+    "RUN_DIR_ENV": "visiontune.engine.session",
+    "Session": "visiontune.engine.session",
+    "global_rank": "visiontune.engine.session",
+    "EngineOptions": "visiontune.engine.options",
+    "EpochTable": "visiontune.engine.trainer",
+    "device_for": "visiontune.engine.options",
+    "make_trainer": "visiontune.engine.trainer",
+    "on_gpu": "visiontune.engine.options",
+    "quiet_lightning": "visiontune.engine.trainer",
+    "resolve_precision": "visiontune.engine.options",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from visiontune.engine.checkpoints import (
+        AtomicCheckpointIO,
+        adopt_checkpoints,
+        load_weights,
+        resume_target,
+        resumed_run_name,
+    )
+    from visiontune.engine.options import EngineOptions, device_for, on_gpu, resolve_precision
+    from visiontune.engine.schedules import warmup_cosine
+    from visiontune.engine.seeding import EpochSampler, SeededDataset, mix_seed, rank_world, seeded_loader
+    from visiontune.engine.session import RUN_DIR_ENV, Session, global_rank
+    from visiontune.engine.trainer import EpochTable, make_trainer, quiet_lightning
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'visiontune.engine' has no attribute {name!r}")
