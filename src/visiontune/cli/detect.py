@@ -45,13 +45,11 @@ def register(app: typer.Typer) -> None:
         """Detect objects: annotated images and a COCO-format results JSON in --out."""
         from rich.console import Console
 
-        from visiontune._atomic import write_text
-        from visiontune.detect.io import list_images, read_image
+        from visiontune.detect.io import list_images, write_detections
 
         console = Console(stderr=True)
         det = _load(model, weights, pretrained, device, trust_pickle)
         paths = list_images(images)
-        out.mkdir(parents=True, exist_ok=True)
         results = det(
             paths,
             score_threshold=score_threshold,
@@ -61,22 +59,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             progress=True,
         )
-        coco, imgs, used, written = [], [], set(), set()
-        for i, (p, d) in enumerate(zip(paths, results), 1):
-            h, w = d.image_size
-            imgs.append({"id": i, "file_name": str(p), "width": w, "height": h})
-            coco += d.to_coco(i)
-            used.update(d.labels.tolist())
-            if draw:
-                suffix = p.suffix if p.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-                name, k = p.stem + suffix, 1
-                while name in written:  # same file name in two folders
-                    name, k = f"{p.stem}_{k}{suffix}", k + 1
-                written.add(name)
-                d.draw(read_image(p)).save(out / name)
-        cats = [{"id": j, "name": det.class_names[j] if j < len(det.class_names) else str(j)} for j in sorted(used)]
-        write_text(out / "predictions.json", json.dumps(coco))
-        write_text(out / "images.json", json.dumps({"images": imgs, "categories": cats, "model": det.model_id}))
+        write_detections(paths, results, out, class_names=det.class_names, model_id=det.model_id, draw=draw)
         n = sum(len(d) for d in results)
         console.print(
             f"{len(paths)} images, {n} detections -> {out}/predictions.json"
