@@ -115,13 +115,15 @@ class RunCallback(Callback):
         seen: set[str] = set()
         for cb in trainer.checkpoint_callbacks:
             best = getattr(cb, "best_model_path", "") or ""
+            # a callback that monitors nothing keeps the latest epoch: its "best" file is the last one
+            top = "best" if getattr(cb, "monitor", None) is not None else "last"
             for path, score in sorted(getattr(cb, "best_k_models", {}).items(), key=lambda kv: str(kv[0])):
                 if path and path not in seen and Path(path).exists():
                     seen.add(path)
                     ckpts.append(
                         {
                             "path": self.run._rel(Path(path)),
-                            "kind": "best" if path == best else "top_k",
+                            "kind": top if path == best else "top_k",
                             "score": float(score) if score is not None else None,
                             "monitor": getattr(cb, "monitor", None),
                         }
@@ -132,7 +134,7 @@ class RunCallback(Callback):
                 ckpts.append(
                     {
                         "path": self.run._rel(Path(best)),
-                        "kind": "best",
+                        "kind": top,
                         "score": float(score) if score is not None else None,
                         "monitor": getattr(cb, "monitor", None),
                     }
