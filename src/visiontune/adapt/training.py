@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -26,7 +27,15 @@ from visiontune.adapt.features import cache_key, cached_features, weights_hash
 from visiontune.adapt.groups import LayerGroups, layer_groups
 from visiontune.adapt.module import AdaptModule
 from visiontune.adapt.report import classification_metrics, plot_confusion_matrix, predict_logits
-from visiontune.adapt.setup import describe_groups, get_module, head_path, load_pretrained, load_splits, load_teacher
+from visiontune.adapt.setup import (
+    describe_groups,
+    get_module,
+    head_path,
+    load_pretrained,
+    load_splits,
+    load_teacher,
+    skipped_files,
+)
 from visiontune.adapt.strategies import default_milestones, set_trainable
 from visiontune.engine import (
     Session,
@@ -140,7 +149,14 @@ def train(
             "gradual on one device"
         )
     resume_from = Session.prepare(resume, run_root, run_name)
-    splits = load_splits(cfg)
+    splits = load_splits(cfg, progress=progress and is_zero)
+    skipped = skipped_files(splits)
+    if skipped and is_zero:
+        console.print(
+            f"[yellow]skipped {len(skipped)} undecodable image(s)[/] (listed in run.json): "
+            + escape(", ".join(s["path"] for s in skipped[:5]))
+            + (" …" if len(skipped) > 5 else "")
+        )
     classes = list(splits.classes)
     p = load_pretrained(cfg, classes, trust_pickle)
     model, hpath = p.model, head_path(p)
@@ -168,6 +184,7 @@ def train(
         deterministic=cfg.deterministic,
         monitor=cfg.monitor,
         mode=mode,
+        tags={"skipped_files": skipped} if skipped else None,
         trust_pickle=trust_pickle,
     )
     timings: dict[str, float] = {}
