@@ -267,9 +267,13 @@ def read_export(path: str | os.PathLike, base: LabelSet) -> tuple[LabelSet, list
     seen: dict[str, int] = {}
     for img in root.iter("image"):
         where = f"{p.name}, line {img.line}: image {img.attrib.get('name')!r} (id {img.attrib.get('id')})"
-        rel = _match_image(img.attrib.get("name", ""), index, by_base)
+        name = img.attrib.get("name", "")
+        rel = _match_image(name, index, by_base)
+        if rel is None and base.root and name and os.path.isfile(os.path.join(base.root, name)):
+            rel = Path(name).as_posix()  # an image labelled for the first time (from a pool)
+            index[rel] = Item(rel, os.path.join(base.root, name), ref=where)
         if rel is None:
-            problems.append(f"{where} is not in version {base.base_version}")
+            problems.append(f"{where} is not in version {base.base_version} nor under {base.root}")
             continue
         if rel in seen:
             problems.append(f"{where} is listed again (first on line {seen[rel]})")
