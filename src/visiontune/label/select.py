@@ -115,8 +115,10 @@ def rank(
     near_duplicate: float = 0.95,
     hybrid_factor: int = 4,
     seed: int = 0,
+    exclude: Sequence[int] = (),
 ) -> tuple[list[int], np.ndarray, int]:
-    """(chosen pool indices, per-pool score, pool images excluded as near duplicates)."""
+    """(chosen pool indices, per-pool score, pool images excluded as near duplicates);
+    ``exclude``: pool indices never to choose (e.g. unreadable images)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown selection strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if budget < 1:
@@ -130,7 +132,9 @@ def rank(
     if strategy in ("kcenter", "hybrid") and emb is None:
         raise ConfigError(f"strategy {strategy} needs embeddings")
     excluded = near_duplicate_mask(emb, lab, near_duplicate) if emb is not None else np.zeros(n, bool)
-    allowed = np.flatnonzero(~excluded)
+    blocked = excluded.copy()
+    blocked[np.asarray(list(exclude), dtype=np.int64)] = True
+    allowed = np.flatnonzero(~blocked)
     rng = np.random.default_rng(seed)
     if strategy == "random":
         score = rng.random(n)
@@ -265,9 +269,15 @@ def select(
     lab_emb = embed(p, lab_files, batch_size, progress)[0] if lab_files else None
     bad = set(skipped)  # unreadable: their rows hold a neighbour's outputs, so they are never chosen
     chosen, score, excluded = rank(
-        strategy, budget, probs=probs, embeddings=emb, labelled=lab_emb, near_duplicate=near_duplicate, seed=seed
+        strategy,
+        budget,
+        probs=probs,
+        embeddings=emb,
+        labelled=lab_emb,
+        near_duplicate=near_duplicate,
+        seed=seed,
+        exclude=[i for i, f in enumerate(files) if f in bad],
     )
-    chosen = [i for i in chosen if files[i] not in bad]
     version = model_version_of(model)
     res = SelectionResult(
         strategy,
