@@ -194,6 +194,12 @@ def rel_path(file: str | os.PathLike, root: str | os.PathLike | None) -> str:
     return Path(f[len(r) :]).as_posix() if f.startswith(r) else Path(f).as_posix()
 
 
+def class_list(classes: list[str], n: int = 20) -> str:
+    """``a, b, c`` — the first ``n`` class names for messages, and how many there are."""
+    head = ", ".join(classes[:n])
+    return head if len(classes) <= n else f"{head}, ... ({len(classes)} in all)"
+
+
 def label_index(classes: list[str]) -> dict[str, int]:
     return {c: i for i, c in enumerate(classes)}
 

@@ -22,7 +22,7 @@ import numpy as np
 from visiontune._atomic import write_bytes
 from visiontune.errors import DatasetError
 from visiontune.label import masks as mk
-from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, raise_problems
+from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, class_list, raise_problems
 from visiontune.label.labelstudio import PALETTE
 
 XML_NAME = "annotations.xml"
@@ -304,7 +304,7 @@ def read_export(path: str | os.PathLike, base: LabelSet) -> tuple[LabelSet, list
             if s is None:
                 continue
             if s.label not in known:
-                problems.append(f"{at}: unknown label {s.label!r} (classes: {', '.join(base.classes)})")
+                problems.append(f"{at}: unknown label {s.label!r} (classes: {class_list(base.classes)})")
                 continue
             shapes.append(s)
         items.append(Item(rel, src.file, w, h, labels=shapes, sha256=src.sha256, split=src.split, ref=where))

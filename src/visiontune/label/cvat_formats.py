@@ -22,7 +22,7 @@ import numpy as np
 from visiontune._atomic import write_text
 from visiontune.errors import DatasetError
 from visiontune.label import masks as mk
-from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, raise_problems
+from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, class_list, raise_problems
 from visiontune.label.cvat import XML_NAME, shapes_for
 
 COCO_JSON = Path("annotations") / "instances_default.json"
@@ -213,7 +213,7 @@ def _read_coco(folder: Path, base: LabelSet, label: str) -> tuple[LabelSet, list
     cats = {c.get("id"): str(c.get("name")) for c in doc.get("categories", [])}
     unknown = sorted(set(cats.values()) - set(base.classes))
     if unknown:
-        problems.append(f"{f.name}: unknown categories {unknown} (classes: {', '.join(base.classes)})")
+        problems.append(f"{f.name}: unknown categories {unknown} (classes: {class_list(base.classes)})")
     items: dict[int, Item] = {}
     for im in doc.get("images", []):
         rel = match(str(im.get("file_name", "")))

@@ -27,7 +27,7 @@ import numpy as np
 from visiontune._atomic import write_text
 from visiontune.errors import DatasetError
 from visiontune.label import masks as mk
-from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, raise_problems
+from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, class_list, raise_problems
 
 URL_PREFIX = "/data/local-files/?d="
 CONTROL = {"tag": ("class", "choices"), "box": ("box", "rectanglelabels"), "polygon": ("polygon", "polygonlabels")}
@@ -312,7 +312,7 @@ def read_export(
         bad = sorted({s.label for s in shapes} - known)
         if bad:
             problems.append(
-                f"{where}: unknown label(s) {', '.join(map(repr, bad))} (classes: {', '.join(base.classes)})"
+                f"{where}: unknown label(s) {', '.join(map(repr, bad))} (classes: {class_list(base.classes)})"
             )
             continue
         item.labels = shapes

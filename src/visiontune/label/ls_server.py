@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from visiontune.errors import ConfigError, OfflineError, VisiontuneError
+from visiontune.errors import ConfigError, OfflineError, VisiontuneError, require
 
 ENV_EXECUTABLE = "VISIONTUNE_LABEL_STUDIO"
 DEFAULT_VENV = Path("/work/venvs/labelstudio")
@@ -39,15 +37,16 @@ class LabelStudio:
     """A minimal Label Studio REST client: ``LabelStudio("http://127.0.0.1:8080", token)``."""
 
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+        self.requests = require("requests", "label", "talking to a Label Studio server")
         self.url = url.rstrip("/")
-        self.session = requests.Session()
+        self.session = self.requests.Session()
         self.session.headers["Authorization"] = f"Token {token}"
         self.timeout = timeout
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             r = self.session.request(method, self.url + path, timeout=self.timeout, **kw)
-        except requests.ConnectionError as e:
+        except self.requests.ConnectionError as e:
             raise OfflineError(f"Label Studio at {self.url} is not reachable ({e}); is the server running?") from None
         if r.status_code >= 400:
             raise LabelStudioError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
@@ -185,6 +184,7 @@ class LocalServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         client = self.client()
+        requests = client.requests
         while time.perf_counter() - t0 < self.start_timeout:
             if self.proc.poll() is not None:
                 raise LabelStudioError(f"label-studio exited with {self.proc.returncode}; log: {self._tail()}")
