@@ -89,20 +89,60 @@ def test_select_with_a_real_model_writes_the_batch_and_skips_copies(assets, tmp_
     shutil.copy(dup, pool / "copy-of-labelled.jpg")
     (pool / "broken.jpg").write_bytes(b"not a jpeg")
 
+    import torch
+
+    torch.manual_seed(0)
     model = vt.load("timm:mobilenetv3_small_050", pretrained=False, class_names=["ants", "bees"])
-    res = select(model, pool, 4, strategy="hybrid", labelled=labelled, out=tmp_path / "batch", progress=False)
+    # an untrained network maps many photos close together: only exact copies count as duplicates here
+    res = select(
+        model,
+        pool,
+        4,
+        strategy="hybrid",
+        labelled=labelled,
+        near_duplicate=0.9999,
+        out=tmp_path / "batch",
+        progress=False,
+    )
     assert len(res.paths) == 4 and res.pool_size == 12
     assert "copy-of-labelled.jpg" not in res.paths and res.excluded_duplicates >= 1
     assert "broken.jpg" not in res.paths and res.skipped == [str(pool / "broken.jpg")]
     tasks = json.loads((tmp_path / "batch" / "tasks.json").read_text())
-    assert [t["data"]["vt_path"] for t in tasks] == res.paths
+    assert [t["data"]["vt_path"] for t in tasks] == [str((pool / p).resolve()) for p in res.paths]
     assert all(t["predictions"][0]["result"][0]["value"]["choices"][0] in ("ants", "bees") for t in tasks)
     assert (tmp_path / "batch" / "selection.csv").read_text().count("\n") == 5
+
+    # the annotator labels two of the batch in Label Studio: they join the labelled dataset's version
+    import visiontune.label as vl
+
+    export = [
+        {
+            "id": k,
+            "data": t["data"],
+            "annotations": [{"result": [{"type": "choices", "value": {"choices": ["bees"]}}], "was_cancelled": False}],
+        }
+        for k, t in enumerate(tasks[:2])
+    ]
+    (tmp_path / "batch" / "export.json").write_text(json.dumps(export))
+    imp = vl.import_label_studio(tmp_path / "batch" / "export.json")
+    assert sorted((e.path, e.label) for e in imp.diff.added) == sorted((str(pool / p), "bees") for p in res.paths[:2])
+    assert imp.base == vl.from_classification(labelled).base_version and not imp.diff.relabelled
 
     model.save(tmp_path / "saved")
     r = CliRunner().invoke(
         app,
-        ["select", str(tmp_path / "saved"), str(pool), "--budget", "3", "--strategy", "margin", "--json"],
+        [
+            "select",
+            str(tmp_path / "saved"),
+            str(pool),
+            "-n",
+            "3",
+            "--strategy",
+            "margin",
+            "--near-duplicate",
+            "0.9999",
+            "--json",
+        ],
         catch_exceptions=False,
     )
     assert r.exit_code == 0, r.output

@@ -184,7 +184,6 @@ def import_cvat(
     export: str | os.PathLike,
     *,
     base: Any = None,
-    images: str | os.PathLike | None = None,
     fmt: str | None = None,
     store: str | os.PathLike | None = None,
     notes: str | None = None,
@@ -196,11 +195,19 @@ def import_cvat(
     task = meta.task if meta else None
     if task is None and fmt != "cvat":
         task = "detection"
-    base_ls, base_obj = load_base(meta, base, task or cvat.task_of(export))
+    names = meta.paths if meta else {}
     if fmt == "cvat":
-        reviewed, warnings = cvat.read_export(export, base_ls)
+        folder, tmp = cvat_formats.unpacked(Path(export))
+        try:
+            xml = folder / cvat.XML_NAME if folder.is_dir() else folder
+            base_ls, base_obj = load_base(meta, base, task or cvat.task_of(xml))
+            reviewed, warnings = cvat.read_export(xml, base_ls, names)
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
     else:
-        reviewed, warnings = cvat_formats.read_export(export, base_ls, fmt, images=images)
+        base_ls, base_obj = load_base(meta, base, task)
+        reviewed, warnings = cvat_formats.read_export(export, base_ls, fmt, names)
     return apply_corrections(
         reviewed,
         base_ls,

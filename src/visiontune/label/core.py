@@ -224,6 +224,18 @@ class LabelExport(Record):
     images: int = 0
     created: str = ""
     files: dict[str, str] = {}
+    paths: dict[str, str] = {}  # name in the tool -> dataset path, where they differ (images outside the root)
+
+
+def export_names(ls: LabelSet) -> dict[str, str]:
+    """``{dataset path: name in the tool}``: the path itself, or for images outside the dataset
+    root (absolute paths, e.g. a selected pool batch) their path under the pool's common folder."""
+    outside = [it.path for it in ls.items if os.path.isabs(it.path)]
+    base = os.path.commonpath([os.path.dirname(p) for p in outside]) if outside else ""
+    return {
+        it.path: (Path(os.path.relpath(it.path, base)).as_posix() if os.path.isabs(it.path) else it.path)
+        for it in ls.items
+    }
 
 
 EXPORT_META = "visiontune-export.json"

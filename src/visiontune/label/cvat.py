@@ -22,7 +22,16 @@ import numpy as np
 from visiontune._atomic import write_bytes
 from visiontune.errors import DatasetError
 from visiontune.label import masks as mk
-from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, class_list, raise_problems
+from visiontune.label.core import (
+    EXPORT_META,
+    Item,
+    LabelExport,
+    LabelSet,
+    Shape,
+    class_list,
+    export_names,
+    raise_problems,
+)
 from visiontune.label.labelstudio import PALETTE
 
 XML_NAME = "annotations.xml"
@@ -43,6 +52,7 @@ def shapes_for(item: Item, preannotate: str) -> tuple[list[Shape], str]:
 
 def build_xml(ls: LabelSet, preannotate: str = "auto", name: str = "visiontune") -> bytes:
     """The CVAT for images 1.1 document of a label set."""
+    names = export_names(ls)
     now = datetime.now(timezone.utc).isoformat()
     chosen = [shapes_for(it, preannotate) for it in ls.items]
     scored = any(s.score is not None for shapes, _ in chosen for s in shapes)
@@ -75,7 +85,7 @@ def build_xml(ls: LabelSet, preannotate: str = "auto", name: str = "visiontune")
     ET.SubElement(root[1], "dumped").text = now
     for i, (it, (shapes, source)) in enumerate(zip(ls.items, chosen)):
         w, h = it.ensure_size()
-        img = ET.SubElement(root, "image", id=str(i), name=it.path, width=str(w), height=str(h))
+        img = ET.SubElement(root, "image", id=str(i), name=names[it.path], width=str(w), height=str(h))
         for s in shapes:
             el = _shape_element(img, s, source)
             if el is not None and s.score is not None:
@@ -114,9 +124,10 @@ def write_export(
     """``annotations.xml`` (+ ``images/`` as ``link`` / ``copy`` / ``none``) and the export record."""
     out = Path(out)
     write_bytes(out / XML_NAME, build_xml(ls, preannotate))
+    names = export_names(ls)
     if images != "none":
         for it in ls.items:
-            dst = out / "images" / it.path.lstrip("/")
+            dst = out / "images" / names[it.path]
             dst.parent.mkdir(parents=True, exist_ok=True)
             if dst.is_symlink() or dst.exists():
                 dst.unlink()
@@ -135,6 +146,7 @@ def write_export(
         preannotate=preannotate,
         images=len(ls.items),
         files={"annotations": XML_NAME},
+        paths={n: p for p, n in names.items() if n != p},
     )
     meta.write(out / EXPORT_META)
     return meta
@@ -244,8 +256,12 @@ def _read_shape(n: Node, w: int, h: int) -> tuple[Shape | None, str | None]:
     return None, f"<{n.tag}> ignored (visiontune reads tags, boxes, polygons and masks)"
 
 
-def read_export(path: str | os.PathLike, base: LabelSet) -> tuple[LabelSet, list[str]]:
-    """Every ``<image>`` of a CVAT for images XML as a reviewed item over ``base``'s images."""
+def read_export(
+    path: str | os.PathLike, base: LabelSet, names: dict[str, str] | None = None
+) -> tuple[LabelSet, list[str]]:
+    """Every ``<image>`` of a CVAT for images XML as a reviewed item over ``base``'s images
+    (``names``: the export's ``{name in CVAT: dataset path}`` for images outside the root)."""
+    names = names or {}
     p = Path(path)
     if p.is_dir():
         p = p / XML_NAME
@@ -267,11 +283,12 @@ def read_export(path: str | os.PathLike, base: LabelSet) -> tuple[LabelSet, list
     seen: dict[str, int] = {}
     for img in root.iter("image"):
         where = f"{p.name}, line {img.line}: image {img.attrib.get('name')!r} (id {img.attrib.get('id')})"
-        name = img.attrib.get("name", "")
+        name = names.get(img.attrib.get("name", ""), img.attrib.get("name", ""))
         rel = _match_image(name, index, by_base)
-        if rel is None and base.root and name and os.path.isfile(os.path.join(base.root, name)):
+        new_file = name if os.path.isabs(name) else os.path.join(base.root or "", name)
+        if rel is None and name and os.path.isfile(new_file):
             rel = Path(name).as_posix()  # an image labelled for the first time (from a pool)
-            index[rel] = Item(rel, os.path.join(base.root, name), ref=where)
+            index[rel] = Item(rel, new_file, ref=where)
         if rel is None:
             problems.append(f"{where} is not in version {base.base_version} nor under {base.root}")
             continue

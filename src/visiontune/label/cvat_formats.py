@@ -22,7 +22,16 @@ import numpy as np
 from visiontune._atomic import write_text
 from visiontune.errors import DatasetError
 from visiontune.label import masks as mk
-from visiontune.label.core import EXPORT_META, Item, LabelExport, LabelSet, Shape, class_list, raise_problems
+from visiontune.label.core import (
+    EXPORT_META,
+    Item,
+    LabelExport,
+    LabelSet,
+    Shape,
+    class_list,
+    export_names,
+    raise_problems,
+)
 from visiontune.label.cvat import XML_NAME, shapes_for
 
 COCO_JSON = Path("annotations") / "instances_default.json"
@@ -64,10 +73,11 @@ def _place(it: Item, dst: Path, images: str) -> None:
 
 
 def coco_document(ls: LabelSet, preannotate: str = "auto") -> dict[str, Any]:
+    names = export_names(ls)
     images, anns = [], []
     for i, it in enumerate(ls.items, 1):
         w, h = it.ensure_size()
-        images.append({"id": i, "file_name": it.path, "width": w, "height": h})
+        images.append({"id": i, "file_name": names[it.path], "width": w, "height": h})
         shapes, source = shapes_for(it, preannotate)
         for s in shapes:
             if s.kind == "tag":
@@ -106,7 +116,7 @@ def write_export(
     if fmt == "coco":
         write_text(out / COCO_JSON, json.dumps(coco_document(ls, preannotate)))
         for it in ls.items:
-            _place(it, out / "images" / "default" / it.path, images)
+            _place(it, out / "images" / "default" / export_names(ls)[it.path], images)
         files = {"annotations": COCO_JSON.as_posix()}
     elif fmt == "yolo":
         files = _write_yolo(ls, out, preannotate, images)
@@ -123,6 +133,7 @@ def write_export(
         preannotate=preannotate,
         images=len(ls.items),
         files=files,
+        paths={n: p for p, n in export_names(ls).items() if n != p},
     )
     meta.write(out / EXPORT_META)
     return meta
@@ -155,7 +166,7 @@ def _write_yolo(ls: LabelSet, out: Path, preannotate: str, images: str) -> dict[
 
 
 # -- reading ----------------------------------------------------------------------------------------
-def _unpacked(path: Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+def unpacked(path: Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
     if path.suffix != ".zip":
         return path, None
     tmp = tempfile.TemporaryDirectory(prefix="visiontune-cvat-")
@@ -172,26 +183,31 @@ def _unpacked(path: Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
 
 
 def read_export(
-    path: str | os.PathLike, base: LabelSet, fmt: str, images: str | os.PathLike | None = None
+    path: str | os.PathLike, base: LabelSet, fmt: str, names: dict[str, str] | None = None
 ) -> tuple[LabelSet, list[str]]:
-    """Every image of a CVAT COCO 1.0 / YOLO 1.1 export as a reviewed item over ``base``."""
-    folder, tmp = _unpacked(Path(path))
+    """Every image of a CVAT COCO 1.0 / YOLO 1.1 export as a reviewed item over ``base``
+    (``names``: the export's ``{name in CVAT: dataset path}`` for images outside the root)."""
+    folder, tmp = unpacked(Path(path))
     try:
         if fmt == "coco":
-            return _read_coco(folder, base, Path(path).name)
-        return _read_yolo(folder, base, Path(path).name)
+            return _read_coco(folder, base, Path(path).name, names or {})
+        return _read_yolo(folder, base, Path(path).name, names or {})
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
-def _matcher(base: LabelSet):
+def _matcher(base: LabelSet, names: dict[str, str]):
     index = base.by_path()
+    for path in names.values():  # images new to the version (a pool batch), by their export name
+        if path not in index and os.path.isfile(path):
+            index[path] = Item(path, path, ref=path)
     by_name: dict[str, list[str]] = {}
     for k in index:
         by_name.setdefault(Path(k).name, []).append(k)
 
     def match(name: str) -> str | None:
+        name = names.get(name, name)
         if name in index:
             return name
         c = by_name.get(Path(name).name, [])
@@ -200,7 +216,7 @@ def _matcher(base: LabelSet):
     return index, match
 
 
-def _read_coco(folder: Path, base: LabelSet, label: str) -> tuple[LabelSet, list[str]]:
+def _read_coco(folder: Path, base: LabelSet, label: str, names: dict[str, str]) -> tuple[LabelSet, list[str]]:
     f = folder if folder.is_file() else next(iter(sorted((folder / "annotations").glob("*.json"))), None)
     if f is None:
         raise DatasetError(f"{label}: no annotations/*.json")
@@ -208,7 +224,7 @@ def _read_coco(folder: Path, base: LabelSet, label: str) -> tuple[LabelSet, list
         doc = json.loads(Path(f).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{f}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    index, match = _matcher(base)
+    index, match = _matcher(base, names)
     problems: list[str] = []
     cats = {c.get("id"): str(c.get("name")) for c in doc.get("categories", [])}
     unknown = sorted(set(cats.values()) - set(base.classes))
@@ -266,12 +282,12 @@ def _coco_shape(a: dict, name: str, task: str, h: int, w: int) -> Shape:
     return Shape(name, "box", box=(x, y, x + bw, y + bh))
 
 
-def _read_yolo(folder: Path, base: LabelSet, label: str) -> tuple[LabelSet, list[str]]:
+def _read_yolo(folder: Path, base: LabelSet, label: str, paths: dict[str, str]) -> tuple[LabelSet, list[str]]:
     names_file = folder / "obj.names"
     if not names_file.is_file():
         raise DatasetError(f"{label}: obj.names not found")
     names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()]
-    index, match = _matcher(base)
+    index, match = _matcher(base, paths)
     problems = [
         f"{names_file.name}, line {i}: unknown label {n!r}" for i, n in enumerate(names, 1) if n not in base.classes
     ]

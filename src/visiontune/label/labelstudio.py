@@ -3,7 +3,7 @@
 Tasks reference images through Label Studio's local-files storage: ``/data/local-files/?d=<path
 under LOCAL_FILES_DOCUMENT_ROOT>``; the dataset root must be a sub-folder of that document root
 (Label Studio refuses the root itself). Each task's ``data`` also carries ``vt_path`` (the
-image's path in the dataset version), ``vt_sha256``, ``vt_version`` and ``vt_label`` (the current
+image's path in the dataset version; absolute for images outside its root), ``vt_sha256``, ``vt_version`` and ``vt_label`` (the current
 label, shown above the image for classification).
 
 Pre-annotations are ``predictions``: the model's (``model_version`` = the run or model id, with

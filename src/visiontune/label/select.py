@@ -227,13 +227,14 @@ def _pretrained(model: Any) -> Pretrained:
     return load(str(model))
 
 
-def _labelled_files(labelled: Any) -> list[str]:
+def _labelled(labelled: Any) -> tuple[list[str], str | None]:
+    """(files already labelled, their dataset version: the base a labelled batch is added to)."""
     if labelled is None:
-        return []
+        return [], None
     if isinstance(labelled, (list, tuple)):
-        return [str(p) for p in labelled]
+        return [str(p) for p in labelled], None
     ls = labelled if isinstance(labelled, LabelSet) else load_labels(labelled)
-    return [it.file for it in ls.items if it.labels is not None]
+    return [it.file for it in ls.items if it.labels is not None], ls.base_version
 
 
 def select(
@@ -265,7 +266,7 @@ def select(
     if not files:
         raise DatasetError("the pool is empty")
     emb, probs, skipped = embed(p, files, batch_size, progress)
-    lab_files = _labelled_files(labelled)
+    lab_files, base_version = _labelled(labelled)
     lab_emb = embed(p, lab_files, batch_size, progress)[0] if lab_files else None
     bad = set(skipped)  # unreadable: their rows hold a neighbour's outputs, so they are never chosen
     chosen, score, excluded = rank(
@@ -290,13 +291,17 @@ def select(
     )
     res.skipped = sorted(bad)
     if out is not None:
-        _write_batch(res, ls, chosen, probs, names, out, tool)
+        _write_batch(res, ls, chosen, probs, names, out, tool, base_version)
     return res
 
 
-def _write_batch(res: SelectionResult, ls: LabelSet, chosen: list[int], probs: np.ndarray, names, out, tool) -> None:
+def _write_batch(res, ls: LabelSet, chosen: list[int], probs: np.ndarray, names, out, tool, base_version) -> None:
     batch = ls.subset([ls.items[i].path for i in chosen])
     batch.model_version = res.model_version
+    if base_version is not None:  # annotated, the batch is added to the labelled dataset's version
+        batch.base_version = base_version
+        for it in batch.items:
+            it.path = str(Path(it.file).resolve())
     for i, it in zip(chosen, batch.items):
         k = int(np.argmax(probs[i]))
         it.predictions = [Shape(names[k], "tag", score=float(probs[i][k]))] if k < len(names) else []
