@@ -192,3 +192,47 @@ def test_segmentation_polygons_and_brush_masks_on_a_real_server(server, assets):
     from visiontune.label.masks import coco_rle_to_mask
 
     assert (coco_rle_to_mask(doc.rle) == mask).all()  # the brush RLE survived the server exactly
+
+
+SDK_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from label_studio_sdk import LabelStudio
+url, token, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+ls = LabelStudio(base_url=url, api_key=token)
+p = ls.projects.create(title="through the sdk", label_config=(folder / "config.xml").read_text())
+ls.projects.import_tasks(id=p.id, request=json.loads((folder / "tasks.json").read_text()))
+tasks = sorted(ls.tasks.list(project=p.id), key=lambda t: t.data["vt_path"])
+for t in tasks[:2]:  # an annotator relabels the first two images as bees
+    ls.annotations.create(id=t.id, result=[{"from_name": "class", "to_name": "image", "type": "choices", "value": {"choices": ["bees"]}}])
+out = folder / "sdk-export.json"
+out.write_bytes(b"".join(ls.projects.exports.download_sync(id=p.id, export_type="JSON", download_all_tasks=True)))
+print(out)
+"""
+
+
+def test_label_studio_sdk_drives_the_same_files(server, assets):
+    """label-studio-sdk (from the server's venv; it cannot join visiontune's) creates the project
+    from config.xml, imports tasks.json, and its JSON export imports into visiontune."""
+    import subprocess
+
+    import visiontune.label as vl
+
+    python = Path(server.executable).with_name("python")
+    root = Path(server.document_root) / "hym-sdk"
+    for cls in ("ants", "bees"):
+        (root / cls).mkdir(parents=True)
+        for f in sorted((assets / "hymenoptera" / "val" / cls).iterdir())[4:6]:
+            shutil.copy(f, root / cls / f.name)
+    ex = vl.export_label_studio(root, root.parent / "export-sdk", progress=False)
+    r = subprocess.run(
+        [str(python), "-c", SDK_SCRIPT, server.url, server.token, str(ex.dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = vl.import_label_studio(ex.dir / "sdk-export.json")
+    paths = sorted(it.path for it in vl.from_classification(ex.meta.base_file).items)
+    assert res.diff.relabelled == [(paths[0], "ants", "bees"), (paths[1], "ants", "bees")]
+    assert res.reviewed == 2 and res.not_annotated == 2
