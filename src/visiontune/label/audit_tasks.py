@@ -28,8 +28,8 @@ def write_issue_tasks(
     prediction (``pred``, ``confidence`` in ``predictions``) is the pre-annotation. Returns
     ``{image path: link}`` with links relative to the audit folder (``label/tasks.json#task-N``)."""
     flagged = [str(p) for p in issues.loc[issues["is_issue"].astype(bool), "path"]]
-    if not flagged:
-        return {}
+    if not flagged or not isinstance(data, (str, os.PathLike)) or str(data).startswith("torchvision:"):
+        return {}  # in-memory datasets have no files for a label tool to show
     ls = from_classification(data)
     by_file = {os.path.abspath(it.file): it for it in ls.items}
     chosen = [by_file[os.path.abspath(p)] for p in flagged if os.path.abspath(p) in by_file]
