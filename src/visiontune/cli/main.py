@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "detect",
     "bench",
     "export",
+    "label",
     "pipeline",
 ]
 
