@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from visiontune.detect.detector import Detector
-from visiontune.detect.results import Detections
-from visiontune.hub.loader import load
-from visiontune.hub.pretrained import Prediction, Pretrained
+from visiontune.hub import Pretrained, load
 from visiontune.label import masks as mk
 from visiontune.label.core import LabelSet, Shape
 from visiontune.progress import progress as progress_bar
+from visiontune.results import Detections, Prediction
 
 
 def model_version_of(model: Any) -> str:
@@ -49,15 +48,12 @@ def resolve_model(model: Any) -> Callable[[list[str]], list[Any]]:
     if isinstance(model, (str, os.PathLike)):
         p = Path(model)
         model = load(str(p / "model")) if (p / "run.json").is_file() and (p / "model").is_dir() else load(str(model))
-    if isinstance(model, Pretrained):
-        if model.card.task == "detection":
-            model = Detector.load(model)
-        else:
-            pretrained = model
-            return lambda files: pretrained.predict(files, topk=1)
     if isinstance(model, Detector):
-        det = model
-        return lambda files: det(files)
+        model = model.pretrained
+    if isinstance(model, Pretrained):  # the task decides the result type (Prediction, Detections)
+        pretrained = model
+        options = {"topk": 1} if pretrained.task == "classification" else {}
+        return lambda files: pretrained.predict(files, **options)
     if callable(model):
         return model
     raise TypeError(f"cannot predict with {type(model).__name__}: pass a model id, run folder, Pretrained or callable")

@@ -31,9 +31,9 @@ from visiontune._atomic import write_text
 from visiontune.adapt.features import extract
 from visiontune.data.dataset import ImageDataset
 from visiontune.errors import ConfigError, DatasetError
+from visiontune.hub import Pretrained
 from visiontune.hub.heads import find_head
 from visiontune.hub.loader import load
-from visiontune.hub.pretrained import Pretrained
 from visiontune.label.api import export_cvat, export_label_studio
 from visiontune.label.core import LabelSet, Shape
 from visiontune.label.predict import model_version_of
