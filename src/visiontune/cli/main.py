@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import typer
 
@@ -45,6 +46,8 @@ def main() -> None:
     """The ``visiontune`` entry point: typed errors as one line (exit 2), Ctrl-C as "interrupted"
     with the command that resumes the run (exit 130)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # commands print their own one-line warning for random weights (cli.hub.warn_if_random)
+    warnings.filterwarnings("ignore", message=r".* has random weights \(pretrained=False")
     from rich.console import Console
     from rich.markup import escape
 
