@@ -183,6 +183,7 @@ class NearIndex:
         ii, jj = [], []
         for s in range(0, len(Z), chunk):
             lims, _, labels = self.index.range_search(Z[s : s + chunk], float(radius2))
+            lims = lims.astype(np.int64)
             q = np.repeat(np.arange(s, s + len(lims) - 1, dtype=np.int64), np.diff(lims))
             labels = labels.astype(np.int64)
             keep = labels > q
@@ -209,11 +210,14 @@ class NearIndex:
 
 
 def cosine_of_pairs(vec: Vectors, i: np.ndarray, j: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """Exact cosine similarity of the full vectors of each pair (i[k], j[k])."""
-    out = np.empty(len(i), dtype=np.float32)
+    """Exact cosine similarity of the full vectors of each pair (i[k], j[k]), in float64: the
+    one number both the indexed and the exhaustive search report for a pair."""
+    out = np.empty(len(i), dtype=np.float64)
     for s in range(0, len(i), chunk):
-        a = normalise(vec.take(i[s : s + chunk]))
-        b = normalise(vec.take(j[s : s + chunk]))
+        a = vec.take(i[s : s + chunk]).astype(np.float64)
+        b = vec.take(j[s : s + chunk]).astype(np.float64)
+        a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
         out[s : s + len(a)] = np.einsum("ij,ij->i", a, b)
     return out
 

@@ -125,7 +125,7 @@ class NearSearch:
         i, j = self.index.range_pairs(self.Z, ann.radius2_for(threshold))
         sim = ann.cosine_of_pairs(self.vec, i, j)
         keep = sim >= threshold
-        return i[keep], j[keep], sim[keep].astype(np.float64)
+        return i[keep], j[keep], sim[keep]
 
 
 def _ordered(split_id: np.ndarray, i: np.ndarray, j: np.ndarray, *extra: np.ndarray) -> list[np.ndarray]:
@@ -190,9 +190,10 @@ def find_duplicates(
         if method == "index":
             i, j, s = _ordered(split_id, *search.pairs(float(threshold)))
         else:
-            i, j, s = _exhaustive(
+            i, j, _ = _exhaustive(
                 items, lambda a, b: similar_pairs(np.asarray(a.embeddings), b, float(threshold)), "embeddings"
             )
+            s = ann.cosine_of_pairs(ann.ConcatVectors(vecs), i, j)  # the number the index reports
         found.append(("near", i, j, s))
     return _assemble(items, split_id, found)
 

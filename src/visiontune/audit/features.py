@@ -92,6 +92,29 @@ class ImageOutputs:
         for s in range(0, len(index), chunk):
             yield s, self.embeddings_of(index[s : s + chunk])
 
+    def vectors(self, index: np.ndarray) -> StoreVectors:
+        """The embeddings of the images at ``index`` as chunk-readable vectors (not loaded)."""
+        return StoreVectors(self.store, self.rows[np.asarray(index, dtype=np.int64)], self.dim)
+
+
+class StoreVectors:
+    """Rows of a feature store read on demand (:class:`visiontune.audit.ann.Vectors`)."""
+
+    def __init__(self, store: FeatureStore | None, rows: np.ndarray, dim: int):
+        self.store, self.rows, self.dim = store, rows, dim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        if self.store is None:
+            return np.zeros((len(index), 0), np.float32)
+        return self.store.read(self.rows[np.asarray(index, dtype=np.int64)])
+
+    def chunks(self, chunk: int = 16384) -> Iterator[tuple[int, np.ndarray]]:
+        if self.store is not None:
+            yield from self.store.iter_chunks(self.rows, chunk)
+
 
 def compute_outputs(
     pretrained: Any,
