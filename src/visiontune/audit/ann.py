@@ -8,7 +8,7 @@ the projected space therefore loses no pair to the projection; the candidates it
 verified with the exact cosine of the full embeddings, which removes the extra ones.
 
 The index is exact (``IndexFlatL2``) up to ``EXACT_ROWS`` images and an inverted file
-(``IndexIVFFlat``, ``4 sqrt(N)`` k-means cells, ``NPROBE`` visited per query) above: near
+(``IndexIVFFlat``, ``2 sqrt(N)`` k-means cells, ``NPROBE`` visited per query) above: near
 duplicates sit in the same or a neighbouring cell, so recall stays at ~1 (measured in
 benchmarks/bench_audit_scale.py) while each query scans a few thousand vectors, not N.
 Why faiss and not hnswlib / usearch: docs/audit.md ("Choosing the index").
@@ -26,7 +26,7 @@ import numpy as np
 from visiontune.errors import require
 
 PROJECTED_DIM = 128
-EXACT_ROWS = 20_000
+EXACT_ROWS = 5_000
 NPROBE = 12
 PCA_SAMPLE = 20_000
 CHUNK = 16_384
@@ -124,18 +124,19 @@ class Projection:
 
 
 def fit_projection(vec: Vectors, dim: int = PROJECTED_DIM, sample: int = PCA_SAMPLE, seed: int = 0) -> Projection:
-    """PCA of the normalised vectors on a random sample of up to ``sample`` rows."""
+    """PCA of the normalised vectors on a random sample of up to ``sample`` rows (eigenvectors
+    of the float32 covariance: orthonormal to ~1e-6, well inside the search radius' margin)."""
     n = len(vec)
     idx = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
-    X = normalise(vec.take(idx)).astype(np.float64)
+    X = normalise(vec.take(idx))
     D = X.shape[1]
-    mean = X.mean(0)
+    mean = X.mean(0, dtype=np.float64).astype(np.float32)
     if D <= dim:
-        return Projection(mean.astype(np.float32), np.eye(D, dtype=np.float32))
+        return Projection(mean, np.eye(D, dtype=np.float32))
     Xc = X - mean
     w, v = np.linalg.eigh(Xc.T @ Xc)
     comps = v[:, np.argsort(w)[::-1][:dim]].T
-    return Projection(mean.astype(np.float32), np.ascontiguousarray(comps, dtype=np.float32))
+    return Projection(mean, np.ascontiguousarray(comps, dtype=np.float32))
 
 
 def project_all(vec: Vectors, proj: Projection, chunk: int = CHUNK) -> np.ndarray:
@@ -166,7 +167,7 @@ class NearIndex:
             index = faiss.IndexFlatL2(d)
             index.add(Z)
             return cls(index, n, True)
-        nlist = int(min(65536, max(16, 4 * np.sqrt(n))))
+        nlist = int(min(65536, max(16, 2 * np.sqrt(n))))
         quantizer = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
         rng = np.random.default_rng(seed)
@@ -180,6 +181,8 @@ class NearIndex:
 
     def range_pairs(self, Z: np.ndarray, radius2: float, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
         """All (i, j), i < j, with squared distance <= radius2 (approximate above EXACT_ROWS)."""
+        if self.exact:
+            return _range_pairs_exact(Z, radius2)
         ii, jj = [], []
         for s in range(0, len(Z), chunk):
             lims, _, labels = self.index.range_search(Z[s : s + chunk], float(radius2))
@@ -207,6 +210,20 @@ class NearIndex:
         faiss = _faiss()
         index = faiss.read_index(str(path))
         return cls(index, int(index.ntotal), not hasattr(index, "nprobe"))
+
+
+def _range_pairs_exact(Z: np.ndarray, radius2: float, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair within radius2, by blocked matrix products (BLAS): for the exact index."""
+    sq = np.einsum("ij,ij->i", Z, Z)
+    ii, jj = [], []
+    for s in range(0, len(Z), block):
+        d2 = sq[s : s + block, None] + sq[None, s:] - 2.0 * (Z[s : s + block] @ Z[s:].T)
+        i, j = np.nonzero(np.triu(d2 <= radius2, k=1))
+        ii.append(i + s)
+        jj.append(j + s)
+    if not ii:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(ii).astype(np.int64), np.concatenate(jj).astype(np.int64)
 
 
 def cosine_of_pairs(vec: Vectors, i: np.ndarray, j: np.ndarray, chunk: int = CHUNK) -> np.ndarray:

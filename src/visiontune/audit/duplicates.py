@@ -98,9 +98,12 @@ def auto_threshold(
     else:
         search = search or NearSearch.build(vec)
         _, idx = search.index.search(search.Z[queries], 17)
-        for r, q in enumerate(queries):
-            cand = idx[r][(idx[r] >= 0) & (idx[r] != q)]
-            nn[r] = ann.cosine_of_pairs(vec, np.full(len(cand), q), cand).max() if len(cand) else -1.0
+        qq = np.repeat(queries, idx.shape[1])
+        cc = idx.reshape(-1)
+        ok = (cc >= 0) & (cc != qq)
+        sim = np.full(len(cc), -1.0)
+        sim[ok] = ann.cosine_of_pairs(vec, qq[ok], cc[ok])
+        nn[:] = sim.reshape(len(queries), -1).max(1)
     median_distance = float(np.median(1.0 - nn))
     return float(min(max(1.0 - factor * median_distance, floor), 0.9999))
 

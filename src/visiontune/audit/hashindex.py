@@ -17,7 +17,7 @@ from itertools import combinations
 
 import numpy as np
 
-CHUNK = 1 << 16
+CHUNK = 1 << 18
 
 
 def block_plan(max_distance: int, bits: int = 64, n: int = 1_000_000) -> tuple[list[tuple[int, int]], int]:
@@ -28,7 +28,7 @@ def block_plan(max_distance: int, bits: int = 64, n: int = 1_000_000) -> tuple[l
     from math import comb
 
     best = None
-    for m in range(1, max(2, max_distance + 2)):
+    for m in range(3, max(4, max_distance + 2)):  # >= 3 blocks: <= 22 bits, a direct-address table
         if m > bits:
             break
         radius = max_distance // m
@@ -60,7 +60,10 @@ def _flips(width: int, radius: int) -> np.ndarray:
 
 def hash_pairs_indexed(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i, j), i < j, of ``hashes`` (uint64) within ``max_distance`` bits, with their
-    distances; sorted by (i, j). Exact: the same pairs as comparing every pair."""
+    distances; sorted by (i, j). Exact: the same pairs as comparing every pair.
+
+    Per block, a direct-address table (bucket start and count for every block value: at most
+    2^22 entries) makes each probe two array gathers instead of a binary search."""
     h = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(h)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -69,23 +72,21 @@ def hash_pairs_indexed(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarra
     blocks, radius = block_plan(max_distance, n=n)
     found: list[np.ndarray] = []
     for shift, width in blocks:
-        mask = np.uint64((1 << width) - 1)
-        key = (h >> np.uint64(shift)) & mask
+        key = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        counts = np.bincount(key, minlength=1 << width)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         order = np.argsort(key, kind="stable")
-        skey = key[order]
-        for flip in _flips(width, radius):
+        for flip in _flips(width, radius).astype(np.int64):
             for s in range(0, n, CHUNK):
                 q = key[s : s + CHUNK] ^ flip
-                lo = np.searchsorted(skey, q, side="left")
-                hi = np.searchsorted(skey, q, side="right")
-                cnt = hi - lo
-                if not cnt.any():
+                cnt = counts[q]
+                total = int(cnt.sum())
+                if not total:
                     continue
                 qi = np.repeat(np.arange(s, s + len(q), dtype=np.int64), cnt)
-                # positions lo..hi-1 for every query, flattened
-                starts = np.repeat(lo - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt)
-                pos = starts + np.arange(len(qi), dtype=np.int64)
-                cj = order[pos].astype(np.int64)
+                # bucket positions start..start+cnt-1 of every query, flattened
+                offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+                cj = order[np.repeat(starts[q], cnt) + offs]
                 keep = cj > qi
                 qi, cj = qi[keep], cj[keep]
                 d = np.bitwise_count(h[qi] ^ h[cj])

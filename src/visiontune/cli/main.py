@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "adapt",
     "track",
     "audit",
+    "cache",
     "detect",
     "bench",
     "export",
