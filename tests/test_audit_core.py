@@ -14,9 +14,9 @@ from PIL import Image
 from visiontune.audit import duplicates as dup
 from visiontune.audit import rankings as rk
 from visiontune.audit.features import compute_outputs, dhash, model_key
-from visiontune.audit.store import FeatureStore
 from visiontune.audit.label_issues import out_of_sample_probs, rank_label_issues
 from visiontune.audit.report import Column, ReportData, Table, render_report
+from visiontune.audit.store import FeatureStore
 
 
 def test_predictions_table_and_rankings():

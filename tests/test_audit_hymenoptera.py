@@ -157,7 +157,9 @@ def test_indexed_duplicate_search_equals_the_exhaustive_one(hym, result, thresho
     emb = [np.asarray(it.embeddings.take(np.arange(len(it.paths)))) for it in real]
     src_rows = rng.choice(len(real[1].paths), 30, replace=False)
     base = emb[1][src_rows]
-    near = base + 0.05 * np.linalg.norm(base, axis=1, keepdims=True) * rng.normal(size=base.shape) / base.shape[1] ** 0.5
+    near = (
+        base + 0.05 * np.linalg.norm(base, axis=1, keepdims=True) * rng.normal(size=base.shape) / base.shape[1] ** 0.5
+    )
     hashes = real[1].dhash[src_rows] ^ (np.uint64(1) << rng.integers(0, 64, size=30).astype(np.uint64))
     planted = dup.Item(
         "test",

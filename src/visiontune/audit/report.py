@@ -252,7 +252,13 @@ def _table_html(t: Table, thumbs: Callable[[str], str | None]) -> str:
     return "".join(parts)
 
 
-MAP_COLOURS = (("class", "class"), ("mistake", "mistake"), ("issue", "label issue"), ("dup", "duplicate"), ("outlier", "outlier score"))
+MAP_COLOURS = (
+    ("class", "class"),
+    ("mistake", "mistake"),
+    ("issue", "label issue"),
+    ("dup", "duplicate"),
+    ("outlier", "outlier score"),
+)
 
 
 def _map_html(m: MapData, classes: list[str], thumb_size: int) -> str:

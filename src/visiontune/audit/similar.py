@@ -100,7 +100,12 @@ class SimilarIndex:
         if cache_dir is not None:
             info = info.model_copy(update={"cache_dir": str(cache_dir)})
         items = pd.read_parquet(d / "index" / "items.parquet")
-        return cls(info, ann.NearIndex.load(d / "index" / "near.faiss"), ann.Projection.load(d / "index" / "projection.npz"), items)
+        return cls(
+            info,
+            ann.NearIndex.load(d / "index" / "near.faiss"),
+            ann.Projection.load(d / "index" / "projection.npz"),
+            items,
+        )
 
     def _store(self) -> FeatureStore:
         store = FeatureStore.open(self.info.store_key, root=self.info.cache_dir)
@@ -123,7 +128,9 @@ class SimilarIndex:
             return store.read([row])[0], sha
         if model is None:
             if not self.info.model_dir:
-                raise ConfigError(f"{path} is not in the audit's feature store and the audit has no saved model to embed it")
+                raise ConfigError(
+                    f"{path} is not in the audit's feature store and the audit has no saved model to embed it"
+                )
             import visiontune
 
             model = visiontune.load(self.info.model_dir)

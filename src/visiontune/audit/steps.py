@@ -85,7 +85,9 @@ def predictions_step(
     paths = [o.paths[i] for i in keep]
     labels = target.labels[keep]
     probs = probs_for(src, o, classes)
-    table = rk.predictions_table(paths, labels, probs, classes, topk=topk, split=split, sha256=[o.sha256[i] for i in keep])
+    table = rk.predictions_table(
+        paths, labels, probs, classes, topk=topk, split=split, sha256=[o.sha256[i] for i in keep]
+    )
     return Predictions(table, keep, labels, paths)
 
 

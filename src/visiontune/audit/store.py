@@ -148,7 +148,9 @@ class FeatureStore:
             info = StoreInfo(key=key, dim=int(dim), feature_shape=shape, rows=0, source=source)
             info.write(meta)
         elif dim is not None and int(dim) != info.dim:
-            raise ConfigError(f"feature store {d} holds {info.dim}-d features, not {dim}-d: clear it (visiontune cache clear)")
+            raise ConfigError(
+                f"feature store {d} holds {info.dim}-d features, not {dim}-d: clear it (visiontune cache clear)"
+            )
         return cls(d, info)
 
     @staticmethod

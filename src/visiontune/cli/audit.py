@@ -32,7 +32,9 @@ def register(app: typer.Typer) -> None:
         ),
         rows: int = typer.Option(50, "--rows", help="rows per table in report.html"),
         map_points: int = typer.Option(2000, "--map-points", help="images on the report's embedding map"),
-        map_method: str = typer.Option("auto", "--map-method", help="embedding map: auto (UMAP if installed), umap or pca"),
+        map_method: str = typer.Option(
+            "auto", "--map-method", help="embedding map: auto (UMAP if installed), umap or pca"
+        ),
         fiftyone: bool = typer.Option(False, "--fiftyone", help="also export to a FiftyOne dataset (optional extra)"),
         launch: bool = typer.Option(False, "--launch", help="launch the FiftyOne app (with --fiftyone)"),
         compare_with: str | None = typer.Option(
@@ -79,7 +81,6 @@ def register(app: typer.Typer) -> None:
                 f"({100 * cmp.error_from_label_noise:+.2f} points of error)",
                 highlight=False,
             )
-
 
     @app.command("similar")
     def similar_cmd(
