@@ -105,6 +105,48 @@ def rank_label_issues(
 STREAM_ROWS = 100_000  # above this many images the audit switches to the streaming functions below
 
 
+class ChunkedArray:
+    """A float32 (rows, cols) array in a raw file, read and written one window at a time: each
+    window is mapped, copied and unmapped, so resident memory stays at one window."""
+
+    def __init__(self, path: str, shape: tuple[int, int], create: bool = False):
+        self.path, self.shape = str(path), (int(shape[0]), int(shape[1]))
+        if create:
+            with open(self.path, "wb") as f:
+                f.truncate(self.shape[0] * self.shape[1] * 4)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _window(self, start: int, stop: int, mode: str) -> np.memmap:
+        return np.memmap(
+            self.path,
+            dtype=np.float32,
+            mode=mode,
+            offset=start * self.shape[1] * 4,
+            shape=(stop - start, self.shape[1]),
+        )
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        start, stop, _ = sl.indices(self.shape[0])
+        if stop <= start:
+            return np.zeros((0, self.shape[1]), np.float32)
+        m = self._window(start, stop, "r")
+        out = np.array(m)
+        del m
+        return out
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        m = self._window(start, start + len(values), "r+")
+        m[:] = values
+        m.flush()
+        del m
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[0 : self.shape[0]]
+        return out if dtype is None else out.astype(dtype)
+
+
 def out_of_sample_probs_streaming(
     vectors,
     labels: np.ndarray,
@@ -117,14 +159,15 @@ def out_of_sample_probs_streaming(
     chunk: int = 8192,
     weight_decay: float = 1e-4,
     seed: int = 0,
-) -> tuple[np.memmap, int]:
+) -> tuple[ChunkedArray, int]:
     """Out-of-sample probabilities for millions of images, memory bounded by ``chunk`` rows.
 
     The K fold models (multinomial logistic regression on the standardised PCA projection of the
     L2-normalised embeddings, ``dim`` components) are trained together, a chunk at a time read
     from ``vectors`` (any :class:`visiontune.audit.ann.Vectors`, e.g. the feature store): model k
     learns from every row outside fold k. The probabilities go to the memory-mapped file ``out``
-    (N x n_classes float32), written a chunk at a time; returns (that memmap, folds used)."""
+    (N x n_classes float32), written a chunk at a time; returns (a :class:`ChunkedArray` over it,
+    folds used)."""
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     if n < 4:
@@ -171,7 +214,7 @@ def out_of_sample_probs_streaming(
             opt.zero_grad()
             loss.backward()
             opt.step()
-    probs = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, n_classes))
+    probs = ChunkedArray(out, (n, n_classes), create=True)
     with torch.no_grad():
         for s, x in vectors.chunks(chunk):
             z = feats(x)
@@ -180,8 +223,7 @@ def out_of_sample_probs_streaming(
             logits = every[f, torch.arange(len(f))]
             p = torch.softmax(logits, dim=1).numpy()
             p = np.clip(p, 1e-6, None)
-            probs[s : s + len(x)] = p / p.sum(1, keepdims=True)
-    probs.flush()
+            probs.write(s, p / p.sum(1, keepdims=True))
     return probs, folds
 
 

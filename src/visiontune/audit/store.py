@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from visiontune.data.hashing import cache_dir
 from visiontune.errors import ConfigError
 from visiontune.records import Record
 
@@ -42,13 +43,9 @@ _FILES = ("emb.f32", "dhash.u64", "keys.bin")
 
 
 def cache_root() -> Path:
-    """visiontune's cache folder: ``$VISIONTUNE_CACHE``, else ``$XDG_CACHE_HOME/visiontune``,
-    else ``~/.cache/visiontune``. (``$VISIONTUNE_CACHE_DIR``, the old name, is still read.)"""
-    env = os.environ.get(ENV) or os.environ.get("VISIONTUNE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "visiontune"
+    """visiontune's cache folder (:func:`visiontune.data.hashing.cache_dir`): ``$VISIONTUNE_CACHE``,
+    else ``$XDG_CACHE_HOME/visiontune``, else ``~/.cache/visiontune``."""
+    return cache_dir()
 
 
 def features_root(root: str | os.PathLike | None = None) -> Path:
