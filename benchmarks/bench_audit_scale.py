@@ -252,7 +252,7 @@ def one_libraries(workdir: Path, n: int) -> dict:
     from usearch.index import Index
 
     k = 10
-    measure("faiss IVFFlat (nprobe 12)", lambda: ann.NearIndex.build(Z).index, lambda ix: ix.search(Z, k)[1])
+    measure("faiss IVFFlat, HNSW quantizer (nprobe 4)", lambda: ann.NearIndex.build(Z).index, lambda ix: ix.search(Z, k)[1])
     measure(
         "faiss HNSWFlat (M 32)",
         lambda: (lambda ix: (ix.add(Z), ix)[1])(faiss.IndexHNSWFlat(Z.shape[1], 32)),

@@ -7,10 +7,11 @@ never lengthens a difference, so ``|P(a - b)| <= |a - b|``: every pair within a 
 the projected space therefore loses no pair to the projection; the candidates it returns are
 verified with the exact cosine of the full embeddings, which removes the extra ones.
 
-The index is exact (``IndexFlatL2``) up to ``EXACT_ROWS`` images and an inverted file
-(``IndexIVFFlat``, ``2 sqrt(N)`` k-means cells, ``NPROBE`` visited per query) above: near
-duplicates sit in the same or a neighbouring cell, so recall stays at ~1 (measured in
-benchmarks/bench_audit_scale.py) while each query scans a few thousand vectors, not N.
+The index is exact (``IndexFlatL2``) up to ``EXACT_ROWS`` images and an inverted file above
+(``IndexIVFFlat``: k-means cells of ~``CELL_ROWS`` vectors, found through an HNSW graph over the
+centroids, ``NPROBE`` cells visited per query): near duplicates sit in the same or a
+neighbouring cell, so recall stays at ~1 (measured in benchmarks/bench_audit_scale.py) while a
+query scans about a thousand vectors, not N, at any N.
 Why faiss and not hnswlib / usearch: docs/audit.md ("Choosing the index").
 """
 
@@ -22,12 +23,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from visiontune.errors import require
 
 PROJECTED_DIM = 128
 EXACT_ROWS = 5_000
-NPROBE = 12
+NPROBE = 4
+CELL_ROWS = 256
+TRAIN_PER_CELL = 16
 PCA_SAMPLE = 20_000
 CHUNK = 16_384
 
@@ -134,7 +138,8 @@ def fit_projection(vec: Vectors, dim: int = PROJECTED_DIM, sample: int = PCA_SAM
     if D <= dim:
         return Projection(mean, np.eye(D, dtype=np.float32))
     Xc = X - mean
-    w, v = np.linalg.eigh(Xc.T @ Xc)
+    with threadpool_limits(1):  # LAPACK's eigh is many times slower on 2 busy cores than on 1
+        w, v = np.linalg.eigh(Xc.T @ Xc)
     comps = v[:, np.argsort(w)[::-1][:dim]].T
     return Projection(mean, np.ascontiguousarray(comps, dtype=np.float32))
 
@@ -167,12 +172,16 @@ class NearIndex:
             index = faiss.IndexFlatL2(d)
             index.add(Z)
             return cls(index, n, True)
-        nlist = int(min(65536, max(16, 2 * np.sqrt(n))))
-        quantizer = faiss.IndexFlatL2(d)
+        # cells of ~CELL_ROWS vectors whatever N, found through an HNSW graph over the centroids:
+        # a query costs ~log(cells) + nprobe * CELL_ROWS distances, so the search grows ~N log N
+        nlist = int(min(1 << 18, max(16, n // CELL_ROWS)))
+        quantizer = faiss.IndexHNSWFlat(d, 32)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
-        rng = np.random.default_rng(seed)
-        train = Z[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))]
         index.cp.seed = seed
+        index.cp.niter = 8
+        index.cp.min_points_per_centroid = 4  # any partition works: recall comes from nprobe
+        rng = np.random.default_rng(seed)
+        train = Z[np.sort(rng.choice(n, size=min(n, TRAIN_PER_CELL * nlist), replace=False))]
         index.train(train)
         for s in range(0, n, CHUNK * 4):
             index.add(Z[s : s + CHUNK * 4])
@@ -209,6 +218,8 @@ class NearIndex:
     def load(cls, path: Path) -> NearIndex:
         faiss = _faiss()
         index = faiss.read_index(str(path))
+        if hasattr(index, "nprobe"):
+            index.nprobe = max(int(index.nprobe), 4 * NPROBE)  # a handful of queries: look wider
         return cls(index, int(index.ntotal), not hasattr(index, "nprobe"))
 
 
