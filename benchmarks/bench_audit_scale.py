@@ -133,6 +133,7 @@ def one_dups(workdir: Path, n: int, method: str) -> dict:
     secs = time.perf_counter() - t
     res = {"n": n, "method": method, "seconds": secs, "pairs": int(len(df)), "recall": _recall(df, d)}
     res["kinds"] = df["kind"].value_counts().to_dict()
+    res["phases"] = {k: round(v, 2) for k, v in df.attrs.get("timings", {}).items()}
     df[["kind", "path_a", "path_b"]].to_parquet(workdir / f"pairs-{n}-{method}.parquet")
     return res
 
@@ -252,7 +253,9 @@ def one_libraries(workdir: Path, n: int) -> dict:
     from usearch.index import Index
 
     k = 10
-    measure("faiss IVFFlat, HNSW quantizer (nprobe 4)", lambda: ann.NearIndex.build(Z).index, lambda ix: ix.search(Z, k)[1])
+    measure(
+        "faiss IVFFlat, HNSW quantizer (nprobe 4)", lambda: ann.NearIndex.build(Z).index, lambda ix: ix.search(Z, k)[1]
+    )
     measure(
         "faiss HNSWFlat (M 32)",
         lambda: (lambda ix: (ix.add(Z), ix)[1])(faiss.IndexHNSWFlat(Z.shape[1], 32)),
@@ -321,9 +324,7 @@ def main() -> None:
         _child(["--one", "synth", str(wd), str(a.libraries)])
         r = _child(["--one", "libs", str(wd), str(a.libraries)])
         print(f"\nANN libraries on {a.libraries:,} projected vectors (128-d), k=10 for every vector:")
-        print(
-            "| library | build s | query s | recall of planted near pairs | index memory MB |\n|---|---|---|---|---|"
-        )
+        print("| library | build s | query s | recall of planted near pairs | index memory MB |\n|---|---|---|---|---|")
         for name, v in r["libraries"].items():
             print(f"| {name} | {v['build_s']:.1f} | {v['query_s']:.1f} | {v['recall']:.4f} | {v['index_mb']:.0f} |")
     rows = []
@@ -358,10 +359,15 @@ def main() -> None:
         vs = f"{r['recall_vs_exhaustive']:.4f}" if "recall_vs_exhaustive" in r else "-"
         print(
             f"| {n:,} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
-            f"{rc['exact']:.3f} / {rc['visual']:.3f} / {rc['near']:.3f} | {vs} | {es} | {em} |"
+            f"{rc['exact']:.4f} / {rc['visual']:.4f} / {rc['near']:.4f} | {vs} | {es} | {em} |"
         )
     for (n0, r0, _), (n1, r1, _) in zip(rows, rows[1:]):
         print(f"{n1 // n0}x the images: {r1['seconds'] / r0['seconds']:.1f}x the time")
+    print("\nPhases of the indexed search (s):")
+    names = list(rows[0][1].get("phases", {})) if rows else []
+    print("| images | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for n, r, _ in rows:
+        print(f"| {n:,} | " + " | ".join(f"{r['phases'].get(k, 0):.1f}" for k in names) + " |")
     if a.real:
         r = _child(["--one", "real", str(wd), a.assets])
         print("\nReal images (tiny-imagenet-200-val + 150 planted copies, EfficientNet-Lite0 1280-d):")

@@ -95,7 +95,10 @@ def report(assets, tmp_path_factory):
     # a random head would make arbitrary mistakes; bias it so every image is called IMG_EVIL ("ants")
     with torch.no_grad():
         p.model.get_classifier().bias.copy_(torch.tensor([10.0, -10.0]))
-    r = audit(p, root / "data.csv", out=root / "audit", k_folds=3, quiet=True, cache_dir=root / "cache")
+    # PCA coordinates: the same map widget without UMAP's one-off numba compilation (~1 min here)
+    r = audit(
+        p, root / "data.csv", out=root / "audit", k_folds=3, quiet=True, cache_dir=root / "cache", map_method="pca"
+    )
     assert r.metrics["n_mistakes"] == 6  # the 6 val images labelled EVIL
     return r.report_path
 
@@ -215,10 +218,12 @@ def test_embedding_map_hover_shows_the_thumbnail_and_class_names_as_text(report,
         target = page.js(
             """(function(){var pts=JSON.parse(document.getElementById('map').getAttribute('data-points'));
             var i=pts.findIndex(function(p){return p.label===LABEL && p.mistake===false;});
-            var r=document.querySelector('circle.pt[data-i="'+i+'"]').getBoundingClientRect();
+            var c=document.querySelector('circle.pt[data-i="'+i+'"]');c.scrollIntoView({block:'center'});
+            var r=c.getBoundingClientRect();
             return [r.x+r.width/2, r.y+r.height/2, pts[i].path];})()""".replace("LABEL", json.dumps(IMG_EVIL))
         )
-        page.call("Input.dispatchMouseEvent", type="mouseMoved", x=target[0], y=target[1])
+        page.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)  # from outside the point...
+        page.call("Input.dispatchMouseEvent", type="mouseMoved", x=target[0], y=target[1])  # ...onto it
         time.sleep(0.2)
         tip = page.js(
             """(function(){var t=document.getElementById('map-tip'),im=document.getElementById('map-tip-img');

@@ -23,6 +23,7 @@ nearest distinct neighbour is typically at 0.67.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -117,16 +118,28 @@ class NearSearch:
     index: ann.NearIndex
     projection: ann.Projection
 
+    timings: dict | None = None
+
     @classmethod
     def build(cls, vec: Any, *, exact_rows: int = ann.EXACT_ROWS) -> NearSearch:
+        t = [time.perf_counter()]
         proj = ann.fit_projection(vec)
+        t.append(time.perf_counter())
         Z = ann.project_all(vec, proj)
-        return cls(vec, Z, ann.NearIndex.build(Z, exact_rows=exact_rows), proj)
+        t.append(time.perf_counter())
+        index = ann.NearIndex.build(Z, exact_rows=exact_rows)
+        t.append(time.perf_counter())
+        phases = {"pca_fit_s": t[1] - t[0], "project_s": t[2] - t[1], "index_build_s": t[3] - t[2]}
+        return cls(vec, Z, index, proj, phases)
 
     def pairs(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(i, j, cosine), i < j, of every pair with cosine >= threshold (verified exactly)."""
+        t0 = time.perf_counter()
         i, j = self.index.range_pairs(self.Z, ann.radius2_for(threshold))
+        t1 = time.perf_counter()
         sim = ann.cosine_of_pairs(self.vec, i, j)
+        if self.timings is not None:
+            self.timings.update(range_search_s=t1 - t0, verify_s=time.perf_counter() - t1, candidates=float(len(i)))
         keep = sim >= threshold
         return i[keep], j[keep], sim[keep]
 
@@ -174,14 +187,24 @@ def find_duplicates(
     split_id = np.repeat(np.arange(len(items)), sizes)
     vecs = [it.embeddings for it in items]
     n_vec = sum(len(v) for v in vecs)
+    phases: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        phases[name] = clock[-1] - clock[-2]
+
     if near and n_vec and method == "index" and search is None:
         search = NearSearch.build(ann.ConcatVectors(vecs))
+        lap("near_index_s")
     if near and threshold == "auto":
         threshold = auto_threshold(vecs, search=search)
+        lap("auto_threshold_s")
     sha = np.array([s for it in items for s in it.sha256], dtype=object)
     found: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     i, j = _exact_pairs(sha)
     found.append(("exact", i, j, np.ones(len(i))))
+    lap("exact_s")
     if visual:
         if method == "index":
             h = np.concatenate([np.asarray(it.dhash, dtype=np.uint64) for it in items]) if items else np.zeros(0)
@@ -189,6 +212,7 @@ def find_duplicates(
         else:
             i, j, d = _exhaustive(items, lambda a, b: hash_pairs(a.dhash, b, hash_distance), "dhash")
         found.append(("visual", i, j, 1.0 - d / 64.0))
+        lap("visual_s")
     if near and n_vec:
         if method == "index":
             i, j, s = _ordered(split_id, *search.pairs(float(threshold)))
@@ -198,7 +222,13 @@ def find_duplicates(
             )
             s = ann.cosine_of_pairs(ann.ConcatVectors(vecs), i, j)  # the number the index reports
         found.append(("near", i, j, s))
-    return _assemble(items, split_id, found)
+        lap("near_s")
+    df = _assemble(items, split_id, found)
+    lap("assemble_s")
+    if search is not None and search.timings:
+        phases.update({f"near.{k}": v for k, v in search.timings.items()})
+    df.attrs["timings"] = phases  # seconds per phase, for benchmarks and the curious
+    return df
 
 
 def _exhaustive(items: Sequence[Item], pairs, attr: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
