@@ -128,10 +128,12 @@ def test_similar_images_from_the_saved_index_and_the_cache_cli(small_csv, tmp_pa
     cli = CliRunner()
     res = cli.invoke(app, ["similar", query, "--run", str(tmp_path / "audit"), "-k", "2"], terminal_width=250)
     assert res.exit_code == 0, res.output
-    assert near["path"].iloc[0].split("/")[-1] in res.output
+    lines = [line.split("\t") for line in res.output.strip().splitlines()]
+    assert lines[0] == ["rank", "similarity", "split", "label", "path"] and len(lines) == 3
+    assert [row[4] for row in lines[1:]] == near["path"].head(2).tolist()
 
     info = cli.invoke(app, ["cache", "info"], terminal_width=200)
-    assert info.exit_code == 0 and "20" in info.output and "1 stores" in info.output, info.output
+    assert info.exit_code == 0 and " 21 " in info.output and "1 store," in info.output, info.output  # + edited.jpg
     cleared = cli.invoke(app, ["cache", "clear", "--yes"])
     assert cleared.exit_code == 0 and "freed" in cleared.output
     assert "no feature stores" in cli.invoke(app, ["cache", "info"]).output

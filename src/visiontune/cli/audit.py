@@ -89,19 +89,15 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, "--k", "-k", help="neighbours to list"),
         cache_dir: Path | None = typer.Option(None, "--cache-dir", help="feature-store root (default: the audit's)"),
     ) -> None:
-        """The audited images nearest to IMAGE by embedding similarity (from the audit's index)."""
-        from rich.console import Console
-        from rich.table import Table
+        """The audited images nearest to IMAGE by embedding similarity (from the audit's index).
 
+        One line per neighbour, tab-separated (rank, similarity, split, label, path): easy to pipe."""
         from visiontune.audit import SimilarIndex
 
         df = SimilarIndex.load(run, cache_dir=cache_dir).similar(image, k)
-        t = Table(title=f"{len(df)} nearest to {image}")
-        for c in ("#", "similarity", "split", "label", "path"):
-            t.add_column(c, overflow="fold", justify="right" if c in ("#", "similarity") else "left")
+        typer.echo("rank\tsimilarity\tsplit\tlabel\tpath")
         for r in df.itertuples():
-            t.add_row(str(r.rank), f"{r.similarity:.4f}", r.split, r.label, r.path)
-        Console().print(t)
+            typer.echo(f"{r.rank}\t{r.similarity:.4f}\t{r.split}\t{r.label}\t{r.path}")
 
 
 def _unit_float(text: str, option: str) -> float:

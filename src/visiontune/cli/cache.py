@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
             total += b
             t.add_row(s.info.key, s.info.source or "-", f"{s.rows:,}", str(s.dim), _size(b))
         console.print(t)
-        console.print(f"{len(stores)} stores, {_size(total)} in all", highlight=False)
+        console.print(f"{len(stores)} store{'s' if len(stores) != 1 else ''}, {_size(total)} in all", highlight=False)
 
     @cache_app.command("clear")
     def clear(
