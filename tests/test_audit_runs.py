@@ -58,6 +58,22 @@ def test_audit_of_a_linear_run_reuses_its_disk_feature_cache(small_csv, tmp_path
     summary = json.loads((r.out_dir / "summary.json").read_text())
     assert summary["run_data_version"] == summary["data_version"] == r.data_version
     assert summary["run_dir"] == str(res.run_dir)
+    # the cost of every step: in the result, summary.json, the report and the console summary
+    steps = ["features", "predictions", "rankings", "label_issues", "duplicates", "outliers_map", "index", "report"]
+    assert list(summary["cost"]) == steps == list(r.cost)
+    assert all(c["seconds"] >= 0 and c["peak_rss_mb"] > 0 for c in r.cost.values())
+    import io
+
+    from rich.console import Console
+
+    from visiontune.audit import print_summary
+
+    buf = io.StringIO()
+    print_summary(r, console=Console(file=buf, width=200))
+    assert "cost per step" in buf.getvalue() and "duplicates" in buf.getvalue()
+    html = r.report_path.read_text()
+    assert 'id="sec-map"' in html and 'id="sec-outliers"' in html and 'id="sec-cost"' in html
+    assert summary["map_method"] in ("umap", "pca") and r.outliers["outlier_score"].notna().all()
 
 
 def test_second_linear_run_with_another_lr_skips_feature_extraction(small_csv, tmp_path, monkeypatch, capsys):
