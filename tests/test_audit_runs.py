@@ -49,7 +49,10 @@ def test_audit_of_a_linear_run_reuses_its_disk_feature_cache(small_csv, tmp_path
     assert len(r.predictions) == 8 and set(r.duplicates["split_a"]) <= {"train", "val"}
 
     # the same model audited from its saved directory runs the network: same predictions
-    fresh = audit(res.model_dir, str(small_csv), out=tmp_path / "fresh", k_folds=2, quiet=True)
+    # (an empty store of its own: the shared default store may hold this backbone's rows already)
+    fresh = audit(
+        res.model_dir, str(small_csv), out=tmp_path / "fresh", k_folds=2, quiet=True, cache_dir=tmp_path / "empty"
+    )
     assert fresh.timings["images_computed"] == 20
     a = r.predictions.set_index("path")
     b = fresh.predictions.set_index("path").loc[a.index]
