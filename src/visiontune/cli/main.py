@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "evaluate",
     "track",
     "audit",
+    "cache",
     "detect",
     "bench",
     "export",
