@@ -1,0 +1,301 @@
+"""The one place that calls models for serving and batch prediction.
+
+A :class:`Runner` loads a model — a hub id, a saved model directory or an exported artifact with
+its sidecar — and turns decoded PIL images into JSON-able results, one dict per image, for the
+model's task. Everything else in ``visiontune.serve`` (HTTP servers, batcher, batch predict)
+calls only :meth:`Runner.prepare` (per image, any thread) and :meth:`Runner.run` (per batch).
+
+Results::
+
+    classification: {"task": "classification", "top": [{"index", "label", "prob"}, ...]}
+    detection:      {"task": "detection", "image_size": [h, w],
+                     "detections": [{"box": [x1, y1, x2, y2], "score", "label", "name"}, ...]}
+
+New tasks (segmentation) add a ``_Task`` subclass and one line in :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from visiontune.errors import ConfigError
+from visiontune.export.runtime import load_artifact
+from visiontune.export.sidecar import sidecar_path
+from visiontune.hub.pretrained import Prediction, logits_of
+
+
+class ClassifyOptions(BaseModel):
+    """Per-request options of a classifier."""
+
+    model_config = ConfigDict(extra="forbid")
+    topk: int = Field(5, ge=1, le=1000, description="How many classes to return, best first.")
+
+
+class DetectOptions(BaseModel):
+    """Per-request options of a detector."""
+
+    model_config = ConfigDict(extra="forbid")
+    score_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    nms_iou: float | None = Field(0.45, gt=0.0, le=1.0)
+    max_detections: int = Field(100, ge=1, le=10000)
+    classes: list[int | str] | None = Field(None, description="Keep only these class ids or names.")
+
+
+def _key(options: BaseModel) -> str:
+    return options.model_dump_json()
+
+
+class _Task:
+    """How one task prepares images and runs batches on one kind of loaded model."""
+
+    name = ""
+    options_model: type[BaseModel] = BaseModel
+
+    def __init__(self, model: Any, class_names: Sequence[str]):
+        self.model = model
+        self.class_names = list(class_names)
+
+    def prepare(self, image: Image.Image) -> Any:
+        return image
+
+    def run(self, items: list[Any], options: BaseModel) -> list[dict]:
+        raise NotImplementedError
+
+
+class _Classify(_Task):
+    """A ``visiontune.Pretrained`` classifier: its own preprocessing, softmax, top-k."""
+
+    name = "classification"
+    options_model = ClassifyOptions
+
+    def prepare(self, image):
+        return self.model.preprocess(image)
+
+    @torch.inference_mode()
+    def run(self, items, options):
+        device = next(self.model.model.parameters()).device
+        probs = logits_of(self.model.model(torch.stack(items).to(device))).float().softmax(-1)
+        return _top(probs.cpu().numpy(), options.topk, self.class_names)
+
+
+class _ClassifyExported(_Task):
+    """An exported classifier (ONNX Runtime / TorchScript) with the sidecar's preprocessing."""
+
+    name = "classification"
+    options_model = ClassifyOptions
+
+    def prepare(self, image):
+        return self.model.preprocess(image)
+
+    def run(self, items, options):
+        if self.model.sidecar["output"].get("batch") == 1:  # exported with a fixed batch of one
+            logits = np.concatenate([self.model.run(x[None]) for x in items])
+        else:
+            logits = self.model.run(np.stack(items))
+        z = logits.astype(np.float64)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return _top(e / e.sum(axis=-1, keepdims=True), options.topk, self.class_names)
+
+
+def _top(probs: np.ndarray, topk: int, names: list[str]) -> list[dict]:
+    k = min(int(topk), probs.shape[-1])
+    idx = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    out = []
+    for j in range(len(probs)):
+        ii = [int(i) for i in idx[j]]
+        pred = Prediction(
+            ii, [names[i] if i < len(names) else f"class_{i}" for i in ii], [float(probs[j, i]) for i in ii]
+        )
+        out.append({"task": "classification", "top": pred.to_dict()["top"]})
+    return out
+
+
+class _Detect(_Task):
+    """A ``visiontune.detect.Detector``: the source's own pre/post-processing underneath.
+
+    Images of one batch run together only when they have the same size, so that padding inside
+    the detector (R-CNN pads a batch to its largest image) never changes a result."""
+
+    name = "detection"
+    options_model = DetectOptions
+
+    def run(self, items, options):
+        out: list[dict | None] = [None] * len(items)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(items):
+            groups.setdefault(im.size, []).append(i)
+        for idx in groups.values():
+            dets = self.model(
+                [items[i] for i in idx],
+                score_threshold=options.score_threshold,
+                nms_iou=options.nms_iou,
+                max_detections=options.max_detections,
+                classes=options.classes,
+                batch_size=len(idx),
+            )
+            for i, d in zip(idx, dets):
+                out[i] = detections_json(d)
+        return out  # type: ignore[return-value]
+
+
+class _DetectExported(_Task):
+    """An exported detector (one image per call, as the artifact was exported)."""
+
+    name = "detection"
+    options_model = DetectOptions
+
+    def run(self, items, options):
+        out = []
+        for im in items:
+            d = self.model.predict([im], score_threshold=options.score_threshold)[0]
+            d = d.filter(options.score_threshold, options.nms_iou, options.max_detections, options.classes)
+            out.append(detections_json(d))
+        return out
+
+
+def detections_json(d: Any) -> dict:
+    """A ``Detections`` as the served JSON (full precision floats)."""
+    return {
+        "task": "detection",
+        "image_size": list(d.image_size) if d.image_size else None,
+        "detections": [
+            {"box": [float(v) for v in b], "score": float(s), "label": int(lab), "name": n}
+            for b, s, lab, n in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist(), d.names)
+        ],
+    }
+
+
+class Runner:
+    """A loaded model ready to serve: ``prepare(image)`` then ``run(prepared, options)``.
+
+    ``options`` is a dict of per-request settings (``topk`` for classifiers; ``score_threshold``,
+    ``nms_iou``, ``max_detections``, ``classes`` for detectors) validated by
+    :meth:`parse_options`. Not thread-safe for ``run``: call it from one thread at a time.
+    """
+
+    def __init__(self, task: _Task, model_id: str, info: dict | None = None):
+        self._task = task
+        self.model_id = model_id
+        self.info = info or {}
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike,
+        *,
+        weights: str | os.PathLike | None = None,
+        pretrained: bool = True,
+        trust_pickle: bool = False,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> Runner:
+        """Load ``model``: an exported ``.onnx`` / TorchScript file with its sidecar, a saved
+        model or detector directory, or any ``visiontune.load`` id."""
+        import visiontune as vt
+        from visiontune.detect import Detector
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        text = os.fspath(model)
+        path = Path(text)
+        if path.is_file():
+            if not sidecar_path(path).is_file():
+                raise ConfigError(
+                    f"{path} is a file without the sidecar {sidecar_path(path).name}: serve an exported model "
+                    "with its sidecar beside it, a saved model directory or a model id"
+                )
+            exported = load_artifact(path, threads=threads)
+            kind = {"classification": _ClassifyExported, "detection": _DetectExported}.get(exported.task)
+            if kind is None:
+                raise ConfigError(f"{path}: task {exported.task!r} cannot be served yet ({', '.join(TASKS)} can)")
+            info = {"source": "exported", "backend": exported.backend, "artifact": str(path)}
+            return cls(kind(exported, exported.class_names), str(path), info)
+        if (path / "visiontune.json").is_file() and _saved_task(path) == "detection":
+            det = Detector.load(path)
+            return cls(_Detect(det.to(device) if device else det, det.class_names), str(path), {"source": "saved"})
+        p = vt.load(
+            text, weights=weights, pretrained=pretrained, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code
+        )
+        if device:
+            p.model.to(device)
+        task = p.card.task
+        if task == "detection":
+            det = Detector.load(p)
+            return cls(_Detect(det, det.class_names), p.card.model_id, {"source": p.card.source})
+        if task == "classification":
+            return cls(_Classify(p, p.class_names), p.card.model_id, {"source": p.card.source})
+        raise ConfigError(f"{text} is a {task} model; serving supports {', '.join(TASKS)} for now")
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        """``classification`` or ``detection``."""
+        return self._task.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._task.class_names
+
+    @property
+    def options_model(self) -> type[BaseModel]:
+        return self._task.options_model
+
+    def describe(self) -> dict:
+        """JSON-able model facts for ``/info`` and Parquet metadata."""
+        return {
+            "model": self.model_id,
+            "task": self.task,
+            "num_classes": len(self.class_names),
+            "options": self.options_model.model_json_schema()["properties"],
+            **self.info,
+        }
+
+    # -- work --------------------------------------------------------------------------------
+    def parse_options(self, options: dict | None) -> BaseModel:
+        """Validate per-request options (pydantic raises ``ValidationError`` naming the field)."""
+        return self.options_model.model_validate(options or {})
+
+    def prepare(self, image: Image.Image) -> Any:
+        """Per-image preprocessing (thread-safe: run it in request threads or data workers)."""
+        return self._task.prepare(image)
+
+    def run(self, items: list[Any], options: Sequence[BaseModel | dict | None] | BaseModel | None = None) -> list[dict]:
+        """Results for prepared images, one dict each; items with equal options run as one batch."""
+        if not items:
+            return []
+        if options is None or isinstance(options, (BaseModel, dict)):
+            options = [options] * len(items)
+        parsed = [o if isinstance(o, BaseModel) else self.parse_options(o) for o in options]
+        groups: dict[str, list[int]] = {}
+        for i, o in enumerate(parsed):
+            groups.setdefault(_key(o), []).append(i)
+        out: list[dict | None] = [None] * len(items)
+        for idx in groups.values():
+            for i, r in zip(idx, self._task.run([items[i] for i in idx], parsed[idx[0]])):
+                out[i] = r
+        return out  # type: ignore[return-value]
+
+
+def _saved_task(directory: Path) -> str:
+    try:
+        doc = json.loads((directory / "visiontune.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{directory / 'visiontune.json'}: not readable JSON ({e})") from e
+    if "detect" in doc:
+        return "detection"
+    return str((doc.get("card") or {}).get("task", "classification"))
+
+
+#: Tasks that can be served; each maps to its options model.
+TASKS = {"classification": ClassifyOptions, "detection": DetectOptions}
