@@ -31,6 +31,8 @@ from visiontune.serve.inputs import (
 from visiontune.serve.metrics import metrics, multiprocess_dir, render
 from visiontune.serve.runner import TASKS, Runner
 
+ls = require("litserve", "serve", "The LitServe backend")  # this module is the LitServe backend
+
 
 class RequestGuard:
     """ASGI middleware for ``POST /predict`` in LitServe's API processes (see the module doc)."""
@@ -135,82 +137,76 @@ async def _send_json(send, status: int, doc: dict) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _api_class():
-    ls = require("litserve", "serve", "The LitServe backend")
+class VisionLitAPI(ls.LitAPI):
+    """One visiontune :class:`Runner` behind LitServe's batching loop."""
 
-    class VisionLitAPI(ls.LitAPI):
-        """One visiontune :class:`Runner` behind LitServe's batching loop."""
+    def __init__(self, config: ServeConfig):
+        super().__init__(max_batch_size=config.max_batch_size, batch_timeout=config.max_wait, api_path=PREDICT_PATH)
+        self.config = config
+        self.runner: Runner | None = None
 
-        def __init__(self, config: ServeConfig):
-            super().__init__(max_batch_size=config.max_batch_size, batch_timeout=config.max_wait, api_path=PREDICT_PATH)
-            self.config = config
-            self.runner: Runner | None = None
+    def setup(self, device):
+        c = self.config
+        self.runner = Runner.load(
+            c.model,
+            weights=c.weights,
+            pretrained=c.pretrained,
+            trust_pickle=c.trust_pickle,
+            trust_remote_code=c.trust_remote_code,
+            device=c.device,
+            threads=c.threads,
+        )
+        from PIL import Image
 
-        def setup(self, device):
-            c = self.config
-            self.runner = Runner.load(
-                c.model,
-                weights=c.weights,
-                pretrained=c.pretrained,
-                trust_pickle=c.trust_pickle,
-                trust_remote_code=c.trust_remote_code,
-                device=c.device,
-                threads=c.threads,
-            )
-            from PIL import Image
+        self.runner.run([self.runner.prepare(Image.new("RGB", (64, 64), (128, 128, 128)))])
 
-            self.runner.run([self.runner.prepare(Image.new("RGB", (64, 64), (128, 128, 128)))])
+    def decode_request(self, request):
+        assert self.runner is not None
+        try:
+            if isinstance(request, dict):
+                data, options = parse_doc(request, self.runner.options_model)
+            else:  # a starlette FormData, pickled over from the API process
+                upload = request.get(IMAGE_FIELD)
+                data = upload.file.read()
+                fields = {k: v for k, v in request.items() if k != IMAGE_FIELD and isinstance(v, str)}
+                options = parse_fields(fields, self.runner.options_model)
+            return self.runner.prepare(decode_image(data, IMAGE_FIELD)), options
+        except RequestError as e:
+            return e
 
-        def decode_request(self, request):
-            assert self.runner is not None
-            try:
-                if isinstance(request, dict):
-                    data, options = parse_doc(request, self.runner.options_model)
-                else:  # a starlette FormData, pickled over from the API process
-                    upload = request.get(IMAGE_FIELD)
-                    data = upload.file.read()
-                    fields = {k: v for k, v in request.items() if k != IMAGE_FIELD and isinstance(v, str)}
-                    options = parse_fields(fields, self.runner.options_model)
-                return self.runner.prepare(decode_image(data, IMAGE_FIELD)), options
-            except RequestError as e:
-                return e
+    def batch(self, inputs):
+        return list(inputs)
 
-        def batch(self, inputs):
-            return list(inputs)
+    def predict(self, inputs):
+        assert self.runner is not None
+        good = [i for i, x in enumerate(inputs) if not isinstance(x, RequestError)]
+        out: list[Any] = list(inputs)
+        if good:
+            t0 = time.perf_counter()
+            results = self.runner.run([inputs[i][0] for i in good], [inputs[i][1] for i in good])
+            metrics().observe_batch(len(good), time.perf_counter() - t0)
+            for i, r in zip(good, results):
+                out[i] = r
+        return out
 
-        def predict(self, inputs):
-            assert self.runner is not None
-            good = [i for i, x in enumerate(inputs) if not isinstance(x, RequestError)]
-            out: list[Any] = list(inputs)
-            if good:
-                t0 = time.perf_counter()
-                results = self.runner.run([inputs[i][0] for i in good], [inputs[i][1] for i in good])
-                metrics().observe_batch(len(good), time.perf_counter() - t0)
-                for i, r in zip(good, results):
-                    out[i] = r
-            return out
+    def unbatch(self, output):
+        return list(output)
 
-        def unbatch(self, output):
-            return list(output)
+    def encode_response(self, output):
+        if isinstance(output, RequestError):
+            from starlette.responses import JSONResponse
 
-        def encode_response(self, output):
-            if isinstance(output, RequestError):
-                from starlette.responses import JSONResponse
-
-                return JSONResponse(output.to_dict(), status_code=output.status)
-            return output
-
-    return VisionLitAPI
+            return JSONResponse(output.to_dict(), status_code=output.status)
+        return output
 
 
 def run_litserve(config: ServeConfig) -> None:
     """Serve ``config`` with LitServe until interrupted."""
     cleanup = multiprocess_dir()  # before prometheus-client is imported anywhere: workers are processes
     try:
-        ls = require("litserve", "serve", "The LitServe backend")
         from fastapi.responses import JSONResponse, Response
 
-        api = _api_class()(config)
+        api = VisionLitAPI(config)
         server = ls.LitServer(
             api,
             accelerator="cuda" if (config.device or "").startswith("cuda") else "cpu",

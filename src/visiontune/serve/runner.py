@@ -16,6 +16,7 @@ New tasks (segmentation) add a ``_Task`` subclass and one line in :data:`TASKS`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from visiontune.errors import ConfigError
 from visiontune.export.runtime import load_artifact
-from visiontune.export.sidecar import sidecar_path
+from visiontune.export.sidecar import preprocess_array, sidecar_path
 from visiontune.hub.pretrained import Prediction, logits_of
 
 
@@ -67,8 +68,16 @@ class _Task:
     def prepare(self, image: Image.Image) -> Any:
         return image
 
+    def preparer(self) -> Any:
+        """A picklable ``prepare`` for DataLoader worker processes (no model inside)."""
+        return _identity
+
     def run(self, items: list[Any], options: BaseModel) -> list[dict]:
         raise NotImplementedError
+
+
+def _identity(image: Image.Image) -> Image.Image:
+    return image
 
 
 class _Classify(_Task):
@@ -80,10 +89,14 @@ class _Classify(_Task):
     def prepare(self, image):
         return self.model.preprocess(image)
 
+    def preparer(self):
+        return self.model.preprocess  # a Preprocess dataclass: picklable
+
     @torch.inference_mode()
     def run(self, items, options):
         device = next(self.model.model.parameters()).device
-        probs = logits_of(self.model.model(torch.stack(items).to(device))).float().softmax(-1)
+        x = items if isinstance(items, torch.Tensor) else torch.stack(items)
+        probs = logits_of(self.model.model(x.to(device))).float().softmax(-1)
         return _top(probs.cpu().numpy(), options.topk, self.class_names)
 
 
@@ -95,6 +108,9 @@ class _ClassifyExported(_Task):
 
     def prepare(self, image):
         return self.model.preprocess(image)
+
+    def preparer(self):
+        return functools.partial(preprocess_array, pre=self.model.sidecar["preprocessing"])
 
     def run(self, items, options):
         if self.model.sidecar["output"].get("batch") == 1:  # exported with a fixed batch of one
@@ -251,6 +267,17 @@ class Runner:
     def options_model(self) -> type[BaseModel]:
         return self._task.options_model
 
+    def to(self, device: Any) -> Runner:
+        """Move the model to ``device`` (exported models stay where their runtime put them)."""
+        m = self._task.model
+        if hasattr(m, "sidecar"):
+            return self
+        if hasattr(m, "to"):  # a Detector
+            m.to(device)
+        elif isinstance(getattr(m, "model", None), torch.nn.Module):  # a Pretrained
+            m.model.to(device)
+        return self
+
     def describe(self) -> dict:
         """JSON-able model facts for ``/info`` and Parquet metadata."""
         return {
@@ -270,12 +297,17 @@ class Runner:
         """Per-image preprocessing (thread-safe: run it in request threads or data workers)."""
         return self._task.prepare(image)
 
+    def preparer(self) -> Any:
+        """``prepare`` as a picklable callable without the model, for DataLoader workers."""
+        return self._task.preparer()
+
     def run(self, items: list[Any], options: Sequence[BaseModel | dict | None] | BaseModel | None = None) -> list[dict]:
         """Results for prepared images, one dict each; items with equal options run as one batch."""
-        if not items:
+        if len(items) == 0:
             return []
-        if options is None or isinstance(options, (BaseModel, dict)):
-            options = [options] * len(items)
+        if options is None or isinstance(options, (BaseModel, dict)):  # one batch, one call
+            one = options if isinstance(options, BaseModel) else self.parse_options(options)
+            return self._task.run(items, one)
         parsed = [o if isinstance(o, BaseModel) else self.parse_options(o) for o in options]
         groups: dict[str, list[int]] = {}
         for i, o in enumerate(parsed):
