@@ -91,15 +91,46 @@ def models_info(
 
 def predict(
     model_id: str,
-    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    images: list[Path] = typer.Argument(None, help="Image files or folders."),
     topk: int = typer.Option(5, "--topk", "-k"),
     batch_size: int = typer.Option(32, "--batch-size"),
     weights: Path | None = WeightsOpt,
     trust_pickle: bool = TrustPickle,
     trust_remote_code: bool = TrustCode,
     as_json: bool = typer.Option(False, "--json"),
+    server: str | None = typer.Option(
+        None, "--server", help="Ask a `visiontune serve` server (MODEL is then an image)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Stream predictions to this Parquet folder (resumable)."),
+    devices: int = typer.Option(1, "--devices", help="Data-parallel processes per node (Lightning DDP; with --out)."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes of a DDP run (torchrun / SLURM; with --out)."),
+    num_workers: int = typer.Option(2, "--num-workers", help="DataLoader worker processes (with --out)."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Images per Parquet part (with --out)."),
 ):
-    """Top-k classes for images, each preprocessed as the weights expect (also for saved models)."""
+    """Top-k classes for images, each preprocessed as the weights expect (also for saved models).
+    With --out: any number of images (folders or a .txt/.csv/.parquet/.json manifest) streamed to
+    Parquet, resumed on rerun; with --server: sent to a running server."""
+    if server or out is not None or devices > 1 or num_nodes > 1:
+        from visiontune.cli.serve import predict_extended
+
+        predict_extended(
+            model_id,
+            images,
+            server,
+            out,
+            topk,
+            batch_size,
+            weights,
+            trust_pickle,
+            as_json,
+            devices,
+            num_nodes,
+            num_workers,
+            chunk_size,
+        )
+        return
+    if not images:
+        raise typer.BadParameter("give image files or folders after MODEL")
     files: list[Path] = []
     for im in images:
         if im.is_dir():

@@ -61,3 +61,70 @@ def serve_cmd(
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_cmd)
+
+
+def predict_extended(
+    model_id: str,
+    images: list[Path],
+    server: str | None,
+    out: Path | None,
+    topk: int,
+    batch_size: int,
+    weights: Path | None,
+    trust_pickle: bool,
+    as_json: bool,
+    devices: int,
+    num_nodes: int,
+    num_workers: int,
+    chunk_size: int = 1024,
+) -> None:
+    """`visiontune predict --server URL` and `visiontune predict MODEL DATA --out DIR` (batch mode)."""
+    import json
+
+    from rich.console import Console
+
+    console = Console()
+    if server:
+        from visiontune.data import list_images
+        from visiontune.serve import Client
+
+        files = [str(f) for f in list_images([Path(model_id), *(images or [])])]  # with --server MODEL is an image
+        with Client(server) as client:
+            results = client.predict(files, topk=topk)
+        if as_json:
+            typer.echo(json.dumps(results, indent=1))
+            return
+        for r in results:
+            if r.get("task") == "detection":
+                dets = ", ".join(f"{d['name']} {d['score']:.2f}" for d in r["detections"])
+                console.print(f"{r['source']}: {len(r['detections'])} objects {dets}", highlight=False)
+            else:
+                tops = "  ".join(f"{d['label']} [bold]{d['prob']:.3f}[/]" for d in r["top"])
+                console.print(f"{r['source']}: {tops}", highlight=False)
+        return
+    if out is None:
+        raise typer.BadParameter("--devices / --num-nodes need --out (a Parquet folder)")
+    from visiontune.serve import predict_batch
+
+    if not images:
+        raise typer.BadParameter("give image folders, files or a manifest after MODEL")
+    data = [str(p) for p in images]
+    result = predict_batch(
+        model_id,
+        data,
+        out,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        chunk_size=chunk_size,
+        devices=devices,
+        num_nodes=num_nodes,
+        weights=weights,
+        trust_pickle=trust_pickle,
+        options_for_task={"classification": {"topk": topk}},
+    )
+    if result.metrics.get("rank", 0) != 0:
+        return
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=1))
+    else:
+        console.print(result.summary(), highlight=False)

@@ -23,6 +23,7 @@ from visiontune.serve.batch import (
     ChunkWriter,
     chunk_batches,
     chunk_ranges,
+    default_threads,
     done_chunks,
     make_loader,
     open_plan,
@@ -49,6 +50,7 @@ def _module_class():
             )
             # DDP needs a parameter to wrap; the model stays outside so it is never broadcast or synced
             self.anchor = nn.Parameter(torch.zeros(1))
+            self.allow_zero_length_dataloader_with_multiple_devices = True  # fewer chunks than processes
             self.writer: ChunkWriter | None = None
             self.skipped = 0
             self.processed = 0
@@ -71,6 +73,7 @@ def _module_class():
 
         def on_predict_start(self):
             self.runner.to(self.device)
+            torch.set_num_threads(self.plan["threads"])
             label = f"predict {self.runner.model_id} (rank {self.trainer.global_rank}/{self.trainer.world_size})"
             self._bar = make_progress(label, self.processed, enabled=self.show, unit="img").__enter__()
 
@@ -81,8 +84,8 @@ def _module_class():
             self._bar.advance(len(indices) + len(bad))
 
         def on_predict_end(self):
-            self._bar.__exit__(None, None, None)
-            self.trainer.strategy.barrier("visiontune-batch-done")  # every rank's parts are written
+            if self._bar is not None:
+                self._bar.__exit__(None, None, None)
 
     return BatchPredictModule
 
@@ -100,14 +103,16 @@ def predict_distributed(
     load: dict,
     *,
     options: dict,
+    options_for_task: dict[str, dict] | None = None,
 ) -> tuple[int, int, int]:
     """Run the chunks of ``paths`` over ``devices`` x ``num_nodes`` DDP processes.
 
     Returns (chunks already done before this run, images this process predicted, its global rank)."""
     L = require("lightning.pytorch", "serve", "Batch prediction over several devices")
     runner = Runner.load(model, **load)
-    parsed = runner.parse_options(options)
+    parsed = runner.parse_options({**(options_for_task or {}).get(runner.task, {}), **options})
     plan = {"chunk_size": chunk_size, "batch_size": batch_size, "num_workers": num_workers}
+    plan["threads"] = load.pop("threads", None) or default_threads(num_workers, devices)
     if (out / PLAN_FILE).is_file():
         open_plan(out, runner, parsed, paths, chunk_size)  # a mismatch fails here, in every process alike
     trainer = L.Trainer(
@@ -124,4 +129,5 @@ def predict_distributed(
     )
     module = _module_class()(runner, parsed, paths, out, plan, progress and trainer.global_rank == 0)
     trainer.predict(module, return_predictions=False)
+    trainer.strategy.barrier("visiontune-batch-done")  # every rank's parts are written before any reads them
     return module.skipped, module.processed, trainer.global_rank
