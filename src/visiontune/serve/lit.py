@@ -163,16 +163,18 @@ class VisionLitAPI(ls.LitAPI):
     def decode_request(self, request):
         assert self.runner is not None
         try:
-            if isinstance(request, dict):
-                data, options = parse_doc(request, self.runner.options_model)
-            else:  # a starlette FormData, pickled over from the API process
+            if hasattr(request, "getlist"):  # a starlette FormData, pickled over from the API process
                 upload = request.get(IMAGE_FIELD)
                 data = upload.file.read()
                 fields = {k: v for k, v in request.items() if k != IMAGE_FIELD and isinstance(v, str)}
                 options = parse_fields(fields, self.runner.options_model)
+            else:  # parsed JSON: parse_doc answers 422 for anything but an object with an image
+                data, options = parse_doc(request, self.runner.options_model)
             return self.runner.prepare(decode_image(data, IMAGE_FIELD)), options
         except RequestError as e:
             return e
+        except Exception as e:  # never raise here: LitServe would fail every request of the batch
+            return RequestError(400, f"cannot read the request ({type(e).__name__}: {e})")
 
     def batch(self, inputs):
         return list(inputs)
