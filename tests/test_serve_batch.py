@@ -86,7 +86,7 @@ def test_rows_match_direct_predict_and_corrupt_images_are_named(saved_classifier
 
 
 def test_manifests_and_nothing_readable(saved_classifier, manifest, tmp_path):
-    from visiontune.serve.batch import list_inputs
+    from visiontune.serve.sources import list_inputs
 
     path, listed = manifest
     with (tmp_path / "m.csv").open("w", newline="") as f:

@@ -14,7 +14,10 @@ import contextlib
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import torch
 
 from visiontune.errors import require
 from visiontune.serve.batcher import MicroBatcher, QueueFull
@@ -176,6 +179,15 @@ def create_app(config: ServeConfig | None = None, runner: Runner | None = None):
     config = config or ServeConfig.from_env()
     state = _State(config, runner)
     m = metrics()
+    # torch's thread count is per thread: the model thread gets the configured number, the
+    # request threads one each (a team of OpenMP threads per request thread oversubscribes the CPU)
+    model_threads = config.threads or torch.get_num_threads()
+    prep_pool = ThreadPoolExecutor(
+        max_workers=max(2, min(8, 2 * (os.cpu_count() or 1))),
+        thread_name_prefix="visiontune-decode",
+        initializer=torch.set_num_threads,
+        initargs=(1,),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -185,6 +197,7 @@ def create_app(config: ServeConfig | None = None, runner: Runner | None = None):
             max_wait=config.max_wait,
             max_queue=config.max_queue,
             on_batch=m.observe_batch,
+            thread_init=lambda: torch.set_num_threads(model_threads),
         )
         await state.batcher.start()
         if not state.loaded.is_set():
@@ -193,6 +206,7 @@ def create_app(config: ServeConfig | None = None, runner: Runner | None = None):
             yield
         finally:
             await state.batcher.stop()
+            prep_pool.shutdown(wait=False, cancel_futures=True)
 
     app = fastapi.FastAPI(
         title="visiontune model server",
@@ -216,7 +230,7 @@ def create_app(config: ServeConfig | None = None, runner: Runner | None = None):
             body = await read_body(request, config.max_body_bytes)
             data, options = await parse_request(request, body, runner.options_model)
             loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(None, lambda: runner.prepare(decode_image(data, IMAGE_FIELD)))
+            prepared = await loop.run_in_executor(prep_pool, lambda: runner.prepare(decode_image(data, IMAGE_FIELD)))
             assert state.batcher is not None
             m.queue_depth.inc()
             try:

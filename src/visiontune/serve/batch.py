@@ -18,11 +18,9 @@ input order) or any Parquet reader (``pandas.read_parquet(out)``).
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,15 +31,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from visiontune._atomic import atomic_path
-from visiontune.data import Manifest, list_images, read_image
+from visiontune.data import read_image
 from visiontune.errors import ConfigError, DatasetError, ImageDecodeError
 from visiontune.progress import progress as make_progress
 from visiontune.records import Record
 from visiontune.serve.runner import Runner
+from visiontune.serve.sources import inputs_digest, list_inputs
 
 PLAN_FILE = "_batch-predict.json"  # "_": Parquet readers of the folder skip it
 PART_PATTERN = "part-{:06d}.parquet"
-MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".json")
 
 
 class BatchPlan(Record):
@@ -58,64 +56,6 @@ class BatchPlan(Record):
     inputs_sha256: str
     done: bool = False
     totals: dict = {}
-
-
-# -- inputs ------------------------------------------------------------------------------------
-def list_inputs(data: Any) -> list[str]:
-    """Image paths of ``data``: folder(s) / files, or one manifest file (see module doc)."""
-    if isinstance(data, (str, os.PathLike)):
-        p = Path(data)
-        if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
-            return _read_manifest(p)
-        return [str(x) for x in list_images(p)]
-    items = [str(x) for x in data]
-    if len(items) == 1 and Path(items[0]).suffix.lower() in MANIFEST_SUFFIXES and Path(items[0]).is_file():
-        return _read_manifest(Path(items[0]))
-    out: list[str] = []
-    for it in items:  # keep files as given (even unreadable: they become error rows); expand folders
-        out += [str(x) for x in list_images(it)] if Path(it).is_dir() else [it]
-    if not out:
-        raise DatasetError("no images given")
-    return out
-
-
-def _resolve(base: Path, paths: Iterable[str]) -> list[str]:
-    return [p if os.path.isabs(p) else str(base / p) for p in paths]
-
-
-def _read_manifest(p: Path) -> list[str]:
-    suffix = p.suffix.lower()
-    if suffix == ".txt":
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-        paths = _resolve(p.parent, [ln for ln in lines if ln and not ln.startswith("#")])
-    elif suffix == ".json":
-        m = Manifest.load(p)
-        paths = [m.abspath(e) for e in m.entries]
-    else:
-        if suffix == ".csv":
-            with p.open(newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-            cols = list(rows[0]) if rows else []
-            col = next((c for c in ("path", "file", "filename", "image") if c in cols), None)
-            values = [r[col] for r in rows] if col else []
-        else:
-            table = pq.read_table(p)
-            col = next((c for c in ("path", "file", "filename", "image") if c in table.column_names), None)
-            cols = table.column_names
-            values = table.column(col).to_pylist() if col else []
-        if col is None:
-            raise DatasetError(f"{p}: no 'path' column (columns: {', '.join(cols) or 'none'})")
-        paths = _resolve(p.parent, [str(v) for v in values])
-    if not paths:
-        raise DatasetError(f"{p}: the manifest lists no images")
-    return paths
-
-
-def inputs_digest(paths: list[str]) -> str:
-    h = hashlib.sha256()
-    for s in paths:
-        h.update(s.encode("utf-8", "surrogateescape") + b"\n")
-    return h.hexdigest()
 
 
 # -- data loading ------------------------------------------------------------------------------

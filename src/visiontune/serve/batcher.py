@@ -47,7 +47,8 @@ class MicroBatcher:
     """Group concurrent calls into batches of at most ``max_batch_size``.
 
     ``fn(list_of_items) -> list_of_results`` runs in a single worker thread, one batch at a
-    time. ``on_batch(size, seconds)`` is called after each batch (metrics).
+    time. ``on_batch(size, seconds)`` is called after each batch (metrics); ``thread_init``
+    runs once in that thread (e.g. to set its torch thread count).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class MicroBatcher:
         max_wait: float = 0.01,
         max_queue: int = 1024,
         on_batch: Callable[[int, float], None] | None = None,
+        thread_init: Callable[[], None] | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -71,7 +73,9 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visiontune-batch")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="visiontune-batch", initializer=thread_init
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
