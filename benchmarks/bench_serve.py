@@ -5,7 +5,9 @@ served by a real server process on 127.0.0.1. For each server configuration and 
 concurrency, a fixed number of requests (JSON, base64 JPEGs of imagenet-sample-1k) is sent by
 ``concurrency`` asyncio clients; each response is checked (status 200 and the top-1 label the
 model gives that image when called directly). Bounded: at most ``--requests`` requests and
-``--max-seconds`` per level; traffic goes only to 127.0.0.1. The server's RSS (with its child
+``--max-seconds`` per (configuration, concurrency); traffic goes only to 127.0.0.1. All servers
+run for the whole benchmark and take turns in ``--rounds`` short rounds, so load from other
+programs on the machine falls on every configuration alike. Each server's RSS (with its child
 processes) is sampled every 0.5 s.
 
     python benchmarks/bench_serve.py                       # fastapi backend, batching vs batch 1
@@ -151,12 +153,13 @@ async def load(url: str, bodies: list[bytes], labels: list[str], requests: int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000, help="requests per (configuration, concurrency)")
+    ap.add_argument("--rounds", type=int, default=5, help="the requests are sent in this many interleaved rounds")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--backends", default="fastapi")
     ap.add_argument("--max-batch-size", type=int, default=16)
     ap.add_argument("--max-wait", type=float, default=0.01)
-    ap.add_argument("--max-seconds", type=float, default=240.0, help="time bound per level")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--max-seconds", type=float, default=300.0, help="time bound per (configuration, concurrency)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of the model (default: torch's)")
     ap.add_argument("--images", type=int, default=64, help="distinct imagenet-sample-1k images to cycle")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here too")
     args = ap.parse_args()
@@ -169,76 +172,101 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     configs = []
     for backend in args.backends.split(","):
-        configs.append((backend, "dynamic batching", args.max_batch_size, args.max_wait))
+        configs.append(
+            (
+                backend,
+                f"dynamic batching (max {args.max_batch_size}, wait {args.max_wait * 1000:g} ms)",
+                args.max_batch_size,
+                args.max_wait,
+            )
+        )
         configs.append((backend, "batch size 1", 1, 0.0))
-    rows = []
-    for backend, name, mbs, wait in configs:
-        server = Server(backend, mbs, wait, w, args.threads)
-        try:
+    # every server runs for the whole benchmark and the configurations take turns in short rounds,
+    # so that other load on the machine falls on all of them alike
+    servers = [Server(b, mbs, wait, w, args.threads) for b, _, mbs, wait in configs]
+    samplers = []
+    try:
+        for server in servers:
             server.wait_ready()
-            asyncio.run(load(server.url, bodies, labels, 2 * len(bodies), 4, 60))  # warm-up, not counted
-            sampler = RssSampler(server)
-            sampler.start()
-            rss0 = server.rss_mb()
-            for c in levels:
-                lat, fail, wall = asyncio.run(load(server.url, bodies, labels, args.requests, c, args.max_seconds))
-                lat_ms = np.array(lat) * 1000
-                rows.append(
-                    {
-                        "backend": backend,
-                        "config": f"{name} (max {mbs}, wait {wait * 1000:g} ms)",
-                        "concurrency": c,
-                        "requests": len(lat) + len(fail),
-                        "failed": len(fail),
-                        "req_per_s": len(lat) / wall,
-                        "p50_ms": float(np.percentile(lat_ms, 50)) if len(lat_ms) else float("nan"),
-                        "p99_ms": float(np.percentile(lat_ms, 99)) if len(lat_ms) else float("nan"),
-                        "rss_mb": server.rss_mb(),
-                    }
+        for server in servers:  # warm-up at the highest concurrency, not counted
+            asyncio.run(load(server.url, bodies, labels, 4 * len(bodies), max(levels), 120))
+        rss0 = [server.rss_mb() for server in servers]
+        samplers = [RssSampler(server) for server in servers]
+        for sm in samplers:
+            sm.start()
+        rows = {(k, c): {"lat": [], "fail": [], "wall": 0.0} for k in range(len(configs)) for c in levels}
+        per_round = max(1, args.requests // args.rounds)
+        for c in levels:
+            for _ in range(args.rounds):
+                for k, server in enumerate(servers):
+                    acc = rows[(k, c)]
+                    if acc["wall"] >= args.max_seconds:
+                        continue
+                    lat, fail, wall = asyncio.run(
+                        load(server.url, bodies, labels, per_round, c, args.max_seconds - acc["wall"])
+                    )
+                    acc["lat"] += lat
+                    acc["fail"] += fail
+                    acc["wall"] += wall
+            for k, (backend, name, _, _) in enumerate(configs):
+                acc = rows[(k, c)]
+                lat_ms = np.array(acc["lat"]) * 1000
+                acc.update(
+                    requests=len(acc["lat"]) + len(acc["fail"]),
+                    req_per_s=len(acc["lat"]) / acc["wall"],
+                    p50_ms=float(np.percentile(lat_ms, 50)),
+                    p99_ms=float(np.percentile(lat_ms, 99)),
                 )
-                r = rows[-1]
                 print(
-                    f"{backend:8s} {r['config']:38s} c={c:<3d} {r['requests']:5d} req  {r['failed']} failed  "
-                    f"{r['req_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms",
+                    f"{backend:8s} {name:38s} c={c:<3d} {acc['requests']:5d} req  {len(acc['fail'])} failed  "
+                    f"{acc['req_per_s']:7.1f} req/s  p50 {acc['p50_ms']:7.1f} ms  p99 {acc['p99_ms']:7.1f} ms  "
+                    f"(load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
-                if fail:
-                    print("   first failures:", fail[:3])
-            samples = sampler.stop()
-            print(
-                f"   server RSS: {rss0:.0f} MB after warm-up, {samples[-1] if samples else rss0:.0f} MB at the end, "
-                f"max {max(samples, default=rss0):.0f} MB over {len(samples)} samples",
-                flush=True,
-            )
-            for r in rows:
-                if r["backend"] == backend and r["config"].startswith(name):
-                    r["rss_start_mb"], r["rss_end_mb"] = rss0, samples[-1] if samples else rss0
-                    r["rss_max_mb"] = max(samples, default=rss0)
-        finally:
+                if acc["fail"]:
+                    print("   first failures:", acc["fail"][:3])
+        samples = [sm.stop() for sm in samplers]
+    finally:
+        for server in servers:
             server.stop()
 
     print("\n| backend | server | concurrency | requests | failed | req/s | p50 ms | p99 ms |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['backend']} | {r['config']} | {r['concurrency']} | {r['requests']} | {r['failed']} | "
-            f"{r['req_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} |"
-        )
-    print()
-    for backend in args.backends.split(","):
-        for c in levels:
-            b = [r for r in rows if r["backend"] == backend and r["concurrency"] == c]
-            if len(b) == 2:
-                print(f"{backend}, concurrency {c}: batching / batch-1 = {b[0]['req_per_s'] / b[1]['req_per_s']:.2f}x")
-    for r in rows:
-        if "rss_start_mb" in r and r["concurrency"] == levels[-1]:
+    for c in levels:
+        for k, (backend, name, _, _) in enumerate(configs):
+            r = rows[(k, c)]
             print(
-                f"{r['backend']} {r['config']}: RSS {r['rss_start_mb']:.0f} → {r['rss_end_mb']:.0f} MB "
-                f"(max {r['rss_max_mb']:.0f})"
+                f"| {backend} | {name} | {c} | {r['requests']} | {len(r['fail'])} | "
+                f"{r['req_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} |"
             )
-    print(f"total failed: {sum(r['failed'] for r in rows)}; load average: {os.getloadavg()}")
+    print()
+    for k in range(0, len(configs), 2):
+        for c in levels:
+            ratio = rows[(k, c)]["req_per_s"] / rows[(k + 1, c)]["req_per_s"]
+            print(f"{configs[k][0]}, concurrency {c}: dynamic batching / batch size 1 = {ratio:.2f}x requests/s")
+    print()
+    for k, (backend, name, _, _) in enumerate(configs):
+        sm = samples[k]
+        third = max(1, len(sm) // 3)
+        print(
+            f"{backend} {name}: server RSS {rss0[k]:.0f} MB after warm-up; mean of the first third of the run "
+            f"{np.mean(sm[:third]):.0f} MB, of the last third {np.mean(sm[-third:]):.0f} MB, max {max(sm):.0f} MB "
+            f"({len(sm)} samples)"
+        )
+    total_failed = sum(len(r["fail"]) for r in rows.values())
+    print(f"total failed: {total_failed}; load average at the end: {os.getloadavg()}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        out = [
+            {
+                "backend": configs[k][0],
+                "config": configs[k][1],
+                "concurrency": c,
+                **{x: v for x, v in r.items() if x not in ("lat", "fail")},
+                "failed": len(r["fail"]),
+            }
+            for (k, c), r in rows.items()
+        ]
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -180,6 +180,11 @@ class VisionLitAPI(ls.LitAPI):
         return list(inputs)
 
     def predict(self, inputs):
+        if self.max_batch_size == 1:  # LitServe's unbatched loop: one request, not a list
+            return self._predict([inputs])[0]
+        return self._predict(inputs)
+
+    def _predict(self, inputs):
         assert self.runner is not None
         good = [i for i, x in enumerate(inputs) if not isinstance(x, RequestError)]
         out: list[Any] = list(inputs)
