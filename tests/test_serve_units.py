@@ -117,3 +117,10 @@ def test_serve_config_errors_name_the_field():
         ServeConfig.make("timm:resnet18", backend="flask")
     c = ServeConfig.make("timm:resnet18", workers=2)
     assert ServeConfig.model_validate_json(c.to_env()) == c
+
+
+def test_batches_split_into_power_of_two_sizes():
+    from visiontune.serve.runner import pow2_parts
+
+    assert pow2_parts(11) == [8, 2, 1] and pow2_parts(16) == [16] and pow2_parts(1) == [1] and pow2_parts(0) == []
+    assert all(sum(pow2_parts(n)) == n and len(set(pow2_parts(n))) == len(pow2_parts(n)) for n in range(1, 300))

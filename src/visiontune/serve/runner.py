@@ -317,16 +317,32 @@ class Runner:
             return []
         if options is None or isinstance(options, (BaseModel, dict)):  # one batch, one call
             one = options if isinstance(options, BaseModel) else self.parse_options(options)
-            return self._task.run(items, one)
+            return self._run_parts(items, one)
         parsed = [o if isinstance(o, BaseModel) else self.parse_options(o) for o in options]
         groups: dict[str, list[int]] = {}
         for i, o in enumerate(parsed):
             groups.setdefault(_key(o), []).append(i)
         out: list[dict | None] = [None] * len(items)
         for idx in groups.values():
-            for i, r in zip(idx, self._task.run([items[i] for i in idx], parsed[idx[0]])):
+            for i, r in zip(idx, self._run_parts([items[i] for i in idx], parsed[idx[0]])):
                 out[i] = r
         return out  # type: ignore[return-value]
+
+    def _run_parts(self, items: Any, options: BaseModel) -> list[dict]:
+        """Run in sub-batches whose sizes are powers of two (11 → 8 + 2 + 1): a model then sees
+        at most log2(max batch) + 1 input shapes, and oneDNN / ONNX Runtime keep one compiled
+        kernel set per shape instead of recompiling for every batch size dynamic batching makes."""
+        out: list[dict] = []
+        start = 0
+        for size in pow2_parts(len(items)):
+            out += self._task.run(items[start : start + size], options)
+            start += size
+        return out
+
+
+def pow2_parts(n: int) -> list[int]:
+    """``n`` as a sum of distinct powers of two, largest first (``11 → [8, 2, 1]``)."""
+    return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
 
 
 def _saved_task(directory: Path) -> str:
