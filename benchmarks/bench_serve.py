@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the model (default: torch's)")
     ap.add_argument("--images", type=int, default=64, help="distinct imagenet-sample-1k images to cycle")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here too")
+    ap.add_argument("--batch1-first", action="store_true", help="start and measure the batch-1 servers first")
     args = ap.parse_args()
 
     print(f"load average: {os.getloadavg()}, cpus: {os.cpu_count()}", flush=True)
@@ -183,13 +184,19 @@ def main() -> None:
         configs.append((backend, "batch size 1", 1, 0.0))
     # every server runs for the whole benchmark and the configurations take turns in short rounds,
     # so that other load on the machine falls on all of them alike
-    servers = [Server(b, mbs, wait, w, args.threads) for b, _, mbs, wait in configs]
+    order = list(range(len(configs)))
+    if args.batch1_first:
+        order = [k ^ 1 for k in order]
+    servers: list = [None] * len(configs)
+    for k in order:
+        b, _, mbs, wait = configs[k]
+        servers[k] = Server(b, mbs, wait, w, args.threads)
     samplers = []
     try:
         for server in servers:
             server.wait_ready()
-        for server in servers:  # warm-up at the highest concurrency, not counted
-            asyncio.run(load(server.url, bodies, labels, 4 * len(bodies), max(levels), 120))
+        for k in order:  # warm-up at the highest concurrency, not counted
+            asyncio.run(load(servers[k].url, bodies, labels, 4 * len(bodies), max(levels), 120))
         rss0 = [server.rss_mb() for server in servers]
         samplers = [RssSampler(server) for server in servers]
         for sm in samplers:
@@ -197,9 +204,9 @@ def main() -> None:
         rows = {(k, c): {"lat": [], "fail": [], "wall": 0.0} for k in range(len(configs)) for c in levels}
         per_round = max(1, args.requests // args.rounds)
         for c in levels:
-            for _ in range(args.rounds):
-                for k, server in enumerate(servers):
-                    acc = rows[(k, c)]
+            for r in range(args.rounds):
+                for k in order if r % 2 == 0 else order[::-1]:  # alternate who goes first
+                    server, acc = servers[k], rows[(k, c)]
                     if acc["wall"] >= args.max_seconds:
                         continue
                     lat, fail, wall = asyncio.run(
