@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from visiontune import __version__
 from visiontune.errors import require
 from visiontune.serve.batcher import MicroBatcher, QueueFull
 from visiontune.serve.config import ServeConfig
@@ -304,6 +305,4 @@ def create_app(config: ServeConfig | None = None, runner: Runner | None = None):
 
 
 def _version() -> str:
-    from visiontune import __version__
-
     return __version__

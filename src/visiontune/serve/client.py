@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -142,6 +143,4 @@ class Client:
 
 
 def _dumps(v: Any) -> str:
-    import json
-
     return json.dumps(v)

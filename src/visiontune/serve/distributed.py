@@ -18,7 +18,7 @@ from torch import nn
 
 from visiontune.errors import require
 from visiontune.progress import progress as make_progress
-from visiontune.serve.batch import (
+from visiontune.serve.chunks import (
     PLAN_FILE,
     ChunkWriter,
     chunk_batches,

@@ -28,9 +28,11 @@ import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from visiontune.detect import Detector
 from visiontune.errors import ConfigError
 from visiontune.export.runtime import load_artifact
 from visiontune.export.sidecar import preprocess_array, sidecar_path
+from visiontune.hub.loader import load as load_pretrained
 from visiontune.hub.pretrained import Prediction, logits_of
 
 
@@ -228,9 +230,6 @@ class Runner:
     ) -> Runner:
         """Load ``model``: an exported ``.onnx`` / TorchScript file with its sidecar, a saved
         model or detector directory, or any ``visiontune.load`` id."""
-        import visiontune as vt
-        from visiontune.detect import Detector
-
         if threads:
             torch.set_num_threads(int(threads))
         text = os.fspath(model)
@@ -250,7 +249,7 @@ class Runner:
         if (path / "visiontune.json").is_file() and _saved_task(path) == "detection":
             det = Detector.load(path)
             return cls(_Detect(det.to(device) if device else det, det.class_names), str(path), {"source": "saved"})
-        p = vt.load(
+        p = load_pretrained(
             text, weights=weights, pretrained=pretrained, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code
         )
         if device:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from visiontune.errors import ConfigError, require
+from visiontune.serve.app import create_app
 from visiontune.serve.config import CONFIG_ENV, ServeConfig
 from visiontune.serve.metrics import multiprocess_dir
 
@@ -18,7 +19,7 @@ def serve(model: str | os.PathLike | ServeConfig, **settings) -> None:
     """
     config = model if isinstance(model, ServeConfig) else ServeConfig.make(str(model), **settings)
     if config.backend == "litserve":
-        from visiontune.serve.lit import run_litserve
+        from visiontune.serve.lit import run_litserve  # imports litserve, an optional package
 
         if config.port < 1024:
             raise ConfigError(f"port: LitServe needs a port from 1024 to 65535, got {config.port}")
@@ -28,8 +29,6 @@ def serve(model: str | os.PathLike | ServeConfig, **settings) -> None:
     os.environ[CONFIG_ENV] = config.to_env()
     common = {"host": config.host, "port": config.port, "log_level": config.log_level, "access_log": False}
     if config.workers == 1:
-        from visiontune.serve.app import create_app
-
         uvicorn.run(create_app(config), **common)
         return
     cleanup = multiprocess_dir()  # each worker process writes its metrics there; /metrics sums them
