@@ -25,13 +25,14 @@ _LAZY = {
     "predict_batch": "visiontune.serve.batch",
     "BatchPredictResult": "visiontune.serve.batch",
     "read_predictions": "visiontune.serve.batch",
+    "iter_rows": "visiontune.serve.batch",
 }
 
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from visiontune.serve.app import create_app  # noqa: F401
-    from visiontune.serve.batch import BatchPredictResult, predict_batch, read_predictions  # noqa: F401
+    from visiontune.serve.batch import BatchPredictResult, iter_rows, predict_batch, read_predictions  # noqa: F401
     from visiontune.serve.batcher import MicroBatcher  # noqa: F401
     from visiontune.serve.client import Client, ServerError  # noqa: F401
     from visiontune.serve.config import ServeConfig  # noqa: F401
