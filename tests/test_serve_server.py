@@ -327,15 +327,15 @@ def test_decode_guards_and_options():
     Image.new("RGBA", (40, 30), (255, 0, 0, 0)).save(buf, "PNG")
     img = decode_image(buf.getvalue())
     assert img.mode == "RGB" and img.size == (40, 30) and img.getpixel((0, 0)) == (255, 255, 255)
-    for data, status, word in [
-        (b"", 400, "empty"),
-        (b"GIF89a-not-really", 400, "decode"),
-        (buf.getvalue()[:40], 400, "decode"),
-        (_png_header_only(30000, 30000), 413, "bomb"),
+    for data, status, words in [
+        (b"", 400, ("empty",)),
+        (b"GIF89a-not-really", 400, ("cannot decode", "not a recognised")),  # which: Pillow's plugins loaded
+        (buf.getvalue()[:40], 400, ("cannot decode", "not a recognised")),
+        (_png_header_only(30000, 30000), 413, ("bomb",)),
     ]:
         with pytest.raises(RequestError) as e:
             decode_image(data)
-        assert e.value.status == status and word in e.value.message
+        assert e.value.status == status and any(w in e.value.message for w in words), e.value.message
     with pytest.raises(RequestError) as e:
         decode_image(buf.getvalue(), limit=100)
     assert e.value.status == 413 and "1,200 pixels" in e.value.message
