@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from visiontune.cli.hub import TrustCode, TrustPickle, WeightsOpt
+from visiontune.cli.options import TrustCode, TrustPickle, WeightsOpt
 
 
 def serve_cmd(
