@@ -100,14 +100,12 @@ def predict(
     from visiontune.data import list_images
 
     files = [str(f) for f in list_images(images)]
-    artifact = Path(model_id)
-    if artifact.is_file() and artifact.suffix in (".onnx", ".pt", ".pth", ".ts"):
-        from visiontune.export import load_artifact, sidecar_path
+    from visiontune.export import is_exported_artifact, load_artifact
 
-        if sidecar_path(artifact).is_file():  # an exported model: ONNX Runtime / TorchScript path
-            preds = load_artifact(artifact).predict(files, topk=topk, score_threshold=score_threshold)
-            _print_preds(preds, as_json)
-            return
+    if is_exported_artifact(model_id):  # an exported model: ONNX Runtime / TorchScript path
+        preds = load_artifact(model_id).predict(files, topk=topk, score_threshold=score_threshold)
+        _print_preds(preds, as_json)
+        return
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
     if p.task == "classification":
         preds = p.predict(files, topk=topk, batch_size=batch_size)
