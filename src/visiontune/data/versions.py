@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visiontune.data.csv_sources import read_csv_rows
 from visiontune.data.manifest import Entry, Manifest, find_manifest
-from visiontune.data.sources import DatasetWarning, _build_manifest, _raise_problems, _read_csv_rows, collect
+from visiontune.data.samples import DatasetWarning, raise_problems
+from visiontune.data.sources import collect
+from visiontune.data.splits import build_manifest
 from visiontune.errors import DatasetError
 
 __all__ = ["Manifest", "Entry", "ManifestDiff", "snapshot", "diff", "apply_fixes", "load_manifest", "list_versions"]
@@ -53,7 +56,7 @@ def snapshot(
     Snapshotting unchanged data returns the existing version (same id, same file).
     """
     c = collect(directory)
-    m = _build_manifest(c)
+    m = build_manifest(c)
     m.notes = notes
     folder = Path(store) if store is not None else m.default_store()
     existing = folder / f"{m.version}.json"
@@ -143,7 +146,7 @@ def _correction_rows(corrections: Any) -> tuple[str, list[tuple[str, dict[str, s
     """(source name, [(where, row dict)]) from a CSV path, a DataFrame or an iterable of dicts."""
     if isinstance(corrections, (str, os.PathLike)):
         path = Path(corrections)
-        header, rows = _read_csv_rows(path)
+        header, rows = read_csv_rows(path)
         if "path" not in header or "action" not in header:
             raise DatasetError(f"{path}, line 1: header must name the columns path,action,new_label; found {header}")
         out = []
@@ -211,7 +214,7 @@ def apply_fixes(
             problems.append(f"{where}: {rel} already corrected at {planned[rel][2]}")
             continue
         planned[rel] = (action, new_label or None, where)
-    _raise_problems(f"corrections {name} for version {m.version}", problems)
+    raise_problems(f"corrections {name} for version {m.version}", problems)
 
     entries: list[Entry] = []
     changes: list[dict[str, Any]] = []
