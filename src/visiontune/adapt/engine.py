@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from visiontune.adapt.config import TrainConfig
 from visiontune.adapt.data import EpochSampler, SeededDataset
 from visiontune.adapt.groups import LayerGroups, layer_groups
-from visiontune.adapt.strategies import count_params, default_milestones, set_trainable
+from visiontune.adapt.strategies import default_milestones, param_counts, set_trainable
 from visiontune.errors import ConfigError, VisiontuneError
 from visiontune.hub.trust import torch_load
 
@@ -152,7 +152,7 @@ def describe_groups(model: nn.Module, groups: LayerGroups, console=None) -> tupl
         table.add_column(c, justify="right" if c != "group" else "left")
     for name, tr, tot in groups.summary(model):
         table.add_row(name, f"{tr:,}", f"{tot:,}")
-    tr, tot = count_params(model)
+    tr, tot = param_counts(model)
     table.add_row("[bold]all", f"[bold]{tr:,}", f"[bold]{tot:,}")
     console.print(table)
     console.print(f"trainable parameters: {tr:,} of {tot:,} ({100.0 * tr / max(tot, 1):.2f}%)")
