@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from visiontune.hub.heads import find_head
 from visiontune.hub.pretrained import count_params
 
 
@@ -221,8 +222,6 @@ def layer_groups(model: nn.Module, head_path: str | None = None, n_generic: int 
     """Derive the layer groups (input → head) of ``model``; ``head_path`` defaults to
     ``visiontune.hub.heads.find_head``'s answer."""
     if head_path is None:
-        from visiontune.hub.heads import find_head
-
         head_path = find_head(model)[0]
     finders = []
     if _is_hf(model):
