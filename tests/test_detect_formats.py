@@ -14,6 +14,7 @@ import yaml
 from visiontune.detect import DetectionDataset, load_yolo
 from visiontune.detect.formats import FORMATS, read_coco, read_voc, read_yolo, write_coco, write_voc, write_yolo
 from visiontune.detect.records import ImageRecord, content_version
+from visiontune.errors import DatasetError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "visiontune" / "detect"
 
@@ -119,3 +120,6 @@ def test_version_changes_with_a_box_a_label_a_class_or_an_image(coco8_copy, tmp_
     img = a.images[2].path
     img.write_bytes(img.read_bytes() + b"\0")  # same name, other bytes
     assert load_yolo(coco8_copy, split="val").version != v
+    img.unlink()
+    with pytest.raises(DatasetError, match=img.name):
+        _ = a.version

@@ -71,17 +71,33 @@ def content_version(images: Sequence[ImageRecord], classes: Sequence[str], root:
     list and the sorted entries ``(relative path, image sha256, sorted objects)``, each object
     ``[x1, y1, x2, y2]`` rounded to 0.01 px, its label and its crowd / difficult flag. Independent of
     the order of images and objects and of where the dataset folder lies; file hashes are cached."""
-    hashes = hash_files([r.path for r in images])
+    try:
+        hashes = hash_files([r.path for r in images])
+    except OSError as e:
+        raise DatasetError(
+            f"the dataset version hashes every image file, and {e.filename or e} cannot be read ({e.strerror or e}); "
+            "restore it or drop the image from the dataset"
+        ) from e
+    prefix = os.path.join(os.path.abspath(root), "") if root is not None else None
     entries = []
     for r, (digest, _size) in zip(images, hashes):
         objects = sorted(
             [*(round(float(v), VERSION_DECIMALS) + 0.0 for v in b), int(lab), int(crowd)]
             for b, lab, crowd in zip(r.boxes.tolist(), r.labels.tolist(), r.crowd.tolist())
         )
-        entries.append([relative_name(r, root), digest, objects])
+        entries.append([_name_under(os.path.abspath(r.path), prefix), digest, objects])
     canonical = {"classes": list(classes), "entries": sorted(entries)}
     blob = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return sha256_bytes(blob)[:VERSION_LENGTH]
+
+
+def _name_under(path: str, prefix: str | None) -> str:
+    """``path`` relative to the folder ``prefix`` ('/'-separated) as the dataset names it (no
+    symlink resolution: ``relative_name`` resolves, which costs a syscall per path component),
+    else its file name."""
+    if prefix is not None and path.startswith(prefix):
+        return path[len(prefix) :].replace(os.sep, "/")
+    return os.path.basename(path)
 
 
 def format_box(b) -> str:
