@@ -98,3 +98,20 @@ def test_real_weights_linear_probe_hymenoptera(assets, effnet_lite0_file, tmp_pa
     bee = sorted((assets / "hymenoptera" / "val" / "bees").iterdir())[0]
     assert p.class_names == ["ants", "bees"] and p.preprocess.input_size == (160, 160)
     assert p.predict([str(bee)])[0].label in ("ants", "bees")
+    # vt.evaluate of the saved model on the same split reproduces what train recorded ...
+    import visiontune as vt
+
+    ev = vt.evaluate(r.model_dir, assets / "hymenoptera", out=tmp_path / "eval", progress=False)
+    assert ev.metrics["val/acc"] == pytest.approx(r.metrics["val/acc"], abs=1e-9)
+    assert ev.metrics["val/n"] == r.metrics["val/n"] == 153
+    assert ev.metrics["val/per_class_recall"] == pytest.approx(r.metrics["val/per_class_acc"])
+    assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "eval" / "predictions.csv").is_file()
+    assert 0.0 <= ev.metrics["val/ece"] < 0.2
+    # ... and so does `visiontune evaluate` on the run folder (its own data), printing the same number
+    from typer.testing import CliRunner
+
+    from visiontune.cli.main import app
+
+    res = CliRunner().invoke(app, ["evaluate", str(r.dir), "--no-progress"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert f"top-1 {r.metrics['val/acc']:.4f}" in " ".join(res.output.split())

@@ -19,7 +19,7 @@ from visiontune.adapt import (
     param_groups,
     set_trainable,
 )
-from visiontune.adapt.data import EpochSampler, SeededDataset
+from visiontune.engine import EpochSampler, SeededDataset
 from visiontune.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -171,12 +171,12 @@ def test_optimizer_lrs_follow_schedule_per_group():
     """The Lightning module's optimizer keeps the group ratios under warmup + cosine."""
     import timm
 
-    from visiontune.adapt.module import lr_lambda
+    from visiontune.engine import warmup_cosine
 
-    f = lr_lambda("cosine", total_steps=10, warmup_steps=2)
+    f = warmup_cosine(total_steps=10, warmup_steps=2, schedule="cosine")
     assert [round(f(s), 3) for s in (0, 1, 2)] == [0.5, 1.0, 1.0]
     assert f(10) == pytest.approx(0.0, abs=1e-9) and 0 < f(6) < 1
-    assert lr_lambda("constant", 10, 0)(7) == 1.0
+    assert warmup_cosine(10, 0, "constant")(7) == 1.0
     m = timm.create_model("test_resnet", num_classes=3)
     lg = layer_groups(m)
     opt = torch.optim.AdamW(param_groups(m, lg, lr=1e-2, decay=0.1))
@@ -371,8 +371,17 @@ def test_classification_metrics_and_confusion_png(tmp_path):
     logits = torch.tensor([[3.0, 1, 0], [0, 3, 1], [0, 1, 3], [3, 0, 1], [1, 0, 3]])
     y = torch.tensor([0, 1, 2, 1, 2])
     m, cm = classification_metrics(logits, y, ["a", "b", "c"])
-    assert m["val/acc"] == pytest.approx(0.8) and m["val/top5"] == 1.0
+    assert m["val/acc"] == pytest.approx(0.8) and "val/top5" not in m  # top-5 of 3 classes is always 1
     assert m["val/per_class_acc"] == {"a": 1.0, "b": 0.5, "c": 1.0}
+    assert m["val/per_class_recall"] == m["val/per_class_acc"]
+    assert m["val/per_class_precision"] == {"a": 0.5, "b": 1.0, "c": 1.0}
+    probs = logits.softmax(-1)
+    conf = probs.max(-1).values
+    # every row is a permutation of (3, 1, 0): one confidence, one bin: ECE = |accuracy - confidence|
+    assert torch.allclose(conf, conf[0])
+    assert m["val/ece"] == pytest.approx(abs(0.8 - float(conf[0])), abs=1e-6)
+    m7, _ = classification_metrics(torch.eye(7)[[0, 1, 2, 3, 4, 5, 6]] * 5, torch.arange(7), list("abcdefg"))
+    assert m7["val/top5"] == 1.0 and m7["val/acc"] == 1.0
     assert m["val/balanced_acc"] == pytest.approx(2.5 / 3)
     assert cm.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 2]]
     png = plot_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "cm.png")

@@ -56,7 +56,7 @@ def test_bench_cli_writes_table_and_files(tmp_path, isolated_caches):
             "timm:mobilenetv3_small_050",
             "--input-size",
             "32",
-            "--runs",
+            "--repeats",
             "2",
             "--warmup",
             "0",

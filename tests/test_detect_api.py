@@ -6,11 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from visiontune.detect import Detections, Detector, composed_detector, parse_config
+from visiontune.detect import Detections, Detector, adapt_detector, composed_detector, parse_config
 from visiontune.detect.anchors import anchor_fit, suggest_anchors
 from visiontune.detect.datasets import DetectionDataset, ImageRecord
 from visiontune.detect.models import backbone_stages, build_from_recipe, default_anchors
-from visiontune.detect.train import adapt_detector
 from visiontune.errors import ConfigError
 
 TINY = {

@@ -116,7 +116,7 @@ def test_runs_reproduce_re_runs_a_detector_training_exactly(trained):
 
 
 def test_finetune_from_saved_detector_keeps_fitting_tensors(trained):
-    from visiontune.detect.train import adapt_detector
+    from visiontune.detect import adapt_detector
 
     res, _ = trained
     det, rep = adapt_detector(str(res.model_dir), ["only_one"])
@@ -269,3 +269,103 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(assets, tmp_pat
 
     assert len(epochs_after_kill(ref.run_dir)) == 2
     assert epochs_after_kill(res.run_dir) == epochs_after_kill(ref.run_dir)
+
+
+DDP_SCRIPT = """
+import hashlib, json, os, sys
+import lightning as L
+import torch
+from visiontune.detect.train import train_detector
+
+class Report(L.Callback):
+    def on_train_end(self, trainer, pl_module):
+        h = hashlib.sha256()
+        for p in pl_module.model.parameters():
+            h.update(p.detach().cpu().numpy().tobytes())
+        out = {"rank": trainer.global_rank, "world": trainer.world_size, "pid": os.getpid(),
+               "params": h.hexdigest(), "batches": trainer.num_training_batches,
+               "dist": torch.distributed.is_initialized() and torch.distributed.get_backend()}
+        with open(os.path.join(sys.argv[2], f"rank{trainer.global_rank}.json"), "w") as f:
+            json.dump(out, f)
+
+r = train_detector(json.loads(sys.argv[1]), run_root=sys.argv[2], run_name="ddp", progress=False,
+                   callbacks=(Report(),))
+if r.model_dir is not None:
+    with open(os.path.join(sys.argv[2], "result.json"), "w") as f:
+        json.dump({"metrics": r.metrics, "model": str(r.model_dir), "dir": str(r.dir)}, f)
+"""
+
+
+@pytest.mark.slow
+def test_detector_trains_with_two_gloo_ddp_processes_into_one_run(assets, tmp_path):
+    """`devices: 2, ddp_strategy: ddp` on the CPU: two real processes, gradients all-reduced into
+    one model, one run folder with the data version and the base weights' sha256."""
+    import os
+    import subprocess
+    import sys
+
+    from visiontune.track import load_run
+
+    data = tiny_imagenet_coco(assets, tmp_path, per_class=4)
+    cfg = {
+        "model": "tiny.yaml",
+        "compose": TINY,
+        "data": str(data),
+        "val_fraction": 0.25,
+        "epochs": 1,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "accelerator": "cpu",
+        "devices": 2,
+        "ddp_strategy": "ddp",
+        "trackers": [],
+    }
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
+    env.pop("VISIONTUNE_RUN_DIR", None)
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(cfg), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "runs" / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "runs" / "rank1.json").read_text())
+    assert r0["world"] == r1["world"] == 2 and r0["dist"] == "gloo" and r0["pid"] != r1["pid"]
+    assert r0["params"] == r1["params"]  # gradients were all-reduced: one model
+    assert r0["batches"] == 2  # 6 training images / 2 ranks / batch 2: each rank saw half
+    res = json.loads((tmp_path / "runs" / "result.json").read_text())
+    assert Path(res["model"]).is_dir() and "val/mAP" in res["metrics"]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert runs == ["ddp"]  # the worker wrote into rank 0's run and made none of its own
+    rec = load_run(tmp_path / "runs" / "ddp")
+    assert rec.status == "completed" and rec.data.get("kind") == "detect-train"
+    assert rec.data_version and len(rec.data_version) == 12
+    assert (tmp_path / "runs" / "ddp" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_detector_run_records_data_version_and_base_weights_sha256(assets, tmp_path, mobilenetv2_backbone_file):
+    from visiontune.data.hashing import sha256_file
+    from visiontune.detect.train import train_detector
+    from visiontune.track import load_run
+
+    data = tiny_imagenet_coco(assets, tmp_path, per_class=3)
+    compose = {
+        "backbone": {"source": "torchvision", "name": "mobilenet_v2", "weights": str(mobilenetv2_backbone_file)},
+        "neck": {"channels": 32},
+        "image": {"min_size": 64, "max_size": 64},
+        "num_classes": 1,
+    }
+    cfg = {"model": "mb2.yaml", "compose": compose, "data": str(data), "val_fraction": 0.34, "epochs": 1}
+    cfg.update(batch_size=2, max_train_batches=1, trackers=[], warmup_steps=1)
+    res = train_detector(cfg, run_root=tmp_path / "runs", run_name="w", progress=False)
+    rec = load_run(res.dir)
+    assert rec.data["model"]["weights_sha256"] == sha256_file(mobilenetv2_backbone_file)
+    from visiontune.detect import load_detection
+
+    assert rec.data_version == load_detection(data).split(0.34, seed=0)[0].version

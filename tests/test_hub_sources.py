@@ -154,7 +154,12 @@ def test_hf_from_prefilled_cache(isolated_caches, tmp_path):
     ref_x = torch.as_tensor(p.native(img, return_tensors="pt")["pixel_values"][0])
     torch.testing.assert_close(x, ref_x, atol=0.05, rtol=0)  # PIL vs torchvision resampling
     preds = p.predict([img, img], topk=2)
-    assert preds[0].labels[0] in {"cat", "dog", "bird"} and abs(sum(preds[0].probs) - 1) < 1 or True
+    assert [len(x.labels) for x in preds] == [2, 2] and set(preds[0].labels) <= {"cat", "dog", "bird"}
+    assert preds[0].labels == preds[1].labels and preds[0].probs == sorted(preds[0].probs, reverse=True)
+    probs = p.model(x[None]).logits.softmax(-1)[0]  # the card's preprocessing, then softmax
+    top = probs.topk(2)
+    assert preds[0].indices == top.indices.tolist() and preds[0].probs == pytest.approx(top.values.tolist(), abs=1e-5)
+    assert 0 < sum(preds[0].probs) < 1  # two of three classes
     q = vt.load("hf:acme/tiny-resnet", num_classes=5)
     assert q.model.config.num_labels == 5 and q.model(torch.zeros(1, 3, 64, 64)).logits.shape == (1, 5)
 

@@ -50,3 +50,103 @@ def test_every_lazy_internal_import_resolves():
                 except ImportError:
                     broken.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{alias.name}")
     assert not broken, "\n".join(broken)
+
+
+def _internal_imports():
+    """(importer module, imported module, line) for every import statement in src/visiontune —
+    module level and inside functions alike; ``if TYPE_CHECKING:`` blocks excluded."""
+    import ast
+
+    src = ROOT / "src"
+    mods = {}
+    for p in (src / "visiontune").rglob("*.py"):
+        parts = list(p.relative_to(src).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    out = []
+    for mod, path in mods.items():
+        tree = ast.parse(path.read_text())
+        skip = {
+            id(x)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.dump(n.test)
+            for x in ast.walk(n)
+        }
+        for n in ast.walk(tree):
+            if id(n) in skip or not isinstance(n, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(n, ast.Import):
+                targets = [a.name for a in n.names]
+            else:
+                base = n.module
+                if n.level:
+                    pkg = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+                    pkg = pkg[: len(pkg) - (n.level - 1)]
+                    base = ".".join(pkg + ([n.module] if n.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in n.names]
+            out += [(mod, t, n.lineno, n) for t in targets if t in mods and t != mod]
+    return mods, out
+
+
+def test_every_module_imports_and_the_import_graph_has_no_cycle():
+    """Import every module at run time, then build the graph of every internal import (function
+    level included: a lazy import hides a cycle, it does not remove it) and fail on a cycle."""
+    import importlib
+    import sys
+
+    mods, imports = _internal_imports()
+    for m in sorted(mods):
+        importlib.import_module(m)
+    graph = {m: set() for m in mods}
+    for a, b, _, _ in imports:
+        graph[a].add(b)
+    # Tarjan's strongly connected components
+    index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(mods):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_no_private_name_is_imported_across_packages():
+    """``from visiontune.a.b import _x`` (or a ``_private`` module of another package) from outside
+    package ``a`` is a defect: make it public or move it. Top-level ``visiontune._*`` modules are
+    the package's shared internals (atomic writes, configs, verbs)."""
+    import ast
+
+    _, imports = _internal_imports()
+    bad = []
+    for importer, target, line, node in imports:
+        mine = importer.split(".")[1] if importer.count(".") else ""
+        theirs = target.split(".")[1] if target.count(".") else ""
+        if theirs == mine or (target.count(".") == 1 and theirs.startswith("_")):
+            continue
+        private_module = any(p.startswith("_") and not p.startswith("__") for p in target.split(".")[2:])
+        names = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else []
+        private_names = [n for n in names if n.startswith("_") and not n.startswith("__")]
+        if private_module or (private_names and target == (node.module or target)):
+            bad.append(f"{importer}:{line} imports {target} {private_names or ''}")
+    assert not bad, "\n".join(bad)

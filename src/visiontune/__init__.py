@@ -12,6 +12,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": "visiontune.hub.loader",
+    "train": "visiontune.api",
+    "evaluate": "visiontune.api",
+    "audit": "visiontune.api",
+    "export": "visiontune.api",
+    "bench": "visiontune.api",
     "list_models": "visiontune.hub.loader",
     "describe": "visiontune.hub.loader",
     "Pretrained": "visiontune.hub.pretrained",
@@ -24,6 +29,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from visiontune.api import audit, bench, evaluate, export, train
     from visiontune.hub.card import Card
     from visiontune.hub.loader import describe, list_models, load
     from visiontune.hub.preprocess import Preprocess

@@ -4,11 +4,11 @@ probes, LR range test, strategy recommendation, distillation, on PyTorch Lightni
 
 from visiontune.adapt.config import TrainConfig
 from visiontune.adapt.distill import kd_loss
-from visiontune.adapt.engine import TrainResult, train
 from visiontune.adapt.groups import LayerGroups, layer_groups, param_groups
 from visiontune.adapt.lr_find import LRFindResult, lr_find
 from visiontune.adapt.recommend import Recommendation, recommend
 from visiontune.adapt.strategies import default_milestones, n_trainable_backbone, param_counts, set_trainable
+from visiontune.adapt.training import TrainResult, train
 
 __all__ = [
     "TrainConfig",

@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from visiontune._config import load, validate
+from visiontune.engine.options import EngineOptions
 
 Strategy = Literal["linear", "partial", "full", "gradual"]
 
 
-class TrainConfig(BaseModel):
-    """Everything a fine-tuning run needs. Unknown keys are refused (``extra="forbid"``)."""
+class TrainConfig(EngineOptions):
+    """Everything a fine-tuning run needs (the engine's options included). Unknown keys are
+    refused (``extra="forbid"``)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
@@ -56,22 +58,10 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(0.0, ge=0.0)
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
-    accumulate: int = Field(1, ge=1)
-    grad_clip: float | None = Field(None, gt=0.0)
 
-    # engine
-    precision: Literal["32", "bf16", "fp16", "auto"] = "auto"
+    # engine (precision, devices, DDP, accumulation, clipping, early stopping, seed, ...: EngineOptions)
     channels_last: bool | None = Field(None, description="default: on when training on a GPU")
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = Field(1, ge=1)
-    ddp_strategy: str = Field("auto", description="Lightning strategy, e.g. 'ddp' for multi-GPU / multi-node")
-    early_stopping: int | None = Field(None, ge=1, description="patience in epochs on the monitored metric")
     monitor: Literal["val/acc", "val/loss"] = "val/acc"
-    seed: int = 0
-    deterministic: bool = False
-    num_workers: int = Field(0, ge=0)
-    max_train_batches: int | float | None = Field(None, description="limit batches per epoch (debugging)")
 
     # distillation
     teacher: str | None = Field(None, description="model id / saved dir of a frozen teacher")
@@ -80,7 +70,6 @@ class TrainConfig(BaseModel):
     kd_alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term (1 - alpha: CE)")
 
     # bookkeeping
-    trackers: list[str] = Field(default_factory=lambda: ["tensorboard"])
     name: str | None = Field(None, description="run name (default: generated)")
 
     @model_validator(mode="after")

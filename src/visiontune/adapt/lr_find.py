@@ -15,8 +15,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from visiontune._atomic import save_figure
+from visiontune.adapt.features import extract
+from visiontune.adapt.groups import LayerGroups, layer_groups
+from visiontune.adapt.groups import param_groups as make_groups
+from visiontune.adapt.setup import get_module, head_path, load_pretrained, load_splits
+from visiontune.adapt.strategies import freeze_frozen_norms, n_trainable_backbone, set_trainable
+from visiontune.engine import device_for
+from visiontune.hub.classification import logits_of
 
 
 @dataclass
@@ -84,8 +92,6 @@ def lr_find(
     ``param_groups`` (from :func:`visiontune.adapt.param_groups`) keep their ratios: every group's
     lr is scaled by the same factor, and the head's lr is what is swept and reported.
     """
-    from visiontune.adapt.strategies import freeze_frozen_norms
-    from visiontune.hub.pretrained import logits_of
 
     forward = forward or (lambda x: logits_of(model(x)))
     state = copy.deepcopy(model.state_dict())
@@ -174,30 +180,22 @@ def lr_find_config(
 ) -> LRFindResult:
     """The range test for a :class:`TrainConfig`: same model, data, strategy (at epoch 0), layer
     groups and lr ratios as ``train`` would use. The linear strategy runs on cached features."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from visiontune.adapt.engine import _device, _get_module, _head_path, load_pretrained, load_splits
-    from visiontune.adapt.features import extract
-    from visiontune.adapt.groups import LayerGroups, layer_groups
-    from visiontune.adapt.groups import param_groups as make_groups
-    from visiontune.adapt.strategies import n_trainable_backbone, set_trainable
-
     torch.manual_seed(cfg.seed)
     splits = load_splits(cfg)
     p = load_pretrained(cfg, list(splits.classes), trust_pickle)
-    model, head_path = p.model, _head_path(p)
-    device = _device(cfg.accelerator)
+    model, hpath = p.model, head_path(p)
+    device = device_for(cfg.accelerator)
     model.to(device)
     if cfg.strategy == "linear":
         x, y = extract(
             model,
-            head_path,
+            hpath,
             splits.train.with_transform(p.preprocess),
             batch_size=64,
             num_workers=cfg.num_workers,
             device=device,
         )
-        head = _get_module(model, head_path)
+        head = get_module(model, hpath)
         g = make_groups(
             head,
             LayerGroups(["head"], [[n for n, _ in head.named_parameters()]], ""),
@@ -218,15 +216,13 @@ def lr_find_config(
             plot=out,
             title=f"LR range test: {cfg.model} (linear)",
         )
-    groups = layer_groups(model, head_path)
+    groups = layer_groups(model, hpath)
     set_trainable(model, groups, n_trainable_backbone(cfg.strategy, groups.n_backbone, 0, cfg.n_stages, []))
     g = make_groups(model, groups, cfg.lr, cfg.lr_decay, cfg.head_lr, cfg.weight_decay)
     ds = splits.train.with_transform(p.preprocess if cfg.augment == "none" else p.train_transform(cfg.augment))
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers)
 
     def fwd(x):
-        from visiontune.hub.pretrained import logits_of
-
         return logits_of(model(x))
 
     return lr_find(

@@ -3,35 +3,20 @@ discriminative learning rates, warmup + cosine / one-cycle schedules and optiona
 
 from __future__ import annotations
 
-import math
 import random
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchmetrics
 from torch import nn
 
-from visiontune.adapt.data import _mix
 from visiontune.adapt.distill import kd_loss
 from visiontune.adapt.groups import LayerGroups, param_groups
 from visiontune.adapt.strategies import freeze_frozen_norms, n_trainable_backbone, set_trainable
-from visiontune.hub.pretrained import logits_of
-
-
-def lr_lambda(schedule: str, total_steps: int, warmup_steps: int):
-    """Multiplier of each group's base lr at optimizer step ``s`` (linear warmup, then cosine to 0
-    or constant)."""
-
-    def f(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if schedule == "constant":
-            return 1.0
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-    return f
+from visiontune.engine import mix_seed, warmup_cosine
+from visiontune.hub.classification import logits_of
 
 
 class AdaptModule(L.LightningModule):
@@ -66,11 +51,12 @@ class AdaptModule(L.LightningModule):
         self.trainable_groups: list[str] = []
         self.history: list[dict] = []
         self._apply_strategy(0)
-        import torchmetrics
-
         self.val_top1 = torchmetrics.classification.MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_top5 = torchmetrics.classification.MulticlassAccuracy(
-            num_classes, top_k=min(5, num_classes), average="micro"
+        # top-5 of 5 classes or fewer is always 1: measured only above that
+        self.val_top5 = (
+            torchmetrics.classification.MulticlassAccuracy(num_classes, top_k=5, average="micro")
+            if num_classes > 5
+            else None
         )
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, top_k=1, average="micro")
 
@@ -109,7 +95,7 @@ class AdaptModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         epoch = self.current_epoch
         # the global RNG (dropout, drop-path) restarts from (seed, epoch, rank): exact resume
-        s = _mix(self.hp.get("seed", 0), epoch, self.global_rank)
+        s = mix_seed(self.hp.get("seed", 0), epoch, self.global_rank)
         torch.manual_seed(s)
         random.seed(s)
         np.random.seed(s % (2**32))
@@ -159,10 +145,11 @@ class AdaptModule(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y)
         self.val_top1(logits, y)
-        self.val_top5(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_top1, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/top5", self.val_top5, on_step=False, on_epoch=True)
+        if self.val_top5 is not None:
+            self.val_top5(logits, y)
+            self.log("val/top5", self.val_top5, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         m = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
@@ -194,5 +181,5 @@ class AdaptModule(L.LightningModule):
                 cycle_momentum=hp.get("optimizer") == "sgd",
             )
         else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(hp.get("schedule", "cosine"), total, warmup))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup, hp.get("schedule", "cosine")))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

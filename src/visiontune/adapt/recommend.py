@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from visiontune.adapt.config import TrainConfig
+from visiontune.adapt.features import extract
+from visiontune.adapt.setup import head_path, load_pretrained, load_splits
+from visiontune.engine import device_for
 from visiontune.errors import DatasetError
 
 SMALL, LARGE = 100, 1000
@@ -106,12 +111,6 @@ def recommend(
 ) -> Recommendation:
     """Measure the data and the model's frozen features and suggest a strategy, with reasons.
     ``pretrained=False`` measures randomly initialised features (a baseline to compare with)."""
-    import torch
-
-    from visiontune.adapt.config import TrainConfig
-    from visiontune.adapt.engine import _device, _head_path, load_pretrained, load_splits
-    from visiontune.adapt.features import extract
-
     cfg = TrainConfig(model=model, weights=weights, pretrained=pretrained, data=data, data_root=data_root, seed=seed)
     splits = load_splits(cfg)
     counts = np.bincount(splits.train.labels, minlength=len(splits.classes))
@@ -123,11 +122,11 @@ def recommend(
         [rng.permutation(np.flatnonzero(splits.train.labels == c))[:per_class] for c in range(n_classes)]
     )
     p = load_pretrained(cfg, list(splits.classes), trust_pickle)
-    device = _device("auto")
+    device = device_for("auto")
     p.model.to(device)
     sample = splits.train.subset(np.sort(idx)).with_transform(p.preprocess)
     torch.manual_seed(seed)
-    x, y = extract(p.model, _head_path(p), sample, batch_size=batch_size, num_workers=num_workers, device=device)
+    x, y = extract(p.model, head_path(p), sample, batch_size=batch_size, num_workers=num_workers, device=device)
     feats = x.flatten(1).numpy() if x.ndim > 2 else x.numpy()
     acc, sep, folds = separability(feats, y.numpy(), seed)
     strategy, opts, s_band, d_band = decide(median, sep)

@@ -1,4 +1,5 @@
-"""Final evaluation of a trained classifier: top-1, top-5, per-class accuracy, confusion matrix."""
+"""Evaluation of a classifier: top-1 / top-5, per-class precision and recall, calibration error,
+confusion matrix."""
 
 from __future__ import annotations
 
@@ -26,27 +27,49 @@ def predict_logits(
     return torch.cat(outs), torch.cat(ys)
 
 
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by count."""
+    if not len(labels):
+        return 0.0
+    conf, pred = probs.max(-1)
+    correct = (pred == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += float(sel.float().mean()) * abs(float(correct[sel].mean()) - float(conf[sel].mean()))
+    return ece
+
+
 def classification_metrics(
     logits: torch.Tensor, labels: torch.Tensor, class_names: list[str], prefix: str = "val"
 ) -> tuple[dict, np.ndarray]:
-    """Top-1 / top-5 / mean per-class accuracy, per-class accuracy and the confusion matrix
-    (rows: true class, columns: predicted)."""
+    """Top-1 (top-5 when there are more than 5 classes), balanced accuracy, per-class accuracy /
+    precision / recall, expected calibration error, and the confusion matrix (rows: true class,
+    columns: predicted)."""
     n = len(class_names)
     pred = logits.argmax(-1)
-    k = min(5, logits.shape[-1])
-    top5 = (logits.topk(k, -1).indices == labels[:, None]).any(-1).float().mean().item() if len(labels) else 0.0
     cm = np.zeros((n, n), dtype=np.int64)
     np.add.at(cm, (labels.numpy(), pred.numpy()), 1)
-    support = cm.sum(1)
-    per_class = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(class_names)}
-    present = [v for v in per_class.values() if v is not None]
-    metrics = {
-        f"{prefix}/acc": float((pred == labels).float().mean().item()) if len(labels) else 0.0,
-        f"{prefix}/top5": float(top5),
-        f"{prefix}/balanced_acc": float(np.mean(present)) if present else 0.0,
-        f"{prefix}/n": int(len(labels)),
-        f"{prefix}/per_class_acc": per_class,
-    }
+    support, predicted = cm.sum(1), cm.sum(0)
+    recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(class_names)}
+    precision = {name: (float(cm[i, i] / predicted[i]) if predicted[i] else None) for i, name in enumerate(class_names)}
+    present = [v for v in recall.values() if v is not None]
+    metrics: dict = {f"{prefix}/acc": float((pred == labels).float().mean().item()) if len(labels) else 0.0}
+    if logits.shape[-1] > 5:  # top-5 of 5 classes or fewer is always 1
+        top5 = (logits.topk(5, -1).indices == labels[:, None]).any(-1).float().mean().item() if len(labels) else 0.0
+        metrics[f"{prefix}/top5"] = float(top5)
+    metrics.update(
+        {
+            f"{prefix}/balanced_acc": float(np.mean(present)) if present else 0.0,
+            f"{prefix}/ece": expected_calibration_error(logits.float().softmax(-1), labels),
+            f"{prefix}/n": int(len(labels)),
+            f"{prefix}/per_class_acc": recall,
+            f"{prefix}/per_class_precision": precision,
+            f"{prefix}/per_class_recall": recall,
+        }
+    )
     return metrics, cm
 
 

@@ -23,3 +23,7 @@ __all__ = [
     "print_summary",
     "rank_label_issues",
 ]
+
+from visiontune._verbs import make_verb  # noqa: E402 - `vt.audit(...)` calls the verb
+
+make_verb(__name__)

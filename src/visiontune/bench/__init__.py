@@ -23,3 +23,7 @@ __all__ = [
     "count_params",
     "measure",
 ]
+
+from visiontune._verbs import make_verb  # noqa: E402 - `vt.bench(...)` calls the verb
+
+make_verb(__name__)

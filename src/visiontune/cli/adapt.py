@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         kd_alpha: float | None = typer.Option(None),
         trackers: str | None = typer.Option(None, help="comma-separated: tensorboard,mlflow,wandb"),
         name: str | None = typer.Option(None, help="run name"),
-        runs: Path = typer.Option(Path("runs"), help="folder that holds the runs"),
+        runs: Path = typer.Option(Path("runs"), "--out", "-o", "--runs", help="folder that holds the runs"),
         resume: Path | None = typer.Option(None, help="a run folder or checkpoint to continue from"),
         json_out: bool = typer.Option(False, "--json", help="print the final metrics as JSON"),
         trust_pickle: bool = TrustPickle,

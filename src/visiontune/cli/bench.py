@@ -22,7 +22,7 @@ def bench_cmd(
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory format."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model before timing."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Batch size of the throughput measurement."),
-    runs: int = typer.Option(20, "--runs", help="Timed batch-1 runs (median and p95 over them)."),
+    runs: int = typer.Option(20, "--repeats", help="Timed batch-1 runs (median and p95 over them)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs."),
     throughput_runs: int = typer.Option(5, "--throughput-runs", help="Timed runs at --batch-size."),
     input_size: int | None = typer.Option(None, "--input-size", help="Square input size instead of the card's."),

@@ -36,20 +36,20 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", "-b"),
         draw: bool = typer.Option(True, "--draw/--no-draw", help="write annotated images"),
         weights: str | None = typer.Option(None, "--weights", help="local weights file"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         device: str | None = typer.Option(None, "--device"),
         trust_pickle: bool = TrustPickle,
     ):
         """Detect objects: annotated images and a COCO-format results JSON in --out."""
         from rich.console import Console
 
-        from visiontune._atomic import write_text
-        from visiontune.detect.io import list_images, read_image
+        from visiontune.detect.io import list_images, write_detections
 
         console = Console(stderr=True)
         det = _load(model, weights, pretrained, device, trust_pickle)
         paths = list_images(images)
-        out.mkdir(parents=True, exist_ok=True)
         results = det(
             paths,
             score_threshold=score_threshold,
@@ -59,22 +59,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             progress=True,
         )
-        coco, imgs, used, written = [], [], set(), set()
-        for i, (p, d) in enumerate(zip(paths, results), 1):
-            h, w = d.image_size
-            imgs.append({"id": i, "file_name": str(p), "width": w, "height": h})
-            coco += d.to_coco(i)
-            used.update(d.labels.tolist())
-            if draw:
-                suffix = p.suffix if p.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-                name, k = p.stem + suffix, 1
-                while name in written:  # same file name in two folders
-                    name, k = f"{p.stem}_{k}{suffix}", k + 1
-                written.add(name)
-                d.draw(read_image(p)).save(out / name)
-        cats = [{"id": j, "name": det.class_names[j] if j < len(det.class_names) else str(j)} for j in sorted(used)]
-        write_text(out / "predictions.json", json.dumps(coco))
-        write_text(out / "images.json", json.dumps({"images": imgs, "categories": cats, "model": det.model_id}))
+        write_detections(paths, results, out, class_names=det.class_names, model_id=det.model_id, draw=draw)
         n = sum(len(d) for d in results)
         console.print(
             f"{len(paths)} images, {n} detections -> {out}/predictions.json"
@@ -90,7 +75,9 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("pycocotools", "--backend", help="pycocotools | faster-coco-eval"),
         out: Path | None = typer.Option(None, "--out", help="write metrics JSON here"),
         weights: str | None = typer.Option(None, "--weights"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         device: str | None = typer.Option(None, "--device"),
         trust_pickle: bool = TrustPickle,
     ):
@@ -175,9 +162,11 @@ def register(app: typer.Typer) -> None:
         anchors: str | None = typer.Option(None, "--anchors", help="'auto' (k-means) or sizes '32,64,128,256,512'"),
         aspect_ratios: str | None = typer.Option(None, "--aspect-ratios", help="e.g. '0.5,1,2'"),
         classes: str | None = typer.Option(None, "--classes", help="train on these classes only"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         weights: str | None = typer.Option(None, "--weights"),
-        run_root: Path = typer.Option(Path("runs"), "--runs"),
+        run_root: Path = typer.Option(Path("runs"), "--out", "-o", "--runs", help="Folder that holds the runs."),
         name: str | None = typer.Option(None, "--name"),
         resume: Path | None = typer.Option(
             None, "--resume", help="an interrupted run's folder (or its last.ckpt): continue it as <run>-resumed"
@@ -188,7 +177,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from visiontune._config import read_yaml
-        from visiontune.detect.train import _parse, train_detector
+        from visiontune.detect.config import parse_config
+        from visiontune.detect.train import train_detector
 
         cfg = read_yaml(config, "detect-train config") if config else {}
         cfg = cfg.get("detect_train", cfg) if isinstance(cfg, dict) else {}
@@ -209,7 +199,9 @@ def register(app: typer.Typer) -> None:
             cfg["anchor_sizes"] = "auto" if anchors == "auto" else [int(x) for x in anchors.split(",")]
         if aspect_ratios:
             cfg["aspect_ratios"] = [float(x) for x in aspect_ratios.split(",")]
-        res = train_detector(_parse(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle)
+        res = train_detector(
+            parse_config(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle
+        )
         con = Console()
         if res.transfer is not None:
             con.print(f"pretrained weights: {res.transfer.summary()}")
@@ -246,7 +238,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("audit"), "--out"),
         score_threshold: float = typer.Option(0.3, "--conf"),
         iou: float = typer.Option(0.5, "--iou"),
-        pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained"),
+        pretrained: bool = typer.Option(
+            True, "--pretrained/--random-init", help="--random-init: the architecture with random weights"
+        ),
         trust_pickle: bool = TrustPickle,
     ):
         """Rank images by false positives and missed objects (CSV, Parquet, drawn worst images)."""

@@ -18,7 +18,7 @@ console = Console()
 def export_cmd(
     model: str = typer.Argument(..., help="Model id (timm:resnet18, torchvision:...), or a saved model directory."),
     format_: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Artifact path (.onnx / .pt)."),
+    output: Path | None = typer.Option(None, "--out", "-o", "--output", help="Artifact path (.onnx / .pt)."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Local weights file for the model id."),
     random_init: bool = typer.Option(
         False,

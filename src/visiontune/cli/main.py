@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 
 import typer
@@ -17,12 +16,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Order matters only for --help listing. A module that is absent is skipped; a module that is
-# present but fails to import raises (no silently missing commands).
+# Order matters only for --help listing. Every module listed is imported: one that fails raises
+# (no silently missing commands).
 COMMAND_MODULES = [
     "hub",
     "data",
     "adapt",
+    "evaluate",
     "track",
     "audit",
     "detect",
@@ -34,10 +34,7 @@ COMMAND_MODULES = [
 
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        modname = f"visiontune.cli.{name}"
-        if importlib.util.find_spec(modname) is None:
-            continue
-        importlib.import_module(modname).register(app)
+        importlib.import_module(f"visiontune.cli.{name}").register(app)
 
 
 _register_all()

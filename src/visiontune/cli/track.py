@@ -263,7 +263,9 @@ def reproduce_cmd(
     name: Annotated[str, typer.Argument(help="Run to re-run (name, prefix or folder).")],
     root: RootOpt = Path("runs"),
     new_name: Annotated[str | None, typer.Option("--name", help="Name of the new run (default <name>-repro).")] = None,
-    out_root: Annotated[Path | None, typer.Option("--out-root", help="Where the new run goes (default: ROOT).")] = None,
+    out_root: Annotated[
+        Path | None, typer.Option("--out", "-o", "--out-root", help="Where the new run goes (default: ROOT).")
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit with code 1 unless every final metric matches exactly.")
     ] = False,

@@ -45,6 +45,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def cached_sha256(path: str | os.PathLike) -> str:
+    """sha256 of one file through the hash cache: a large weights file is read once, then known
+    by (path, size, mtime)."""
+    return hash_files([path])[0][0]
+
+
 class HashCache:
     """SQLite table ``(path, size, mtime_ns) -> sha256``; thread-safe, process-safe (SQLite locks)."""
 

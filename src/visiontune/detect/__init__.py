@@ -9,9 +9,11 @@ anchors and detectors composed from YAML.
 
 from visiontune.results import Detections
 
+from .adapt import adapt_detector
 from .anchors import suggest_anchors
 from .audit import audit_detections, rank_images
 from .compose import ComposeConfig, build_composed, composed_detector, parse_config
+from .config import DetectTrainConfig
 from .datasets import (
     DetectionDataset,
     ImageRecord,
@@ -25,7 +27,6 @@ from .datasets import (
 from .detector import Detector
 from .evaluate import EvalResult, coco_map, evaluate
 from .models import TransferReport, build_from_recipe, freeze_backbone, transfer_weights
-from .train import DetectTrainConfig, adapt_detector, train_detector
 
 __all__ = [
     "ComposeConfig",
@@ -56,3 +57,12 @@ __all__ = [
     "adapt_detector",
     "train_detector",
 ]
+
+
+def __getattr__(name: str):
+    # training imports Lightning (seconds): loaded on first use, so that detecting does not pay it
+    if name == "train_detector":
+        from .train import train_detector
+
+        return train_detector
+    raise AttributeError(f"module 'visiontune.detect' has no attribute {name!r}")

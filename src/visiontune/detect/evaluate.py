@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from visiontune._atomic import write_text
 from visiontune.errors import ConfigError, require
 from visiontune.results import Detections
 
@@ -39,6 +43,20 @@ class EvalResult:
     backend: str = "pycocotools"
     num_images: int = 0
     dropped_classes: list[str] = field(default_factory=list)  # detector classes not in the dataset
+    dir: Path | None = None  # where write() put metrics.json
+
+    def summary(self) -> str:
+        """One line with the headline numbers."""
+        m = self.metrics
+        return (
+            f"AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}, AP75 {m['AP75']:.4f} ({self.num_images} images, {self.backend})"
+        )
+
+    def write(self, out: str | os.PathLike) -> Path:
+        """``out/metrics.json`` (atomic); sets ``dir``."""
+        self.dir = Path(out)
+        write_text(self.dir / "metrics.json", json.dumps({"task": "detection", **self.to_dict()}, indent=1))
+        return self.dir / "metrics.json"
 
     def table(self) -> str:
         lines = [" ".join(f"{k}={v:.4f}" for k, v in self.metrics.items() if k in STAT_NAMES[:6])]
@@ -58,6 +76,7 @@ class EvalResult:
             "backend": self.backend,
             "num_images": self.num_images,
             "dropped_classes": self.dropped_classes,
+            "dir": str(self.dir) if self.dir else None,
         }
 
 

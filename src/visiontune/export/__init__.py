@@ -43,3 +43,7 @@ __all__ = [
     "sidecar_path",
     "unsupported_operator",
 ]
+
+from visiontune._verbs import make_verb  # noqa: E402 - `vt.export(...)` calls the verb
+
+make_verb(__name__)

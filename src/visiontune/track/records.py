@@ -12,7 +12,8 @@ from typing import Any
 
 from visiontune.errors import ConfigError
 from visiontune.track import _io
-from visiontune.track.run import proc_start_ticks
+from visiontune.track.names import proc_start_ticks
+from visiontune.track.schema import read_record, write_record
 
 # A heartbeat older than this many intervals (and at least STALE_MIN_S) means the writer died.
 STALE_INTERVALS = 4
@@ -82,9 +83,7 @@ class RunRecord:
             raise ConfigError(
                 f"{d} is not a run folder (no run.json). Runs are listed by `visiontune runs list --root DIR`."
             )
-        data = _io.read_json(rj)
-        if not isinstance(data, dict) or "status" not in data:
-            raise ConfigError(f"{rj}: not a visiontune run record (no 'status' key)")
+        data = read_record(rj)
         cfg_path = d / "config.yaml"
         cfg = _io.read_yaml(cfg_path) if cfg_path.is_file() else {}
         status, reason = effective_status(data)
@@ -201,9 +200,9 @@ def list_runs(root: str | os.PathLike = "runs") -> list[RunRecord]:
 def update_record(directory: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     """Atomically merge top-level ``fields`` into a finished run's run.json."""
     rj = Path(directory) / "run.json"
-    data = _io.read_json(rj)
+    data = read_record(rj)
     data.update(_io.to_jsonable(fields))
-    _io.write_json(rj, data)
+    write_record(rj, data)
     return data
 
 

@@ -20,8 +20,13 @@ _RUNNERS: dict[str, Runner] = {}
 # Runners shipped with visiontune, imported on first use ("module:function").
 _BUILTIN_RUNNERS = {
     "selfcheck": "visiontune.track.selfcheck:run_selfcheck",
-    "train": "visiontune.adapt.engine:reproduce_runner",
+    "train": "visiontune.adapt.training:reproduce_runner",
     "detect-train": "visiontune.detect.train:reproduce_runner",
+}
+# How each kind re-computes its data version from a config ("module:function").
+_BUILTIN_DATA_VERSIONS = {
+    "train": "visiontune.adapt.training:data_version",
+    "detect-train": "visiontune.detect.train:data_version",
 }
 ENTRY_POINT_GROUP = "visiontune.runners"
 
@@ -76,22 +81,17 @@ def _result_dir(result: Any) -> Path:
 
 
 def current_data_version(record: RunRecord) -> str | None:
-    """The data version the run's config resolves to now, through visiontune.data
-    (``load_classification(...).version``). None when the config names no loadable data."""
+    """The data version the run's config resolves to now, through the task's own data loader
+    (``data_version(config)`` of the module that trains runs of this kind). None when the config
+    names no data or the kind has no such function."""
     source = record.config.get("data")
     if not isinstance(source, str) or not source:
         return None
-    data = importlib.import_module("visiontune.data")
-    kwargs = {}
-    for key, arg in (
-        ("data_root", "root"),
-        ("val_fraction", "val_fraction"),
-        ("split_seed", "seed"),
-        ("split_files", "split_files"),
-    ):
-        if record.config.get(key) is not None:
-            kwargs[arg] = record.config[key]
-    return data.load_classification(source, **kwargs).version
+    ref = _BUILTIN_DATA_VERSIONS.get(record.data.get("kind") or "train")
+    if ref is None:
+        return None
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)(dict(record.config))
 
 
 def environment_warnings(record: RunRecord) -> list[str]:

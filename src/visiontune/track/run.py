@@ -3,14 +3,8 @@ and the chosen backends; ``finish`` closes it. See docs/track.md for the folder 
 
 from __future__ import annotations
 
-import atexit
 import datetime as _dt
-import math
 import os
-import re
-import signal
-import socket
-import sys
 import threading
 import time
 import traceback
@@ -20,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from visiontune import _atomic
-from visiontune.errors import ConfigError, ModelIdError
-from visiontune.hub.ids import parse_model_id
+from visiontune.errors import ConfigError
 from visiontune.track import _io
 from visiontune.track.backends import Tracker, make_tracker
 from visiontune.track.env import capture_environment, deterministic_enabled, git_info
+from visiontune.track.hooks import ProcessHooks
+from visiontune.track.names import claim_dir, proc_start_ticks, safe_name, utcnow
+from visiontune.track.schema import new_record, write_record
+from visiontune.track.values import Stat, to_float, to_image_array
 
-FORMAT = "visiontune.run/1"
 STATUSES = ("running", "completed", "failed", "interrupted")
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 # Metrics a run prefers as its headline "best" value, in order, with their direction.
 DEFAULT_MONITORS = (
     ("val/acc", "max"),
@@ -40,123 +35,7 @@ DEFAULT_MONITORS = (
 )
 
 
-def utcnow() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def proc_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux); tells a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-        return int(data[data.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _model_short(model_id: str | None) -> str:
-    """A short name for run names: the architecture of a model id, the folder of a path."""
-    if not model_id:
-        return "model"
-    try:
-        name = parse_model_id(str(model_id)).name
-    except ModelIdError:
-        name = str(model_id)
-    s = name.replace(":", "/").rstrip("/").split("/")[-1]  # hub:owner/repo:entry -> entry
-    return s or "model"
-
-
-def _safe_name(name: str) -> str:
-    return _NAME_OK.sub("-", name).strip("-.") or "run"
-
-
-def _to_float(v: Any) -> float:
-    if hasattr(v, "detach"):
-        v = v.detach()
-        if v.numel() != 1:
-            raise ValueError(f"expected a scalar, got a tensor of shape {tuple(v.shape)}")
-        v = v.item()
-    elif hasattr(v, "item") and callable(v.item):
-        v = v.item()
-    return float(v)
-
-
-def _to_image_array(image: Any):
-    """PIL image, HxWxC / CxHxW / BxCxHxW tensor or array (float in [0,1] or uint8), or a
-    matplotlib Figure -> HxWx3 uint8 numpy array. A batch becomes a grid."""
-    import numpy as np
-
-    if hasattr(image, "savefig"):  # matplotlib figure
-        image.canvas.draw()
-        arr = np.asarray(image.canvas.buffer_rgba())[..., :3]
-        return np.ascontiguousarray(arr)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
-        return np.asarray(image.convert("RGB"))
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    if (
-        torch is not None
-        and isinstance(image, np.ndarray)
-        and image.ndim in (3, 4)
-        and image.shape[-1] not in (1, 3, 4)
-    ):
-        image = torch.from_numpy(image)
-    if torch is not None and isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.ndim == 4:
-            import torchvision
-
-            t = torchvision.utils.make_grid(
-                t.float() if t.is_floating_point() else t, nrow=int(math.ceil(math.sqrt(t.shape[0]))), padding=2
-            )
-        if t.ndim == 2:
-            t = t.unsqueeze(0)
-        if t.ndim != 3:
-            raise ConfigError(f"log_image: expected an image or a batch of images, got shape {tuple(t.shape)}")
-        if t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
-            t = t.permute(1, 2, 0)
-        image = t.numpy()
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise ConfigError(f"log_image: expected HxWx(1|3|4) pixels, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    return np.ascontiguousarray(arr[..., :3])
-
-
-class _Stat:
-    __slots__ = ("last", "min", "max", "count", "last_step", "min_step", "max_step", "last_epoch")
-
-    def __init__(self):
-        self.count = 0
-
-    def add(self, v: float, step: int, epoch: int | None):
-        if self.count == 0 or (not math.isnan(v) and (math.isnan(self.min) or v < self.min)):
-            self.min, self.min_step = v, step
-        if self.count == 0 or (not math.isnan(v) and (math.isnan(self.max) or v > self.max)):
-            self.max, self.max_step = v, step
-        self.last, self.last_step, self.last_epoch = v, step, epoch
-        self.count += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "last": self.last,
-            "min": self.min,
-            "max": self.max,
-            "count": self.count,
-            "last_step": self.last_step,
-            "min_step": self.min_step,
-            "max_step": self.max_step,
-        }
-
-
-class Run:
+class Run(ProcessHooks):
     """One training (or evaluation) run and its folder. Create with :meth:`Run.start`; use as a
     context manager to have exceptions / Ctrl+C recorded automatically::
 
@@ -183,7 +62,7 @@ class Run:
         self.config = config
         self._trackers = trackers
         self._lock = threading.RLock()
-        self._stats: dict[str, _Stat] = {}
+        self._stats: dict[str, Stat] = {}
         self._step = 0
         self._epoch: int | None = None
         self._finished = False
@@ -237,52 +116,32 @@ class Run:
         built = [make_tracker(t) for t in trackers]  # unknown names fail before any folder exists
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        directory = cls._claim_dir(root, name, model_id, cfg.get("strategy"))
+        directory = claim_dir(root, name, model_id, cfg.get("strategy"))
 
         now = utcnow()
-        record: dict[str, Any] = {
-            "format": FORMAT,
-            "name": directory.name,
-            "kind": kind,
-            "status": "running",
-            "status_reason": None,
-            "start_time": now,
-            "end_time": None,
-            "duration_s": None,
-            "heartbeat": {
-                "time": now,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "proc_start": proc_start_ticks(os.getpid()),
-                "interval_s": heartbeat_interval,
-            },
-            "model": {"id": model_id, "weights_sha256": weights_sha256},
-            "data": {"version": data_version},
-            "strategy": cfg.get("strategy"),
-            "seed": seed,
-            "deterministic": deterministic_enabled() if deterministic is None else bool(deterministic),
-            "command": list(command) if command is not None else list(sys.argv),
-            "cwd": os.getcwd(),
-            "git": git_info(),
-            "env": capture_environment(),
-            "trackers": {"csv": {"path": "metrics.csv"}},
-            "monitor": {"metric": monitor, "mode": mode},
-            "best": None,
-            "summary": {},
-            "metrics": {},
-            "last_step": None,
-            "last_epoch": None,
-            "checkpoints": [],
-            "artifacts": [],
-            "images": [],
-            "tags": _io.to_jsonable(dict(tags or {})),
-            "error": None,
-            "tracker_errors": [],
-        }
+        record = new_record(
+            directory.name,
+            kind=kind,
+            now=now,
+            model_id=model_id,
+            weights_sha256=weights_sha256,
+            data_version=data_version,
+            strategy=cfg.get("strategy"),
+            seed=seed,
+            deterministic=deterministic_enabled() if deterministic is None else bool(deterministic),
+            command=list(command) if command is not None else None,
+            git=git_info(),
+            env=capture_environment(),
+            monitor=monitor,
+            mode=mode,
+            tags=dict(tags or {}),
+            heartbeat_interval=heartbeat_interval,
+            proc_start=proc_start_ticks(os.getpid()),
+        )
         for sub in ("checkpoints", "plots"):
             (directory / sub).mkdir(exist_ok=True)
         _io.write_yaml(directory / "config.yaml", cfg)
-        _io.write_json(directory / "run.json", record)
+        write_record(directory / "run.json", record)
         run = cls(directory, record, cfg, [], heartbeat_interval, monitor, mode)
         params = _io.flatten(cfg)
         try:
@@ -298,33 +157,6 @@ class Run:
         run._thread = threading.Thread(target=run._heartbeat_loop, name=f"visiontune-heartbeat-{run.name}", daemon=True)
         run._thread.start()
         return run
-
-    @staticmethod
-    def _claim_dir(root: Path, name: str | None, model_id: str | None, strategy: Any) -> Path:
-        if name is not None:
-            safe = _safe_name(str(name))
-            if safe != name:
-                raise ConfigError(f"Run name {name!r}: use letters, digits, '.', '_' and '-' only (e.g. {safe!r})")
-            d = root / safe
-            try:
-                d.mkdir()
-            except FileExistsError:
-                raise ConfigError(
-                    f"Run folder {d} already exists; runs are never overwritten. "
-                    "Pick another name or leave name unset for a unique one."
-                ) from None
-            return d
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        parts = [stamp, _model_short(model_id)] + ([str(strategy)] if strategy else [])
-        base = _safe_name("-".join(parts))
-        for i in range(1, 10_000):
-            d = root / (base if i == 1 else f"{base}-{i}")
-            try:
-                d.mkdir()
-                return d
-            except FileExistsError:
-                continue
-        raise ConfigError(f"Could not find a free run name for {base!r} in {root}")  # pragma: no cover
 
     # ------------------------------------------------------------------------------ logging
     @property
@@ -343,7 +175,7 @@ class Run:
         values: dict[str, float] = {}
         for k, v in metrics.items():
             try:
-                values[str(k)] = _to_float(v)
+                values[str(k)] = to_float(v)
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"log_metrics: value of {k!r} is not a number ({e})") from None
         with self._lock:
@@ -357,7 +189,7 @@ class Run:
             t = time.time()
             self._csv.write((step, epoch, t, k, v) for k, v in values.items())
             for k, v in values.items():
-                self._stats.setdefault(k, _Stat()).add(v, step, epoch)
+                self._stats.setdefault(k, Stat()).add(v, step, epoch)
             self._dispatch("log_metrics", values, step, epoch)
 
     def log_lrs(
@@ -367,7 +199,7 @@ class Run:
         (``name`` key of the group when set, else ``group<i>``). Returns what it logged."""
         lrs = {}
         for i, group in enumerate(optimizer.param_groups):
-            label = _safe_name(str(group["name"])) if group.get("name") else f"group{i}"
+            label = safe_name(str(group["name"])) if group.get("name") else f"group{i}"
             lrs[f"{prefix}/{label}"] = float(group["lr"])
         self.log_metrics(lrs, step=step, epoch=epoch)
         return lrs
@@ -377,10 +209,10 @@ class Run:
         ``plots/images/<tag>-step<step>.png`` and send it to the backends."""
         from PIL import Image
 
-        arr = _to_image_array(image)
+        arr = to_image_array(image)
         with self._lock:
             step = self._step if step is None else int(step)
-            rel = Path("plots") / "images" / f"{_safe_name(tag.replace('/', '_'))}-step{step:07d}.png"
+            rel = Path("plots") / "images" / f"{safe_name(tag.replace('/', '_'))}-step{step:07d}.png"
             import io as _pyio
 
             buf = _pyio.BytesIO()
@@ -570,7 +402,7 @@ class Run:
             rec["last_epoch"] = self._epoch
             if rec["status"] == "running":
                 rec["heartbeat"]["time"] = utcnow()
-            _io.write_json(self.dir / "run.json", rec)
+            write_record(self.dir / "run.json", rec)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self._heartbeat_interval):
@@ -593,58 +425,5 @@ class Run:
             plot_run_curves(rows, self.dir / "plots" / "curves.png", title=self.name)
 
     # signals, excepthook, atexit
-    def _install_hooks(self, handle_signals: bool) -> None:
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
-                    self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
-                except (ValueError, OSError):  # pragma: no cover - exotic embedding
-                    pass
-        self._prev_excepthook = sys.excepthook
-        sys.excepthook = self._excepthook
-        atexit.register(self._atexit)
-
-    def _uninstall_hooks(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig, prev in self._prev_handlers.items():
-                if signal.getsignal(sig) == self._on_signal:
-                    signal.signal(sig, prev)
-        self._prev_handlers = {}
-        if sys.excepthook == self._excepthook:
-            sys.excepthook = self._prev_excepthook
-        atexit.unregister(self._atexit)
-
-    def _on_signal(self, signum, frame) -> None:
-        name = signal.Signals(signum).name
-        prev = self._prev_handlers.get(signum, signal.SIG_DFL)
-        if not self._finished:
-            with self._lock:
-                self._interrupt_reason = f"received {name}"
-                self.record["status"], self.record["status_reason"] = "interrupted", f"received {name}"
-                self._csv._f.flush()
-                self._write_record()  # marked at once, before anything else can go wrong
-        if callable(prev):
-            prev(signum, frame)
-        elif prev == signal.SIG_IGN:
-            return
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        else:
-            if not self._finished:
-                self.finish("interrupted", reason=f"received {name}")
-            raise SystemExit(128 + signum)
-
-    def _excepthook(self, exc_type, exc, tb) -> None:
-        if not self._finished:
-            if issubclass(exc_type, KeyboardInterrupt):
-                self.finish("interrupted", reason=self._interrupt_reason or "KeyboardInterrupt")
-            else:
-                self.finish("failed", error=exc)
-        (self._prev_excepthook or sys.__excepthook__)(exc_type, exc, tb)
-
-    def _atexit(self) -> None:
-        if not self._finished:
-            self.finish("interrupted", reason=self._interrupt_reason or "the process exited without Run.finish()")
-
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, status={self.status!r}, dir={str(self.dir)!r})"

@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 
+from visiontune.data.hashing import cached_sha256 as file_sha256
 from visiontune.errors import ModelIdError, WeightsNotCachedError
 from visiontune.hub import offline
 from visiontune.hub.card import Card
@@ -164,6 +165,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         else:
             model = _create_from_cached(name, path, opts)
         weights_file, loaded = (str(path) if path else None), True
+        sha = file_sha256(path) if path else None
     else:
         model = timm.create_model(name, pretrained=False, **opts.model_kwargs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from visiontune.data.hashing import cached_sha256 as file_sha256
 from visiontune.errors import ModelIdError, VisiontuneError, WeightsNotCachedError
 from visiontune.hub import offline
 from visiontune.hub.card import Card
@@ -156,6 +157,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         ensure_cached(w, type(w).__name__)
         model = builder(weights=w, **kwargs)
         weights_file = str(cached_file(w))
+        sha = file_sha256(cached_file(w))
         official = True
     else:
         model = builder(weights=None, **kwargs)

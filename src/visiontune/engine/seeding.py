@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-def _mix(*xs: int) -> int:
+def mix_seed(*xs: int) -> int:
+    """A 63-bit seed mixed from integers (splitmix64 steps): stable across runs and platforms."""
     h = 0x9E3779B97F4A7C15
     for x in xs:
         h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
@@ -24,7 +25,8 @@ def _mix(*xs: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
-def _rank_world() -> tuple[int, int]:
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, or (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -40,15 +42,16 @@ class EpochSampler(Sampler):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Position the sampler at ``epoch`` (Lightning calls this each epoch; resume too)."""
         self.epoch = int(epoch)
 
     def _indices(self) -> list[int]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        rank, world = _rank_world()
+        rank, world = rank_world()
         if world > 1:
             if self.pad:
                 total = math.ceil(self.n / world) * world
@@ -62,7 +65,7 @@ class EpochSampler(Sampler):
             yield epoch, i
 
     def __len__(self) -> int:
-        rank, world = _rank_world()
+        rank, world = rank_world()
         if world == 1:
             return self.n
         if self.pad:
@@ -88,5 +91,32 @@ class SeededDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             # the CPU generator only: torch.manual_seed also queues CUDA seeding (slow, and
             # transforms run on the CPU)
-            torch.default_generator.manual_seed(_mix(self.seed, epoch, index))
+            torch.default_generator.manual_seed(mix_seed(self.seed, epoch, index))
             return self.dataset[index]
+
+
+def seeded_loader(
+    dataset: Any,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    train: bool = True,
+    seeded: bool = True,
+    collate_fn: Any = None,
+) -> DataLoader:
+    """A DataLoader whose order is a function of (seed, epoch) and whose per-sample augmentation
+    is seeded by (seed, epoch, index): an epoch replays identically after a resume, with any number
+    of workers; under DDP each rank reads its shard (training shards padded to equal length)."""
+    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, pad=train)
+    return DataLoader(
+        SeededDataset(dataset, seed, seeded),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+        collate_fn=collate_fn,
+    )

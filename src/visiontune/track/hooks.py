@@ -1,0 +1,74 @@
+"""How a run hears about its process ending: SIGTERM / SIGINT, uncaught exceptions, interpreter exit.
+Each marks the run ``interrupted`` or ``failed`` at once, so a record never claims ``running`` for a
+process that is gone; a signal the process ignores (``SIG_IGN``, e.g. SIGINT of a background job)
+changes nothing."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import sys
+import threading
+from typing import Any
+
+
+class ProcessHooks:
+    """Mixed into `visiontune.track.Run` (which provides ``finish``, ``record``, ``_lock``…)."""
+
+    _prev_handlers: dict
+    _prev_excepthook: Any
+    _finished: bool
+    _interrupt_reason: str | None
+
+    def _install_hooks(self, handle_signals: bool) -> None:
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+                except (ValueError, OSError):  # pragma: no cover - exotic embedding
+                    pass
+        self._prev_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
+        atexit.register(self._atexit)
+
+    def _uninstall_hooks(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, prev in self._prev_handlers.items():
+                if signal.getsignal(sig) == self._on_signal:
+                    signal.signal(sig, prev)
+        self._prev_handlers = {}
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._prev_excepthook
+        atexit.unregister(self._atexit)
+
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        prev = self._prev_handlers.get(signum, signal.SIG_DFL)
+        if prev == signal.SIG_IGN:
+            return  # the process ignores this signal (a background job): the run goes on
+        if not self._finished:
+            with self._lock:
+                self._interrupt_reason = f"received {name}"
+                self.record["status"], self.record["status_reason"] = "interrupted", f"received {name}"
+                self._csv._f.flush()
+                self._write_record()  # marked at once, before anything else can go wrong
+        if callable(prev):
+            prev(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            if not self._finished:
+                self.finish("interrupted", reason=f"received {name}")
+            raise SystemExit(128 + signum)
+
+    def _excepthook(self, exc_type, exc, tb) -> None:
+        if not self._finished:
+            if issubclass(exc_type, KeyboardInterrupt):
+                self.finish("interrupted", reason=self._interrupt_reason or "KeyboardInterrupt")
+            else:
+                self.finish("failed", error=exc)
+        (self._prev_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+    def _atexit(self) -> None:
+        if not self._finished:
+            self.finish("interrupted", reason=self._interrupt_reason or "the process exited without Run.finish()")
