@@ -71,7 +71,8 @@ def make_splits(c: Collected, val_fraction: float, seed: int) -> Splits:
         info["val_from"] = "seeded stratified split of all samples" if val_fraction > 0 else "none"
     else:
         for s in c.samples:
-            groups[s.split].append(s)
+            if s.split is not None:  # every sample has one here
+                groups[s.split].append(s)
         if not groups["train"]:
             raise DatasetError(f"{c.source}: no training samples (splits found: {sorted(x for x in explicit if x)})")
         if not groups["val"] and val_fraction > 0:

@@ -123,11 +123,11 @@ def diff(
     d = ManifestDiff(ma.version, mb.version)
     for path in sorted(ea.keys() | eb.keys()):
         x, y = ea.get(path), eb.get(path)
-        if x is None:
+        if x is None and y is not None:
             d.added.append(y)
-        elif y is None:
+        elif y is None and x is not None:
             d.removed.append(x)
-        else:
+        elif x is not None and y is not None:
             same = True
             if x.label != y.label:
                 d.relabelled.append((path, x.label, y.label))
@@ -158,13 +158,13 @@ def _correction_rows(corrections: Any) -> tuple[str, list[tuple[str, dict[str, s
         corrections = corrections.to_dict("records")
     if not isinstance(corrections, Iterable):
         raise DatasetError("corrections must be a CSV path, a DataFrame or a list of dicts")
-    out = []
+    given = []
     for i, r in enumerate(corrections, 1):
         if not isinstance(r, Mapping):
             raise DatasetError(f"corrections row {i}: expected a mapping with path, action, new_label")
-        row = {str(k).lower(): "" if v is None or v != v else str(v).strip() for k, v in r.items()}  # NaN -> ""
-        out.append((f"corrections row {i}", row))
-    return "corrections", out
+        fields = {str(k).lower(): "" if v is None or v != v else str(v).strip() for k, v in r.items()}  # NaN -> ""
+        given.append((f"corrections row {i}", fields))
+    return "corrections", given
 
 
 def apply_fixes(
@@ -186,7 +186,7 @@ def apply_fixes(
     by_path = m.by_path()
     classes = set(m.classes)
     problems: list[str] = []
-    planned: dict[str, tuple[str, str | None, str]] = {}
+    planned: dict[str, tuple[str, str, str]] = {}  # path -> (action, new label or "", where)
     for where, row in rows:
         raw_path = row.get("path", "")
         action = row.get("action", "").lower()
@@ -213,7 +213,7 @@ def apply_fixes(
         if rel in planned:
             problems.append(f"{where}: {rel} already corrected at {planned[rel][2]}")
             continue
-        planned[rel] = (action, new_label or None, where)
+        planned[rel] = (action, new_label, where)
     raise_problems(f"corrections {name} for version {m.version}", problems)
 
     entries: list[Entry] = []

@@ -16,7 +16,7 @@ offset), so conversions are lossless.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -141,7 +141,7 @@ class DetectionDataset:
     def save(self, target, fmt: str | None = None, **kw) -> Path:
         """Write in ``fmt`` (coco | yolo | voc; default from ``target``: ``.json`` -> coco)."""
         fmt = fmt or ("coco" if str(target).endswith(".json") else "yolo")
-        writers = {"coco": self.to_coco, "yolo": self.to_yolo, "voc": self.to_voc}
+        writers: dict[str, Callable[..., Path]] = {"coco": self.to_coco, "yolo": self.to_yolo, "voc": self.to_voc}
         if fmt not in writers:
             raise DatasetError(f"unknown detection format {fmt!r}; use coco, yolo or voc")
         return writers[fmt](target, **kw)

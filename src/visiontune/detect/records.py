@@ -35,7 +35,7 @@ class ImageRecord:
     boxes: np.ndarray  # (N, 4) float64 pixel xyxy
     labels: np.ndarray  # (N,) int64 class index into DetectionDataset.classes
     image_id: int = 0
-    crowd: np.ndarray | None = None  # (N,) bool; COCO iscrowd, VOC difficult
+    crowd: np.ndarray = None  # type: ignore[assignment]  # (N,) bool; COCO iscrowd, VOC difficult (None: all False)
     refs: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -117,22 +117,24 @@ class AnnotationChecker:
         """The box clipped to the image, or None (problem recorded) when it is not finite, has no
         area, or lies more than `TOLERANCE_PX` outside the ``width`` x ``height`` image."""
         x1, y1, x2, y2 = (float(v) for v in box)
-        if not all(np.isfinite([x1, y1, x2, y2])):
-            return self.bad(where, f"box {box} has a non-finite value")
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
-            return self.bad(where, f"box {format_box(box)} has no positive area (x2 <= x1 or y2 <= y1)")
         t = TOLERANCE_PX
-        if x1 < -t or y1 < -t or x2 > width + t or y2 > height + t:
-            return self.bad(where, f"box {format_box(box)} lies outside the {width:g}x{height:g} image")
         b = np.array([max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)])
-        if b[2] - b[0] <= 0 or b[3] - b[1] <= 0:
-            return self.bad(where, f"box {format_box(box)} has no area inside the image")
-        return b
+        if not all(np.isfinite([x1, y1, x2, y2])):
+            problem = f"box {box} has a non-finite value"
+        elif x2 - x1 <= 0 or y2 - y1 <= 0:
+            problem = f"box {format_box(box)} has no positive area (x2 <= x1 or y2 <= y1)"
+        elif x1 < -t or y1 < -t or x2 > width + t or y2 > height + t:
+            problem = f"box {format_box(box)} lies outside the {width:g}x{height:g} image"
+        elif b[2] - b[0] <= 0 or b[3] - b[1] <= 0:
+            problem = f"box {format_box(box)} has no area inside the image"
+        else:
+            return b
+        self.bad(where, problem)
+        return None
 
     def bad(self, where: str, what: str) -> None:
         """Record one problem (``where: what``)."""
         self.problems.append(f"{where}: {what}")
-        return None
 
     def finish(self, what: str) -> list[str]:
         """Raise a `DatasetError` listing the problems in ``what`` (strict), else return them."""

@@ -200,7 +200,7 @@ def _parity(artifact: Path, module: nn.Module, src: ExportSource, images, limit,
 
 
 def _package_versions() -> dict[str, str]:
-    versions = {"torch": torch.__version__}
+    versions: dict[str, str] = {"torch": str(torch.__version__)}
     for dist in ("torchvision", "onnx", "onnxruntime"):
         try:
             versions[dist] = importlib.metadata.version(dist)
@@ -238,6 +238,7 @@ def build_sidecar(
             "batch": 1,
         }
     else:
+        assert size is not None, "a classifier export always has an input size"
         batch = "batch" if options.dynamic_batch else 1
         inp = {
             "name": "input",

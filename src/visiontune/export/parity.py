@@ -67,7 +67,7 @@ class ParityReport:
         if self.top1_accuracy_artifact is not None:
             s += (
                 f"; top-1 accuracy: artifact {100 * self.top1_accuracy_artifact:.1f}%, "
-                f"PyTorch {100 * self.top1_accuracy_pytorch:.1f}%"
+                f"PyTorch {100 * (self.top1_accuracy_pytorch or 0.0):.1f}%"
             )
         return s
 

@@ -122,7 +122,8 @@ def resolve_source(
             preprocess = Preprocess.from_dict(preprocess)
         pre = preprocess.to_dict()
         torch_pre = preprocess
-    return ExportSource(module.eval(), task, pre, class_names, model_id or type(module).__name__, torch_pre, card)
+    names = list(class_names) if class_names is not None else None
+    return ExportSource(module.eval(), task, pre, names, model_id or type(module).__name__, torch_pre, card)
 
 
 def input_hw(input_size: Any, src: ExportSource) -> tuple[int, int]:

@@ -42,7 +42,7 @@ def _parse_xml(x: Path, img_dir: Path, chk: AnnotationChecker):
         raise DatasetError(f"{x}: no <filename>")
     p = img_dir / fname
     try:
-        w, h = int(float(root.findtext("size/width"))), int(float(root.findtext("size/height")))
+        w, h = int(float(root.findtext("size/width") or "")), int(float(root.findtext("size/height") or ""))
     except (TypeError, ValueError):
         if not p.exists():
             raise DatasetError(f"{x}: no valid <size> and image {p} not found") from None
@@ -55,7 +55,7 @@ def _parse_xml(x: Path, img_dir: Path, chk: AnnotationChecker):
             chk.bad(where, "object without <name>")
             continue
         try:
-            box = [float(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")]
+            box = [float(obj.findtext(f"bndbox/{t}") or "") for t in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
             chk.bad(where, "<bndbox> lacks numeric xmin/ymin/xmax/ymax")
             continue
@@ -89,7 +89,7 @@ def read_voc(
             if o[1] not in index:
                 chk.bad(o[3], f"class {o[1]!r} is not in the class list ({', '.join(classes)})")
     issues = chk.finish(str(source))
-    recs = []
+    recs: list[ImageRecord] = []
     for p, w, h, objs in parsed:
         objs = [o for o in objs if o[1] in index]
         recs.append(

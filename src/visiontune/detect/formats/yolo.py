@@ -36,6 +36,14 @@ def labels_dir_for(images_dir: Path) -> Path:
     return images_dir
 
 
+def _label_dir(image: Path, listed_from: Path | None) -> Path:
+    """The labels folder of ``image``: beside its own ``images`` folder when it came from a list
+    file (``listed_from`` None), else mirrored under the labels folder of the image folder."""
+    if listed_from is None:
+        return labels_dir_for(image.parent)
+    return labels_dir_for(listed_from) / image.parent.relative_to(listed_from)
+
+
 def _resolve(source: Path, split: str, names: Sequence[str] | None) -> tuple[list[Path], Path, list[str]]:
     """(image folders or list files, dataset root, class names) of a data.yaml or a folder."""
     if source.suffix in (".yaml", ".yml"):
@@ -112,21 +120,21 @@ def read_yolo(
     chk = AnnotationChecker(strict)
     recs: list[ImageRecord] = []
     for idir in image_dirs:
+        listed_from: Path | None = None
         if idir.suffix == ".txt":  # a list of image paths
             files = [
                 Path(line.strip()) if Path(line.strip()).is_absolute() else root / line.strip()
                 for line in idir.read_text().splitlines()
                 if line.strip()
             ]
-            ldir_of = lambda f: labels_dir_for(f.parent)  # noqa: E731
         else:
             if not idir.is_dir():
                 raise DatasetError(f"YOLO image folder {idir} does not exist")
             files = sorted(p for p in idir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            ldir_of = lambda f, idir=idir: labels_dir_for(idir) / f.parent.relative_to(idir)  # noqa: E731
+            listed_from = idir
         for f in files:
             w, h = image_size(f)
-            lf = ldir_of(f) / (f.stem + ".txt")
+            lf = _label_dir(f, listed_from) / (f.stem + ".txt")
             bxs, labs, refs = _read_label_file(lf, w, h, names, chk) if lf.is_file() else ([], [], [])
             recs.append(
                 ImageRecord(
@@ -167,7 +175,7 @@ def write_yolo(
         write_text(
             d / "labels" / split / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else ""), fsync=False
         )
-    data = {}
+    data: dict = {}
     if (d / "data.yaml").is_file():
         data = yaml.safe_load((d / "data.yaml").read_text()) or {}
     data.update(

@@ -66,18 +66,18 @@ class OnnxBackend(Backend):
             except Exception as e:
                 raise_export_error(e, "ONNX", options.model_id, options.opset, _TRIED["torchscript"])
         order = ["torchscript", "dynamo"] if options.exporter == "auto" else [options.exporter]
-        first_error: BaseException | None = None
+        failed: list[tuple[Exception, str]] = []
         for which in order:
             try:
                 _classifier(module, example, path, opset=options.opset, dynamic=options.dynamic_batch, exporter=which)
                 return "torchscript-onnx" if which == "torchscript" else "dynamo-onnx"
             except Exception as e:  # noqa: BLE001 - turned into ExportError below
                 clear_folder(path.parent)
-                first_error = first_error or e
-                last = (e, which)
-        err, which = last
-        if first_error is not err and unsupported_operator(first_error) and not unsupported_operator(err):
-            err, which = first_error, order[0]
+                failed.append((e, which))
+        err, which = failed[-1]
+        first, first_which = failed[0]
+        if first is not err and unsupported_operator(first) and not unsupported_operator(err):
+            err, which = first, first_which  # the error that names an operator says more
         raise_export_error(err, "ONNX", options.model_id, options.opset, _TRIED[which])
         raise AssertionError("unreachable")
 
