@@ -305,3 +305,17 @@ def test_linear_probe_trains_whole_mlp_head(folder, tmp_path):
     assert r.pretrained.card.head["hidden"] == 16
     p = load(str(r.model_dir))
     assert torch.equal(p.model.state_dict()["classifier.0.weight"], final["classifier.0.weight"])
+
+
+def test_an_undecodable_image_is_dropped_before_training_and_listed_in_the_run(tmp_path):
+    from visiontune.adapt import TrainConfig, train
+    from visiontune.track import load_run
+
+    data = make_folder(tmp_path / "data", n_train=3, n_val=2)
+    bad = data / "val" / "red" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
+    cfg = TrainConfig(**BASE, data=str(data), strategy="linear", epochs=1, feature_cache="off")
+    r = train(cfg, run_root=tmp_path / "runs", progress=False)
+    assert r.metrics["val/n"] == 6  # the broken file is not counted (nor replaced by a substitute)
+    skipped = load_run(r.dir).data["tags"]["skipped_files"]
+    assert [s["path"] for s in skipped] == [str(bad)] and skipped[0]["split"] == "val" and skipped[0]["reason"]

@@ -79,3 +79,23 @@ def test_progress_disabled_prints_nothing():
     with progress("quiet", 2, enabled=False, stream=out) as p:
         p.advance(2)
     assert out.getvalue() == ""
+
+
+def test_bench_without_a_terminal_prints_progress_lines_at_least_every_10_seconds(tmp_path):
+    """`visiontune bench` through a pipe (no terminal): plain progress lines while it works."""
+    cmd = [
+        sys.executable, "-m", "visiontune", "bench", "timm:test_resnet", "timm:test_efficientnet",
+        "--input-size", "32", "--repeats", "3", "--warmup", "0", "--throughput-runs", "1", "--batch-size", "2",
+        "--threads", "1", "--no-plot", "--out", str(tmp_path / "b"),
+    ]  # fmt: skip
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stamps = []
+    for line in proc.stdout:
+        if line.startswith("[visiontune] bench"):
+            stamps.append((time.time() - t0, line.strip()))
+    assert proc.wait(timeout=600) == 0
+    assert stamps and "started" in stamps[0][1] and "done in" in stamps[-1][1]
+    assert any("measuring timm:test_efficientnet" in s for _, s in stamps) or len(stamps) >= 2
+    gaps = [b - a for (a, _), (b, _) in zip(stamps, stamps[1:])]
+    assert all(g < 12.0 for g in gaps), gaps  # 10 s apart at most (plus scheduling slack)

@@ -18,6 +18,7 @@ class _Tiny(L.LightningModule):
         x, y = batch
         loss = nn.functional.cross_entropy(self.net(x), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("train/acc", (self.net(x).argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch, _):
@@ -53,6 +54,8 @@ def test_callback_logs_steps_epochs_lrs_checkpoints(tmp_path):
     assert fm["train/loss"]["count"] == 8  # one per optimizer step
     assert fm["lr/group0"]["final"] == 0.1 and fm["lr/group1"]["final"] == 0.01
     assert fm["val/acc"]["count"] == 2 and fm["train/loss_epoch"]["count"] == 2
+    # an epoch-only metric is one point per epoch, never repeated at the next epoch's steps
+    assert fm["train/acc"]["count"] == 2
     kinds = {c["kind"] for c in rec.data["checkpoints"]}
     assert {"best", "last"} <= kinds
     assert all((run.dir / c["path"]).is_file() for c in rec.data["checkpoints"])

@@ -134,6 +134,12 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.completed, total=self.total)
 
+    def describe(self, description: str) -> None:
+        """Change what the work is called (the bar's label; the next plain line's prefix)."""
+        self.description = description
+        if self._bar is not None:
+            self._bar.update(self._task, description=description)
+
     def __call__(self, done: int, total: int | None = None) -> None:
         """A ``progress(done, total)`` callback, as the feature extractors take."""
         self.update(done, total)

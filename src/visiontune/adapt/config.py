@@ -34,6 +34,10 @@ class TrainConfig(EngineOptions):
     split_seed: int = 0
     image_size: int | None = Field(None, gt=0, description="override the model's input size")
     augment: Literal["none", "light", "default", "strong"] = "default"
+    validate_images: bool = Field(
+        True,
+        description="decode every image once before training; undecodable files are dropped and listed in run.json",
+    )
 
     # strategy
     strategy: Strategy = "full"

@@ -71,9 +71,13 @@ def load_pretrained(cfg: TrainConfig, classes: list[str], trust_pickle: bool = F
     return p
 
 
-def load_splits(cfg: TrainConfig) -> Any:
-    """The train / val (/ test) splits the config names, checked to be non-empty."""
+def load_splits(cfg: TrainConfig, progress: bool = False) -> Any:
+    """The train / val (/ test) splits the config names, checked to be non-empty. With
+    ``cfg.validate_images`` every image is decoded once now and the undecodable ones are dropped
+    (listed by :func:`skipped_files`), so counts and metrics describe the images actually used."""
     splits = load_classification(cfg.data, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    if cfg.validate_images:
+        splits = splits.validate(num_workers=max(1, cfg.num_workers) * 2, progress=progress)
     if splits.train is None or len(splits.train) == 0:
         raise ConfigError(f"key 'data': {cfg.data} has no training images")
     if splits.val is None or len(splits.val) == 0:
@@ -81,6 +85,14 @@ def load_splits(cfg: TrainConfig) -> Any:
             f"key 'data': {cfg.data} has no validation images; add a val/ folder or a split column, or raise val_fraction"
         )
     return splits
+
+
+def skipped_files(splits: Any) -> list[dict[str, str]]:
+    """``[{"split", "path", "reason"}]`` of every file found undecodable in ``splits``."""
+    out: list[dict[str, str]] = []
+    for name, ds in splits.items():
+        out += [{"split": name, "path": str(p), "reason": r} for p, r in ds.skipped]
+    return out
 
 
 def load_teacher(cfg: TrainConfig, student: Pretrained, classes: list[str], trust_pickle: bool = False) -> tuple:

@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -26,19 +27,27 @@ from visiontune.adapt.features import cache_key, cached_features, weights_hash
 from visiontune.adapt.groups import LayerGroups, layer_groups
 from visiontune.adapt.module import AdaptModule
 from visiontune.adapt.report import classification_metrics, plot_confusion_matrix, predict_logits
-from visiontune.adapt.setup import describe_groups, get_module, head_path, load_pretrained, load_splits, load_teacher
+from visiontune.adapt.setup import (
+    describe_groups,
+    get_module,
+    head_path,
+    load_pretrained,
+    load_splits,
+    load_teacher,
+    skipped_files,
+)
 from visiontune.adapt.strategies import default_milestones, set_trainable
 from visiontune.engine import (
     Session,
     device_for,
+    fit,
     global_rank,
-    load_weights,
     make_trainer,
-    quiet_lightning,
     seeded_loader,
 )
 from visiontune.errors import ConfigError
 from visiontune.hub.classification import logits_of
+from visiontune.hub.trust import torch_load
 from visiontune.progress import progress as progress_bar
 
 HP_KEYS = (
@@ -140,7 +149,14 @@ def train(
             "gradual on one device"
         )
     resume_from = Session.prepare(resume, run_root, run_name)
-    splits = load_splits(cfg)
+    splits = load_splits(cfg, progress=progress and is_zero)
+    skipped = skipped_files(splits)
+    if skipped and is_zero:
+        console.print(
+            f"[yellow]skipped {len(skipped)} undecodable image(s)[/] (listed in run.json): "
+            + escape(", ".join(s["path"] for s in skipped[:5]))
+            + (" …" if len(skipped) > 5 else "")
+        )
     classes = list(splits.classes)
     p = load_pretrained(cfg, classes, trust_pickle)
     model, hpath = p.model, head_path(p)
@@ -168,6 +184,7 @@ def train(
         deterministic=cfg.deterministic,
         monitor=cfg.monitor,
         mode=mode,
+        tags={"skipped_files": skipped} if skipped else None,
         trust_pickle=trust_pickle,
     )
     timings: dict[str, float] = {}
@@ -220,23 +237,26 @@ def train(
             trust_pickle=trust_pickle,
         )
         t0 = time.perf_counter()
-        with quiet_lightning():
-            trainer.fit(
-                module, train_loader, val_loader, ckpt_path=str(session.ckpt_path) if session.ckpt_path else None
-            )
+        fit(trainer, module, train_loader, val_loader, session.ckpt_path)
         timings["fit_s"] = time.perf_counter() - t0
-        if trainer.interrupted:
-            raise KeyboardInterrupt
         best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
         if not trainer.is_global_zero:
             return TrainResult(session.dir, None, {}, p, module.history, timings, best)
+        evaluated = "last epoch"
         if best is not None and best.is_file():
-            module.load_state_dict(load_weights(best, trust_pickle=trust_pickle))
+            ckpt = torch_load(best, trust_pickle=trust_pickle, what="training checkpoint")
+            module.load_state_dict(ckpt["state_dict"])
+            score = best_cb.best_model_score
+            evaluated = f"the best checkpoint (epoch {int(ckpt.get('epoch', 0)) + 1}" + (
+                f", {cfg.monitor} {float(score):.4f})" if score is not None else ")"
+            )
+        console.print(f"final metrics from {evaluated}; the last epoch's weights stay in checkpoints/last.ckpt")
         module.to("cpu" if not torch.cuda.is_available() else module.device)
         t0 = time.perf_counter()
         metrics = final_metrics(cfg, p, hpath, val_ds, splits, feats, session.dir, console)
         timings["eval_s"] = time.perf_counter() - t0
         metrics["epochs_trained"] = trainer.current_epoch
+        metrics["evaluated"] = evaluated
         if best is not None:
             metrics["best_checkpoint"] = str(best)
         p.model.eval()

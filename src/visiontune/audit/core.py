@@ -19,7 +19,8 @@ from visiontune.audit import rankings as rk
 from visiontune.audit._inputs import AuditData, ModelSource, SplitData, class_index_map, resolve_data, resolve_model
 from visiontune.audit.features import EmbeddingCache, ImageOutputs, compute_outputs, model_key
 from visiontune.audit.report import Column, ReportData, Table, render_report
-from visiontune.errors import ConfigError, DatasetError
+from visiontune.errors import ConfigError, DatasetError, VisiontuneError
+from visiontune.label.audit_tasks import write_issue_tasks
 
 
 @dataclass
@@ -319,6 +320,13 @@ def audit(
             files["label_issues"] = _write_table(issues, out_dir / "label_issues.csv")
         except DatasetError as e:
             warnings.append(f"label issues skipped: {e}")
+    if issues is not None and issues["is_issue"].any():  # Label Studio tasks the report links to
+        try:
+            issues["task"] = issues["path"].map(
+                write_issue_tasks(issues, table, ad.source, out_dir / "label", src.model_id)
+            )
+        except VisiontuneError as e:
+            warnings.append(f"label tasks for the flagged issues not written: {e}")
     timings["label_issues_s"] = time.perf_counter() - t
 
     # 4. duplicates and leaks
@@ -557,6 +565,7 @@ def write_report(
                     Column("label quality", "label_quality", "num"),
                     Column("p(given)", "p_label", "pct"),
                     Column("flagged", "is_issue", "bool"),
+                    *([Column("task", "task", "link")] if "task" in issues else []),
                 ],
                 class_keys=("label", "suggested"),
                 note=f"out-of-sample probabilities from {folds}-fold logistic regression on the model's embeddings, "

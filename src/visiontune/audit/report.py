@@ -103,7 +103,7 @@ def thumbnail_uri(path: str, size: int = 96, quality: int = 75) -> str | None:
 class Column:
     title: str
     key: str
-    kind: str = "text"  # text | num | pct | path | img | bool
+    kind: str = "text"  # text | num | pct | path | img | bool | link
     fmt: str = "{:.3f}"
 
 
@@ -140,6 +140,8 @@ def _cell(col: Column, value: Any, thumbs: Callable[[str], str | None]) -> str:
         v = float(value)
         text = f"{100 * v:.1f}%" if col.kind == "pct" else col.fmt.format(v)
         return f'<td class="num" data-v="{v!r}">{escape(text)}</td>'
+    if col.kind == "link":  # "<relative href>#task-N": a link to the exported label task
+        return f'<td><a href="{escape(str(value))}">{escape(str(value).rsplit("#", 1)[-1].replace("-", " "))}</a></td>'
     if col.kind == "bool":
         return f'<td class="{"bad" if value else "ok"}">{"yes" if value else "no"}</td>'
     if isinstance(value, (list, tuple)):

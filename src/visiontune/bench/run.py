@@ -17,6 +17,7 @@ import torch
 from visiontune.bench._resolve import RANDOM_INIT, load_for_bench, published_top1
 from visiontune.bench.measure import BenchOptions, measure
 from visiontune.errors import VisiontuneError
+from visiontune.progress import progress as progress_bar
 
 COLUMNS = [
     ("model_id", "model"),
@@ -260,12 +261,9 @@ def bench(
     if not ids:
         raise VisiontuneError("bench needs at least one model id, e.g. timm:resnet18")
     rows: list[BenchRow] = []
-    ctx = _progress(progress, len(ids))
-    with ctx as prog:
-        task = prog.add_task("bench", total=len(ids)) if prog else None
+    with progress_bar("bench", len(ids), enabled=progress, unit="models") as prog:
         for mid in ids:
-            if prog:
-                prog.update(task, description=f"measuring {mid}")
+            prog.describe(f"bench: measuring {mid}")
             try:
                 rows.append(bench_one(mid, options, trust_pickle=trust_pickle))
             except Exception as e:  # noqa: BLE001 - one model's failure (bad id, compile error, OOM) is its row
@@ -273,27 +271,8 @@ def bench(
                     raise
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 rows.append(BenchRow(model_id=mid, weights="-", input="-", error=f"{type(e).__name__}: {msg}"))
-            if prog:
-                prog.advance(task)
+            prog.advance()
     result = BenchResult(rows, options, environment(options))
     if out_dir is not None:
         result.write(out_dir, plot=plot)
     return result
-
-
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(enabled: bool, total: int):
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    )

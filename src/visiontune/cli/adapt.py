@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from visiontune.cli.options import TrustPickle
+from visiontune.errors import ConfigError
 
 
 def _overrides(**kw: Any) -> dict:
@@ -18,8 +19,6 @@ def _overrides(**kw: Any) -> dict:
         try:
             out["milestones"] = [int(x) for x in str(out["milestones"]).split(",") if x.strip()]
         except ValueError:
-            from visiontune.errors import ConfigError
-
             raise ConfigError(
                 f"--milestones: expected comma-separated epochs like 2,4,6, got {kw['milestones']!r}"
             ) from None
@@ -30,15 +29,23 @@ def _overrides(**kw: Any) -> dict:
     return out
 
 
-def _config(config: Path | None, overrides: dict):
-    from visiontune.adapt import TrainConfig
-    from visiontune.errors import ConfigError
+def _config(config: Path | None, overrides: dict, resume: Path | None = None):
+    """The training config: --config YAML, else the options given, else (with --resume RUN) the
+    resumed run's own config.yaml — each with the options given on top."""
+    from visiontune.adapt import TrainConfig  # Lightning: imported when a command trains
 
     if config is not None:
         return TrainConfig.from_yaml(config, overrides)
     missing = [k for k in ("model", "data") if k not in overrides]
+    if missing and resume is not None:
+        run_dir = resume.parent.parent if resume.is_file() else resume
+        if (run_dir / "config.yaml").is_file():
+            overrides = {"name": None, **overrides}  # the resumed run gets a name of its own
+            return TrainConfig.from_yaml(run_dir / "config.yaml", overrides)
     if missing:
-        raise ConfigError(f"give --{' and --'.join(missing)} (or --config x.yaml)")
+        raise ConfigError(
+            f"give --{' and --'.join(missing)} (or --config x.yaml, or --resume RUN to continue a run from its own config)"
+        )
     return TrainConfig.from_dict(overrides, source="command line")
 
 
@@ -128,7 +135,7 @@ def register(app: typer.Typer) -> None:
             trackers=trackers,
             name=name,
         )
-        cfg = _config(config, ov)
+        cfg = _config(config, ov, resume)
         result = train(cfg, run_root=runs, resume=resume, trust_pickle=trust_pickle)
         if result.model_dir is None:  # a DDP worker process
             return

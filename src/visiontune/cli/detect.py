@@ -45,10 +45,12 @@ def register(app: typer.Typer) -> None:
         """Detect objects: annotated images and a COCO-format results JSON in --out."""
         from rich.console import Console
 
+        from visiontune.cli.hub import warn_if_random
         from visiontune.detect.io import list_images, write_detections
 
         console = Console(stderr=True)
         det = _load(model, weights, pretrained, device, trust_pickle)
+        warn_if_random(det.pretrained)
         paths = list_images(images)
         results = det(
             paths,

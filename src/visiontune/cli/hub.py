@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from visiontune.cli.options import TrustCode, TrustPickle, WeightsOpt
@@ -26,6 +27,14 @@ def _load(model_id: str, weights, trust_pickle: bool, trust_remote_code: bool, n
     if p.load_report is not None:
         console.print(f"[dim]weights: {p.load_report.details()}[/]")
     return p
+
+
+def warn_if_random(p) -> None:
+    """A plain warning line when the model's predictions come from random weights."""
+    from visiontune.hub.pretrained import random_weights_warning
+
+    if p.card.extra.get("random_weights"):
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(random_weights_warning(p.card.model_id))}")
 
 
 def models_list(
@@ -107,6 +116,7 @@ def predict(
         _print_preds(preds, as_json)
         return
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
+    warn_if_random(p)
     if p.task == "classification":
         preds = p.predict(files, topk=topk, batch_size=batch_size)
     else:

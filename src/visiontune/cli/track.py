@@ -229,6 +229,7 @@ def compare_cmd(
                     "config_diff": cmp.config_diff,
                     "record_diff": cmp.record_diff,
                     "metrics": cmp.metrics,
+                    "data_versions": {n: r.data_version for n, r in zip(cmp.names, records)},
                     "plot": str(png) if png else None,
                 },
                 indent=2,
@@ -236,6 +237,11 @@ def compare_cmd(
         )
         return
     con = _console()
+    con.print(
+        "trained on data version: " + ", ".join(f"{n} {r.data_version or '-'}" for n, r in zip(cmp.names, records)),
+        highlight=False,
+        markup=False,
+    )
     for title, diff in (("config differences", cmp.config_diff), ("record differences", cmp.record_diff)):
         if not diff:
             con.print(f"[green]{title}: none[/]")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from visiontune.data.csv_sources import read_csv_rows
+from visiontune.data.hashing import hash_files
 from visiontune.data.manifest import Entry, Manifest, find_manifest
 from visiontune.data.samples import DatasetWarning, raise_problems
 from visiontune.data.sources import collect
@@ -179,6 +180,9 @@ def apply_fixes(
     ``remove``; ``path`` relative to the dataset root as in the manifest, or absolute), or the
     same as a DataFrame / list of dicts. Unknown paths, unknown labels, unknown actions and
     conflicting rows raise a ``DatasetError`` naming every bad line; nothing is written then.
+    ``action`` ``add`` adds a newly labelled file that is not in the version yet (it must
+    exist; an optional ``split`` column, default ``train`` when the version has splits); its
+    content is hashed like a snapshot's.
     The new manifest is saved next to the old one (or in ``store``).
     """
     m = find_manifest(version_or_manifest, store)
@@ -186,7 +190,8 @@ def apply_fixes(
     by_path = m.by_path()
     classes = set(m.classes)
     problems: list[str] = []
-    planned: dict[str, tuple[str, str, str]] = {}  # path -> (action, new label or "", where)
+    planned: dict[str, tuple[str, str | None, str]] = {}
+    splits: dict[str, str | None] = {}
     for where, row in rows:
         raw_path = row.get("path", "")
         action = row.get("action", "").lower()
@@ -197,11 +202,22 @@ def apply_fixes(
         rel = raw_path.replace("\\", "/")
         if os.path.isabs(raw_path) and m.root is not None:
             rel = Path(os.path.relpath(raw_path, m.root)).as_posix()
+        if action == "add":
+            rel = _add_path(raw_path, m)
+            problem = _check_add(where, raw_path, rel, new_label, m, by_path, classes)
+            if problem:
+                problems.append(problem)
+            elif rel in planned:
+                problems.append(f"{where}: {rel} already corrected at {planned[rel][2]}")
+            else:
+                planned[rel] = ("add", new_label, where)
+                splits[rel] = row.get("split") or ("train" if any(e.split for e in m.entries) else None)
+            continue
         if rel not in by_path:
             problems.append(f"{where}: path {raw_path!r} is not in version {m.version}")
             continue
         if action not in ("relabel", "remove"):
-            problems.append(f"{where}: unknown action {row.get('action', '')!r} (use relabel or remove)")
+            problems.append(f"{where}: unknown action {row.get('action', '')!r} (use relabel, remove or add)")
             continue
         if action == "relabel":
             if not new_label:
@@ -213,7 +229,7 @@ def apply_fixes(
         if rel in planned:
             problems.append(f"{where}: {rel} already corrected at {planned[rel][2]}")
             continue
-        planned[rel] = (action, new_label, where)
+        planned[rel] = (action, new_label or None, where)
     raise_problems(f"corrections {name} for version {m.version}", problems)
 
     entries: list[Entry] = []
@@ -232,6 +248,11 @@ def apply_fixes(
         else:
             entries.append(Entry(e.path, e.sha256, e.size, fix[1], e.split))
             changes.append({"path": e.path, "action": "relabel", "old_label": e.label, "new_label": fix[1]})
+    added = [rel for rel, fix in planned.items() if fix[0] == "add"]
+    hashes = hash_files([m.abspath(rel) for rel in added]) if added else []
+    for rel, (digest, size) in zip(added, hashes):
+        entries.append(Entry(rel, digest, size, planned[rel][1] or "", splits.get(rel)))
+        changes.append({"path": rel, "action": "add", "label": planned[rel][1]})
     if not changes:
         warnings.warn(
             f"corrections {name} change nothing; version {m.version} stays current", DatasetWarning, stacklevel=2
@@ -247,8 +268,33 @@ def apply_fixes(
         if notes is not None
         else f"apply_fixes({name}): "
         f"{sum(c['action'] == 'relabel' for c in changes)} relabelled, "
-        f"{sum(c['action'] == 'remove' for c in changes)} removed",
+        f"{sum(c['action'] == 'remove' for c in changes)} removed" + (f", {len(added)} added" if added else ""),
         changes=changes,
     )
     new.save(store if store is not None else m.default_store())
     return new
+
+
+def _add_path(raw_path: str, m: Manifest) -> str:
+    """The manifest path of a file to add: relative to the root when under it, else absolute."""
+    p = raw_path if os.path.isabs(raw_path) or m.root is None else os.path.join(m.root, raw_path)
+    p = os.path.abspath(p)
+    if m.root is not None:
+        prefix = os.path.join(os.path.abspath(m.root), "")
+        if p.startswith(prefix):
+            return Path(p[len(prefix) :]).as_posix()
+    return Path(p).as_posix()
+
+
+def _check_add(
+    where: str, raw_path: str, rel: str, new_label: str, m: Manifest, by_path: dict[str, Entry], classes: set[str]
+) -> str | None:
+    if rel in by_path:
+        return f"{where}: {rel} is already in version {m.version} (use relabel)"
+    if not os.path.isfile(m.abspath(rel)):
+        return f"{where}: file to add not found: {raw_path}"
+    if not new_label:
+        return f"{where}: add of {rel} needs a new_label"
+    if new_label not in classes:
+        return f"{where}: unknown label {new_label!r} (classes: {', '.join(m.classes)})"
+    return None

@@ -18,7 +18,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from visiontune._atomic import write_text
-from visiontune.engine import Session, global_rank, load_weights, make_trainer, quiet_lightning, seeded_loader
+from visiontune.engine import Session, fit, global_rank, load_weights, make_trainer, seeded_loader
 from visiontune.errors import ConfigError
 
 from .adapt import adapt_detector_from_cfg, auto_anchors
@@ -206,11 +206,8 @@ def train_detector(
             trust_pickle=trust_pickle,
         )
         t0 = time.time()
-        with quiet_lightning():
-            trainer.fit(module, loader, val_loader, ckpt_path=str(session.ckpt_path) if session.ckpt_path else None)
+        fit(trainer, module, loader, val_loader, session.ckpt_path)
         train_s = time.time() - t0
-        if trainer.interrupted:
-            raise KeyboardInterrupt
         if not trainer.is_global_zero:
             return DetectTrainResult(session.dir, None, {}, det, report)
         best = Path(best_cb.best_model_path) if best_cb.best_model_path else None

@@ -20,6 +20,8 @@ from visiontune.errors import ConfigError
 from visiontune.track import Run
 
 RUN_DIR_ENV = "VISIONTUNE_RUN_DIR"  # hands rank 0's run directory to DDP worker processes
+#: the command that continues an interrupted run of each kind
+RESUME_COMMANDS = {"train": "visiontune train --resume {dir}", "detect-train": "visiontune detect-train --resume {dir}"}
 
 
 def global_rank() -> int:
@@ -35,8 +37,17 @@ def global_rank() -> int:
 class Session:
     """A training run's folder, record and checkpoints (see the module docstring)."""
 
-    def __init__(self, run: Run | None, run_dir: Path, ckpt_path: Path | None, multi: bool, resumed_from: Path | None):
+    def __init__(
+        self,
+        run: Run | None,
+        run_dir: Path,
+        ckpt_path: Path | None,
+        multi: bool,
+        resumed_from: Path | None,
+        kind: str = "train",
+    ):
         self.run = run
+        self.kind = kind
         self.dir = run_dir
         self.ckpt_path = ckpt_path
         self.multi = multi
@@ -92,7 +103,7 @@ class Session:
                     "(--name / 'name:') so every process writes to the same run"
                 )
             # workers resume from the old run's checkpoint itself: rank 0 may still be copying it
-            return cls(None, run_dir, ckpt_path, multi, resume_dir)
+            return cls(None, run_dir, ckpt_path, multi, resume_dir, kind)
         root, name = (Path(run_root), run_name) if resume_dir is None else resumed_run_name(resume_dir)
         all_tags = {**(tags or {}), **({"resumed_from": str(resume_dir)} if resume_dir is not None else {})}
         run = Run.start(
@@ -113,7 +124,7 @@ class Session:
         )
         if multi:  # Lightning's launcher copies the environment into the worker processes it starts
             os.environ[RUN_DIR_ENV] = str(run.dir)
-        session = cls(run, Path(run.dir), ckpt_path, multi, resume_dir)
+        session = cls(run, Path(run.dir), ckpt_path, multi, resume_dir, kind)
         if ckpt_path is not None and resume_dir is not None and Path(run.dir) != resume_dir:
             try:
                 session.ckpt_path = adopt_checkpoints(ckpt_path, session.ckpt_dir, trust_pickle=trust_pickle)
@@ -131,8 +142,16 @@ class Session:
             self.run.log_artifact(artifact)
         self.run.finish("completed", summary=dict(summary or {}))
 
+    def resume_hint(self) -> str:
+        """The command that continues this run from its last checkpoint."""
+        return RESUME_COMMANDS.get(self.kind, "visiontune train --resume {dir}").format(dir=self.dir)
+
     def close(self, error: BaseException | None = None) -> None:
-        """Finish an unfinished run as interrupted / failed, and forget the DDP hand-over."""
+        """Finish an unfinished run as interrupted / failed, and forget the DDP hand-over. An
+        interruption carries the run folder and the resume command for whoever reports it."""
+        if isinstance(error, KeyboardInterrupt) and self.run is not None:
+            error.run_dir = self.dir  # type: ignore[attr-defined]
+            error.resume_hint = self.resume_hint() if (self.ckpt_dir / "last.ckpt").is_file() else None  # type: ignore[attr-defined]
         if self.multi and self.run is not None:
             os.environ.pop(RUN_DIR_ENV, None)
         if self.run is None or self.run.finished:

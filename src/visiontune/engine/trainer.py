@@ -52,6 +52,15 @@ def quiet_lightning() -> Iterator[None]:
                 lg.setLevel(lv)
 
 
+class EpochBar(RichProgressBar):
+    """Lightning's rich bar, counting epochs from 1 to ``max_epochs`` as the table does."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs else "")
+        width = len(self.validation_description)
+        return f"{text:{width}}" if width > len(text) else text
+
+
 class EpochTable(Callback):
     """Prints one row per epoch (1-based): the given metric columns, lr, extra cells, time."""
 
@@ -76,10 +85,15 @@ class EpochTable(Callback):
         cells += [f"{float(m[k]):.4f}" if k in m else "-" for k in self.columns]
         cells += [f"{lr:.2e}", *[str(v) for v in more.values()], f"{time.perf_counter() - self._t0:.1f}s"]
         widths = [max(len(n), len(c), 5) for n, c in zip(names, cells)]
+        # print through the live progress bar's console when there is one: the row goes above the
+        # bar instead of onto its line
+        bar = getattr(trainer, "progress_bar_callback", None)
+        live = getattr(bar, "progress", None)
+        console = live.console if live is not None else self.console
         if not self._header:
-            self.console.print(" ".join(f"{n:>{w}}" for n, w in zip(names, widths)), style="bold")
+            console.print(" ".join(f"{n:>{w}}" for n, w in zip(names, widths)), style="bold")
             self._header = True
-        self.console.print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)), highlight=False)
+        console.print(" ".join(f"{c:>{w}}" for c, w in zip(cells, widths)), highlight=False)
 
 
 def make_trainer(
@@ -134,7 +148,7 @@ def make_trainer(
     if opts.early_stopping:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=opts.early_stopping))
     if progress:
-        cbs.append(RichProgressBar(leave=False))
+        cbs.append(EpochBar(leave=False))
     if run is not None:
         cbs += list(run.lightning_callbacks())
     cbs += list(callbacks)
@@ -142,23 +156,38 @@ def make_trainer(
         topology: dict[str, Any] = {"devices": 1, "strategy": "auto", "num_nodes": 1}
     else:
         topology = {"devices": opts.devices, "strategy": opts.ddp_strategy, "num_nodes": opts.num_nodes}
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator=opts.accelerator,
-        precision=resolve_precision(opts.precision, opts.accelerator),
-        accumulate_grad_batches=opts.accumulate,
-        gradient_clip_val=opts.grad_clip,
-        deterministic=opts.deterministic,
-        callbacks=cbs,
-        logger=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO(trust_pickle=trust_pickle)],
-        use_distributed_sampler=False,
-        limit_train_batches=opts.max_train_batches,
-        log_every_n_steps=1,
-        **topology,
-    )
+    with quiet_lightning():  # no "GPU available" banners
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator=opts.accelerator,
+            precision=resolve_precision(opts.precision, opts.accelerator),
+            accumulate_grad_batches=opts.accumulate,
+            gradient_clip_val=opts.grad_clip,
+            deterministic=opts.deterministic,
+            callbacks=cbs,
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO(trust_pickle=trust_pickle)],
+            use_distributed_sampler=False,
+            limit_train_batches=opts.max_train_batches,
+            log_every_n_steps=1,
+            **topology,
+        )
     return trainer, best
+
+
+def fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, ckpt_path: Any = None) -> None:
+    """``trainer.fit`` with quiet logs; Ctrl-C surfaces as ``KeyboardInterrupt`` (Lightning turns
+    it into ``sys.exit(1)`` after its graceful shutdown, which would hide it from the caller)."""
+    try:
+        with quiet_lightning():
+            trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    if trainer.interrupted:
+        raise KeyboardInterrupt

@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ __all__ = ["CARD_FILE", "WEIGHTS_FILE", "Detections", "Prediction", "Pretrained"
 #: task name -> predictor ``fn(pretrained, images, **options) -> list[result]``
 PREDICTORS: dict[str, Callable[..., list]] = {"classification": classify}
 PREDICTORS.update({t: detect for t in DETECTION_TASKS})
+
+
+class RandomWeightsWarning(UserWarning):
+    """Predictions of a model built with random weights (``pretrained=False``, ``--random-init``)."""
+
+
+def random_weights_warning(model_id: str) -> str:
+    """The one sentence that says a model's predictions come from random weights."""
+    return (
+        f"{model_id} has random weights (pretrained=False / --random-init): its predictions are noise; "
+        "load pretrained weights (the default) or fine-tune it first"
+    )
 
 
 def register_task(task: str, predictor: Callable[..., list]) -> None:
@@ -107,6 +120,9 @@ class Pretrained:
             raise ConfigError(
                 f"{', '.join(unknown)}: not an option of predict() for {self.task} models; options: {', '.join(allowed)}"
             )
+        if self.card.extra.get("random_weights") and not getattr(self, "_warned_random", False):
+            self._warned_random = True
+            warnings.warn(random_weights_warning(self.card.model_id), RandomWeightsWarning, stacklevel=2)
         return fn(self, images, **options)
 
     __call__ = predict
@@ -125,6 +141,7 @@ class Pretrained:
                 "(Ultralytics: pretrained.native.save(path))"
             )
         card = self.card.model_copy(deep=True)
+        card.extra.pop("random_weights", None)  # what is saved is whatever the weights are now
         if metrics:
             card.metrics = {**card.metrics, **metrics}
 

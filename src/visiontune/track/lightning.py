@@ -44,6 +44,9 @@ class RunCallback(Callback):
     def __init__(self, run, log_every_n_steps: int = 1):
         self.run = run
         self.log_every_n_steps = max(1, int(log_every_n_steps))
+        # metrics logged once per epoch: Lightning keeps them in callback_metrics, but they are not
+        # step values and must not be written again at every step (one curve, one meaning)
+        self._epoch_keys: set[str] = set()
 
     # -- steps
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -58,12 +61,12 @@ class RunCallback(Callback):
             if k.endswith("_step"):
                 if _is_train(k[: -len("_step")]):
                     metrics[k[: -len("_step")]] = v
-            elif _is_train(k) and f"{k}_epoch" not in cm:
-                metrics[k] = v
+            elif _is_train(k) and f"{k}_epoch" not in cm and k not in self._epoch_keys:
+                metrics[k] = v  # logged with on_step only
         if not any("loss" in k for k in metrics):
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if loss is not None and hasattr(loss, "item"):
-                metrics["train/loss"] = float(loss.detach().item())
+                metrics["train/loss_step"] = float(loss.detach().item())  # the epoch mean owns train/loss
         metrics.update(self._lrs(trainer))
         self.run.log_metrics(metrics, step=step, epoch=trainer.current_epoch)
 
@@ -101,6 +104,7 @@ class RunCallback(Callback):
                 metrics[k] = v  # Lightning's name for the epoch mean of a per-step metric
             elif _is_train(k) and not k.endswith("_step") and f"{k}_step" not in cm:
                 metrics[k] = v  # logged with on_epoch only
+                self._epoch_keys.add(k)
         metrics["epoch"] = trainer.current_epoch
         self.run.log_metrics(metrics, step=trainer.global_step, epoch=trainer.current_epoch)
         self._record_checkpoints(trainer)
@@ -115,13 +119,15 @@ class RunCallback(Callback):
         seen: set[str] = set()
         for cb in trainer.checkpoint_callbacks:
             best = getattr(cb, "best_model_path", "") or ""
+            # a callback that monitors nothing keeps the latest epoch: its "best" file is the last one
+            top = "best" if getattr(cb, "monitor", None) is not None else "last"
             for path, score in sorted(getattr(cb, "best_k_models", {}).items(), key=lambda kv: str(kv[0])):
                 if path and path not in seen and Path(path).exists():
                     seen.add(path)
                     ckpts.append(
                         {
                             "path": self.run._rel(Path(path)),
-                            "kind": "best" if path == best else "top_k",
+                            "kind": top if path == best else "top_k",
                             "score": float(score) if score is not None else None,
                             "monitor": getattr(cb, "monitor", None),
                         }
@@ -132,7 +138,7 @@ class RunCallback(Callback):
                 ckpts.append(
                     {
                         "path": self.run._rel(Path(best)),
-                        "kind": "best",
+                        "kind": top,
                         "score": float(score) if score is not None else None,
                         "monitor": getattr(cb, "monitor", None),
                     }

@@ -67,5 +67,7 @@ def finish(model: nn.Module, card: Card, opts: LoadOptions) -> Card:
         card.class_names = opts.class_names
     if card.class_names is not None and card.num_classes is None:
         card.num_classes = len(card.class_names)
+    if not card.pretrained and not opts.describe:
+        card.extra["random_weights"] = True  # predict() says so: the outputs mean nothing yet
     card.num_params = count_params(model)
     return card

@@ -125,6 +125,8 @@ def from_ultralytics(yolo: Any, model_id: str, weights_file: str | None = None) 
         num_params=count_params(net),
         weights_file=weights_file,
     )
+    if weights_file is None:
+        card.extra["random_weights"] = True
     pre = Preprocess(resize=None, crop=None, mean=None, std=None, extra={"letterbox": imgsz})
     return Pretrained(net, card, pre, native=yolo)
 
