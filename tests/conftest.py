@@ -76,3 +76,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def tiny_detr():
+    """An untrained Hugging Face DETR (3 classes a, b, c) and its image processor, offline."""
+    tr = pytest.importorskip("transformers")
+    cfg = tr.DetrConfig(
+        use_timm_backbone=True,
+        backbone="resnet18",
+        use_pretrained_backbone=False,
+        num_queries=10,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_labels=3,
+        id2label={0: "a", 1: "b", 2: "c"},
+        label2id={"a": 0, "b": 1, "c": 2},
+    )
+    return tr.DetrForObjectDetection(cfg), tr.DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})

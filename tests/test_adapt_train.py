@@ -67,7 +67,7 @@ def test_linear_probe_caches_features_and_saves_model(folder, tmp_path):
     assert set(m["val/per_class_acc"]) == {"blue", "green", "red"} and m["val/n"] == 6
     assert m["val/acc"] >= 2 / 3  # colour is trivially separable even for random features
     assert r.timings["features_train_s"] > 0 and r.timings["fit_s"] > 0
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # train + val
+    assert len(list((tmp_path / "cache" / "features").glob("*/store.json"))) == 1  # one store: train + val
     ck = r.run_dir / "checkpoints"
     assert (ck / "best.ckpt").is_file() and (ck / "last.ckpt").is_file() and not list(ck.glob(".*"))
     assert (r.run_dir / "plots" / "confusion_matrix_val.png").read_bytes()[:4] == b"\x89PNG"

@@ -299,14 +299,14 @@ def test_feature_extraction_hook_and_disk_cache(tmp_path):
     with torch.no_grad():
         ref = m.forward_head(m.forward_features(data.tensors[0]), pre_logits=True)
     torch.testing.assert_close(f.x, ref)
-    files = list(tmp_path.glob("*.safetensors"))
-    assert len(files) == 1 and not list(tmp_path.glob(".*tmp*"))
+    stores = list((tmp_path / "features").glob("*/store.json"))  # the shared feature store
+    assert len(stores) == 1 and not list(stores[0].parent.glob(".*tmp*"))
     clear_memory_cache()
     g = cached_features(m, "classifier", data, key, mode="disk", cache_dir=tmp_path)
     assert g.cached and torch.equal(g.x, f.x) and torch.equal(g.y, f.y)
-    # a corrupt file is recomputed, not trusted
+    # a damaged store is recomputed, not trusted
     clear_memory_cache()
-    files[0].write_bytes(b"garbage")
+    (stores[0].parent / "emb.f32").write_bytes(b"garbage")
     assert not cached_features(m, "classifier", data, key, mode="disk", cache_dir=tmp_path).cached
     # the key changes with the backbone weights and ignores the head
     m.classifier.weight.data.add_(1.0)

@@ -13,9 +13,10 @@ from PIL import Image
 
 from visiontune.audit import duplicates as dup
 from visiontune.audit import rankings as rk
-from visiontune.audit.features import EmbeddingCache, compute_outputs, dhash, model_key
+from visiontune.audit.features import compute_outputs, dhash, model_key
 from visiontune.audit.label_issues import out_of_sample_probs, rank_label_issues
 from visiontune.audit.report import Column, ReportData, Table, render_report
+from visiontune.audit.store import FeatureStore
 
 
 def test_predictions_table_and_rankings():
@@ -211,14 +212,27 @@ def test_report_escapes_everything_and_has_strict_csp(tmp_path):
     assert "http://" not in html and "https://" not in html
 
 
-def test_embedding_cache_roundtrip_and_damage(tmp_path):
-    c = EmbeddingCache(tmp_path, "k")
-    c.put("aa", np.arange(3, dtype=np.float32), 7)
-    c.save()
-    again = EmbeddingCache(tmp_path, "k")
-    np.testing.assert_array_equal(again.get("aa")[0], [0, 1, 2]) and again.get("aa")[1] == 7
-    (tmp_path / "embeddings-k.npz").write_bytes(b"not a zip")
-    assert EmbeddingCache(tmp_path, "k").get("aa") is None
+def test_feature_store_roundtrip_lookup_and_damage(tmp_path):
+    shas = [f"{i:064x}" for i in range(5)]
+    s = FeatureStore.open("k", root=tmp_path, dim=3)
+    rows = s.append(shas[:3], np.arange(9, dtype=np.float32).reshape(3, 3), np.array([7, 8, 9], np.uint64))
+    assert rows.tolist() == [0, 1, 2] and s.rows == 3
+    # the same content again is not written twice; new content is appended
+    rows = s.append([shas[1], shas[3], shas[3]], np.ones((3, 3), np.float32), np.zeros(3, np.uint64))
+    assert rows.tolist() == [1, 3, 3] and s.rows == 4
+    again = FeatureStore.open("k", root=tmp_path)
+    assert again.lookup([shas[3], shas[4], shas[0]]).tolist() == [3, -1, 0]
+    np.testing.assert_array_equal(again.read([2, 0]), [[6, 7, 8], [0, 1, 2]])
+    assert again.dhash([0, 2]).tolist() == [7, 9]
+    assert [len(c) for _, c in again.iter_chunks(chunk=3)] == [3, 1]
+    # an uncommitted tail (a writer killed mid-chunk) is ignored and overwritten
+    with open(tmp_path / "features" / "k" / "emb.f32", "ab") as f:
+        f.write(b"\x00" * 7)
+    assert FeatureStore.open("k", root=tmp_path).rows == 4
+    # damage: a store whose files are shorter than store.json says is started over, never trusted
+    (tmp_path / "features" / "k" / "emb.f32").write_bytes(b"short")
+    assert FeatureStore.open("k", root=tmp_path) is None
+    assert FeatureStore.open("k", root=tmp_path, dim=3).rows == 0
 
 
 @pytest.fixture(scope="module")
@@ -233,8 +247,7 @@ def test_compute_outputs_matches_model_and_cache_skips_network(tiny, tmp_path):
     paths = [str(_jpeg(tmp_path / f"{i}.jpg", i)) for i in range(5)]
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     paths.insert(2, str(tmp_path / "broken.jpg"))
-    cache = EmbeddingCache(tmp_path / "cache", model_key(tiny))
-    o = compute_outputs(tiny, paths, cache=cache, batch_size=4)
+    o = compute_outputs(tiny, paths, cache_dir=tmp_path / "cache", batch_size=4)
     assert o.n_computed == 6 and o.ok.tolist() == [True, True, False, True, True, True]
     assert o.skipped[0][0].endswith("broken.jpg") and np.isnan(o.logits[2]).all()
     x = torch.stack([tiny.preprocess(Image.open(p).convert("RGB")) for p in paths if "broken" not in p])
@@ -245,9 +258,7 @@ def test_compute_outputs_matches_model_and_cache_skips_network(tiny, tmp_path):
 
     # a renamed copy of an image hits the cache by content
     shutil.copy(paths[0], tmp_path / "renamed.jpg")
-    o2 = compute_outputs(
-        tiny, [paths[0], str(tmp_path / "renamed.jpg")], cache=EmbeddingCache(tmp_path / "cache", model_key(tiny))
-    )
+    o2 = compute_outputs(tiny, [paths[0], str(tmp_path / "renamed.jpg")], cache_dir=tmp_path / "cache")
     assert o2.n_computed == 0
     np.testing.assert_allclose(o2.logits, ref[[0, 0]], rtol=1e-4, atol=1e-4)
     assert o2.dhash[0] == o.dhash[0] == o2.dhash[1]

@@ -21,7 +21,7 @@ N_FLIPS = 10
 @pytest.fixture(scope="module")
 def hym(assets, effnet_lite0_file, tmp_path_factory):
     import visiontune as vt
-    from visiontune.audit.features import EmbeddingCache, compute_outputs, model_key
+    from visiontune.audit.features import compute_outputs
     from visiontune.hub.preprocess import Preprocess
 
     root = tmp_path_factory.mktemp("hym")
@@ -53,7 +53,7 @@ def hym(assets, effnet_lite0_file, tmp_path_factory):
     from visiontune.data import load_classification
 
     train = load_classification(str(clean)).train
-    o = compute_outputs(p, train.paths, cache=EmbeddingCache(cache_dir, model_key(p)), batch_size=32)
+    o = compute_outputs(p, train.paths, cache_dir=cache_dir, batch_size=32)
     from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=1.0, max_iter=3000).fit(o.embeddings, train.labels)
@@ -136,6 +136,49 @@ def test_predictions_rankings_and_files(hym, result):
     assert result.timings["images_computed"] == 153
     html = result.report_path.read_text()
     assert html.count("data:image/jpeg;base64,") >= 20
+
+
+@pytest.mark.parametrize(("threshold", "bits"), [("auto", 4), (0.6, 14)])
+def test_indexed_duplicate_search_equals_the_exhaustive_one(hym, result, threshold, bits):
+    """Real embeddings and hashes of train + val, plus planted copies: exact (same bytes),
+    visual (hash within a few bits) and near (embedding plus a small edit). The near-linear
+    search (multi-index hashing, faiss range search) returns the exhaustive table row for row;
+    0.6 / 14 bits make many real near and visual pairs to compare."""
+    from visiontune.audit import duplicates as dup
+    from visiontune.audit._inputs import resolve_data, resolve_model
+    from visiontune.audit.steps import duplicates_step, outputs_for
+
+    ad = resolve_data(str(hym["noisy"]))
+    src = resolve_model(hym["p"])
+    outs = outputs_for(src, ad, ["val", "train"], hym["cache"], 32, 0, True)
+    assert sum(o.n_computed for o in outs.values()) == 0  # all from the store
+    real = duplicates_step(outs, ad, ["val", "train"], near_threshold=threshold, hash_distance=bits).items
+    rng = np.random.default_rng(1)
+    emb = [np.asarray(it.embeddings.take(np.arange(len(it.paths)))) for it in real]
+    src_rows = rng.choice(len(real[1].paths), 30, replace=False)
+    base = emb[1][src_rows]
+    near = (
+        base + 0.05 * np.linalg.norm(base, axis=1, keepdims=True) * rng.normal(size=base.shape) / base.shape[1] ** 0.5
+    )
+    hashes = real[1].dhash[src_rows] ^ (np.uint64(1) << rng.integers(0, 64, size=30).astype(np.uint64))
+    planted = dup.Item(
+        "test",
+        [f"planted/{i}.jpg" for i in range(30)],
+        [real[1].labels[r] for r in src_rows],
+        [real[1].sha256[r] if i < 10 else f"{i:064x}" for i, r in enumerate(src_rows)],  # 10 exact copies
+        np.where(np.arange(30) < 20, hashes, rng.integers(0, 2**63, size=30).astype(np.uint64)),  # 10 visual
+        near.astype(np.float32),  # and 10 that only the embedding finds
+    )
+    items = [dup.Item(it.split, it.paths, it.labels, it.sha256, it.dhash, e) for it, e in zip(real, emb)] + [planted]
+    fast = dup.find_duplicates(items, threshold=threshold, hash_distance=bits)
+    slow = dup.find_duplicates(items, threshold=threshold, hash_distance=bits, method="exhaustive")
+    pd.testing.assert_frame_equal(fast.drop(columns="similarity"), slow.drop(columns="similarity"))
+    np.testing.assert_allclose(fast["similarity"], slow["similarity"], rtol=0, atol=1e-5)
+    got = fast[(fast["split_b"] == "test") & (fast["split_a"] == "train")]
+    assert set(got["kind"]) == {"exact", "visual", "near"} and len(got) >= 30
+    if threshold != "auto":
+        print(fast["kind"].value_counts().to_dict())
+        assert (fast["kind"] == "near").sum() > 40 and (fast["kind"] == "visual").sum() > 40
 
 
 def test_cli_audits_a_run_dir_and_compares_versions(hym):

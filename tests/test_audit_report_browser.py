@@ -1,8 +1,11 @@
 """report.html in headless Chromium: the tables render, the script runs under the strict CSP,
-and a class named `<script>alert(1)</script>` is shown as text (needs Debian's `chromium`)."""
+classes named `<script>alert(1)</script>` and `<img src=x onerror=alert(1)>` are shown as text
+in the tables and on the embedding map, and hovering a map point shows its thumbnail (driven
+over the DevTools protocol: a real mouse event, a real screenshot). Needs Debian's `chromium`."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -14,6 +17,7 @@ from PIL import Image
 pytestmark = pytest.mark.browser
 
 EVIL = "<script>alert(1)</script>"
+IMG_EVIL = "<img src=x onerror=alert(1)>"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -81,17 +85,20 @@ def report(assets, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     rows = ["path,label,split"]
-    for cls, name in (("ants", "ants"), ("bees", EVIL)):
+    for cls, name in (("ants", IMG_EVIL), ("bees", EVIL)):
         files = sorted((assets / "hymenoptera" / "val" / cls).iterdir())
         for i, f in enumerate(files[:10]):
             rows.append(f'{f},"{name}",{"train" if i < 4 else "val"}')
     (root / "data.csv").write_text("\n".join(rows) + "\n")
     torch.manual_seed(0)
-    p = vt.load("timm:mobilenetv3_small_050", pretrained=False, num_classes=2, class_names=["ants", EVIL])
-    # a random head would make arbitrary mistakes; bias it so every image is called "ants"
+    p = vt.load("timm:mobilenetv3_small_050", pretrained=False, num_classes=2, class_names=[IMG_EVIL, EVIL])
+    # a random head would make arbitrary mistakes; bias it so every image is called IMG_EVIL ("ants")
     with torch.no_grad():
         p.model.get_classifier().bias.copy_(torch.tensor([10.0, -10.0]))
-    r = audit(p, root / "data.csv", out=root / "audit", k_folds=3, quiet=True)
+    # PCA coordinates: the same map widget without UMAP's one-off numba compilation (~1 min here)
+    r = audit(
+        p, root / "data.csv", out=root / "audit", k_folds=3, quiet=True, cache_dir=root / "cache", map_method="pca"
+    )
     assert r.metrics["n_mistakes"] == 6  # the 6 val images labelled EVIL
     return r.report_path
 
@@ -107,7 +114,7 @@ def test_report_renders_in_chromium_and_escapes_class_names(report, tmp_path):
     assert d.mistake_rows == 6 and d.hidden_rows == 0
     assert d.scripts == 1, "a class name became a <script> element"
     text = "".join(d.text)
-    assert EVIL in text, "the class name is not shown as text"
+    assert EVIL in text and IMG_EVIL in text, "a class name is not shown as text"
     assert "6 rows shown" in text  # written by the script (filter counter)
 
     shot = tmp_path / "report.png"
@@ -117,3 +124,157 @@ def test_report_renders_in_chromium_and_escapes_class_names(report, tmp_path):
         assert im.size == (1400, 2000)
         colours = im.convert("RGB").resize((140, 200)).getcolors(maxcolors=100000)
         assert colours is not None and len(colours) > 50, "the screenshot is blank"
+
+
+class _DevTools:
+    """A headless Chromium page driven over the DevTools protocol (websockets)."""
+
+    def __init__(self, tmp: Path, url: str):
+        import json
+        import re
+        import time
+        import urllib.request
+
+        from websockets.sync.client import connect
+
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+                "--window-size=1300,900",
+                f"--user-data-dir={tmp / 'cdp-profile'}",
+                url,
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        port = None
+        deadline = time.time() + 60
+        while port is None and time.time() < deadline:
+            line = self.proc.stderr.readline()
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            port = int(m.group(1)) if m else None
+        assert port, "Chromium did not open its DevTools port"
+        for _ in range(100):
+            pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+            pages = [p for p in pages if p.get("type") == "page" and p["url"].startswith("file:")]
+            if pages:
+                break
+            time.sleep(0.1)
+        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=2**26, open_timeout=30)
+        self.n = 0
+        self.events: list[dict] = []
+        self.call("Page.enable")
+
+    def call(self, method: str, **params):
+        import json
+
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=60))
+            if msg.get("id") == self.n:
+                assert "error" not in msg, msg
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def js(self, expr: str):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        return r["result"].get("value")
+
+    def close(self):
+        self.ws.close()
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not found: apt-get install chromium")
+def test_embedding_map_hover_shows_the_thumbnail_and_class_names_as_text(report, tmp_path):
+    import base64
+    import json
+    import time
+
+    page = _DevTools(tmp_path, report.resolve().as_uri())
+    try:
+        for _ in range(200):
+            if page.js("document.body && document.body.getAttribute('data-ready')") == "1":
+                break
+            time.sleep(0.05)
+        assert page.js("document.body.getAttribute('data-ready')") == "1", "the report's script did not run"
+        assert page.js("document.querySelectorAll('circle.pt').length") == 12  # the 12 val images
+        page.js("document.getElementById('sec-map').scrollIntoView()")
+        time.sleep(0.2)
+        # a point of the class named like an <img> tag: hover it with a real mouse event
+        target = page.js(
+            """(function(){var pts=JSON.parse(document.getElementById('map').getAttribute('data-points'));
+            var i=pts.findIndex(function(p){return p.label===LABEL && p.mistake===false;});
+            var c=document.querySelector('circle.pt[data-i="'+i+'"]');c.scrollIntoView({block:'center'});
+            var r=c.getBoundingClientRect();
+            return [r.x+r.width/2, r.y+r.height/2, pts[i].path];})()""".replace("LABEL", json.dumps(IMG_EVIL))
+        )
+        page.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)  # from outside the point...
+        page.call("Input.dispatchMouseEvent", type="mouseMoved", x=target[0], y=target[1])  # ...onto it
+        time.sleep(0.2)
+        tip = page.js(
+            """(function(){var t=document.getElementById('map-tip'),im=document.getElementById('map-tip-img');
+            var r=im.getBoundingClientRect();
+            return [!t.classList.contains('hidden'), im.src.slice(0,23), im.naturalWidth, r.width,
+                    document.getElementById('map-tip-text').textContent];})()"""
+        )
+        visible, src, natural, shown, text = tip
+        assert visible and src == "data:image/jpeg;base64," and natural > 0 and shown > 20
+        assert text.startswith(IMG_EVIL) and target[2] in text  # the class name as text, and the path
+        legend = page.js("document.getElementById('map-legend').textContent")
+        assert IMG_EVIL in legend and EVIL in legend
+        # nothing from the data became an element or ran
+        assert page.js("document.querySelectorAll('script').length") == 1
+        assert page.js("document.querySelectorAll('img[src=\"x\"]').length") == 0
+        assert not [e for e in page.events if e.get("method") == "Page.javascriptDialogOpening"]
+        shot = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
+        (tmp_path / "map-hover.png").write_bytes(shot)
+        keep = os.environ.get("VISIONTUNE_SCREENSHOT_DIR")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / "map-hover.png").write_bytes(shot)
+        with Image.open(tmp_path / "map-hover.png") as im:
+            assert im.size[0] >= 1200
+            colours = im.convert("RGB").resize((130, 90)).getcolors(maxcolors=100000)
+            assert colours is not None and len(colours) > 50
+        # colour by mistake, filter by class, and a click finds the image's row
+        page.js("var s=document.getElementById('map-colour');s.value='mistake';s.dispatchEvent(new Event('change'))")
+        assert "mistake" in page.js("document.getElementById('map-legend').textContent")
+        mistake = page.js(
+            """(function(){var pts=JSON.parse(document.getElementById('map').getAttribute('data-points'));
+            var i=pts.findIndex(function(p){return p.mistake;});
+            var c=document.querySelector('circle.pt[data-i="'+i+'"]');c.scrollIntoView({block:'center'});
+            var r=c.getBoundingClientRect();return [r.x+r.width/2, r.y+r.height/2, pts[i].path];})()"""
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            page.call("Input.dispatchMouseEvent", type=kind, x=mistake[0], y=mistake[1], button="left", clickCount=1)
+        time.sleep(0.2)
+        assert (
+            page.js(
+                "(document.querySelector('tr.hl')||{}).getAttribute ? "
+                "document.querySelector('tr.hl').getAttribute('data-path') : null"
+            )
+            == mistake[2]
+        )
+        page.js(
+            "var f=document.getElementById('class-filter');f.value=LABEL;f.dispatchEvent(new Event('change'))".replace(
+                "LABEL", json.dumps(EVIL)
+            )
+        )
+        assert page.js("document.querySelectorAll('circle.pt.off').length") > 0
+        assert "6 of 12 images shown" in page.js("document.getElementById('map-count').textContent")
+    finally:
+        page.close()

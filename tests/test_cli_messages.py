@@ -58,3 +58,27 @@ def test_typos_get_a_suggestion():
     assert res.returncode == 2 and "Did you mean 'torchvision:resnet18'" in " ".join(res.stderr.split())
     res = _run("models", "info", "timm:resnet_18")
     assert res.returncode == 2 and "timm:resnet18" in " ".join(res.stderr.split())
+
+
+def test_predict_names_the_bad_file_and_fails_only_if_nothing_is_readable(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (60 * i, 100, 30)).save(folder / f"ok{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    import visiontune as vt
+
+    saved = tmp_path / "model"
+    vt.load("timm:test_resnet", pretrained=False, num_classes=2, class_names=["x", "y"]).save(saved)
+    res = _run("predict", str(saved), str(folder), "--topk", "1", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    got = json.loads(res.stdout)
+    assert sorted(r["source"].rsplit("/", 1)[-1] for r in got) == ["ok0.png", "ok1.png", "ok2.png"]
+    assert "skipped" in res.stderr and "broken.jpg" in res.stderr
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "b.png").write_bytes(b"nope")
+    res = _run("predict", str(saved), str(only_bad))
+    assert res.returncode == 2 and "none of the 1 images could be read" in " ".join(res.stderr.split())

@@ -49,27 +49,11 @@ def test_yolo_yaml_build_returns_detections(image, tmp_path, monkeypatch):
     assert isinstance(out[0], Detections) and len(out[0]) <= 7
 
 
-def test_hf_detr_from_a_local_config_folder_offline(image, tmp_path):
-    tr = pytest.importorskip("transformers")
-    cfg = tr.DetrConfig(
-        use_timm_backbone=True,
-        backbone="resnet18",
-        use_pretrained_backbone=False,
-        num_queries=10,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_labels=3,
-        id2label={0: "a", 1: "b", 2: "c"},
-        label2id={"a": 0, "b": 1, "c": 2},
-    )
+def test_hf_detr_from_a_local_config_folder_offline(image, tmp_path, tiny_detr):
+    model, processor = tiny_detr
     folder = tmp_path / "tiny-detr"
-    tr.DetrForObjectDetection(cfg).save_pretrained(folder)
-    tr.DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
     p = vt.load(f"hf:{folder}")
     assert p.task == "detection" and p.class_names == ["a", "b", "c"]
     out = p.predict([str(image)], score_threshold=0.0, nms_iou=None, max_detections=4)
@@ -213,6 +197,7 @@ def test_no_model_id_parsing_cache_lookup_or_unguarded_load_outside_hub():
         ("data/sources.py", "model-id parsing"),
         ("track/reproduce.py", "model-id parsing"),
         ("pipeline.py", "model-id parsing"),
+        ("label/audit_tasks.py", "model-id parsing"),  # "torchvision:<dataset>" data ids
     }
     found = []
     for path in sorted((REPO / "src" / "visiontune").rglob("*.py")):

@@ -188,27 +188,8 @@ def test_kmeans_anchor_suggestion_fits_the_boxes(tmp_path):
     assert anchor_fit(torch.tensor([[10.0, 10.0]]).numpy(), [10], [1.0])["mean_best_iou"] == pytest.approx(1.0)
 
 
-def test_hugging_face_detector_through_detections():
-    tr = pytest.importorskip("transformers")
-    cfg = tr.DetrConfig(
-        use_timm_backbone=True,
-        backbone="resnet18",
-        use_pretrained_backbone=False,
-        num_queries=10,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_labels=3,
-        id2label={0: "a", 1: "b", 2: "c"},
-        label2id={"a": 0, "b": 1, "c": 2},
-    )
-    det = Detector.from_hf(
-        tr.DetrForObjectDetection(cfg), tr.DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
-    )
+def test_hugging_face_detector_through_detections(tiny_detr):
+    det = Detector.from_hf(*tiny_detr)
     assert det.class_names == ["a", "b", "c"] and det.source == "hf"
     out = det([Image.new("RGB", (120, 80)), torch.rand(3, 50, 60)], score_threshold=0.0, nms_iou=None, max_detections=4)
     assert [o.image_size for o in out] == [(80, 120), (50, 60)]

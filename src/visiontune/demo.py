@@ -17,6 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from visiontune.data.hashing import cache_dir
 from visiontune.errors import ConfigError, MissingDependencyError
 
 CLASSES = ("face", "not_face")
@@ -27,7 +28,7 @@ DIGITS_PER_CLASS = 60
 
 
 def demo_data_dir(name: str = "lfw_subset") -> Path:
-    base = Path(os.environ.get("VISIONTUNE_CACHE_DIR", Path.home() / ".cache" / "visiontune"))
+    base = cache_dir()
     return base / "demo" / name
 
 

@@ -21,10 +21,13 @@ from typing import Any, TextIO
 DEFAULT_EVERY = 10.0
 
 
-def _fmt_seconds(s: float) -> str:
+def format_duration(s: float | None, decimals: int = 0) -> str:
+    """``42s`` / ``3m05s`` / ``2h07m`` (``-`` for None); ``decimals`` for durations under a minute."""
+    if s is None:
+        return "-"
     s = max(0.0, float(s))
     if s < 60:
-        return f"{s:.0f}s"
+        return f"{s:.{decimals}f}s"
     m, sec = divmod(int(round(s)), 60)
     if m < 60:
         return f"{m}m{sec:02d}s"
@@ -118,7 +121,7 @@ class Progress:
             self._bar.stop()
         elif self.enabled:
             word = "done" if exc_type is None else f"stopped ({exc_type.__name__})"
-            self._line(f"{word} in {_fmt_seconds(time.perf_counter() - self._t0)}")
+            self._line(f"{word} in {format_duration(time.perf_counter() - self._t0)}")
 
     # -- updates -----------------------------------------------------------------------------
     def advance(self, n: int = 1) -> None:
@@ -156,8 +159,8 @@ class Progress:
             parts.append(f"({100.0 * done / total:.1f}%)")
         parts.append(f"{rate:.1f} {self.unit}/s")
         if total and rate > 0 and done < total:
-            parts.append(f"ETA {_fmt_seconds((total - done) / rate)}")
-        parts.append(f"elapsed {_fmt_seconds(elapsed)}")
+            parts.append(f"ETA {format_duration((total - done) / rate)}")
+        parts.append(f"elapsed {format_duration(elapsed)}")
         return " ".join(parts)
 
     def _line(self, suffix: str = "") -> None:

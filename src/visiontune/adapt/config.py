@@ -45,7 +45,7 @@ class TrainConfig(EngineOptions):
     milestones: list[int] | None = Field(
         None, description="gradual: epochs at which the next stages unfreeze (default: evenly spread)"
     )
-    feature_cache: Literal["memory", "disk", "off"] = "memory"
+    feature_cache: Literal["memory", "disk", "off"] = "disk"
     cache_dir: str | None = None
 
     # optimisation

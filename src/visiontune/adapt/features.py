@@ -1,13 +1,18 @@
-"""Frozen-backbone features, computed once and cached (memory or disk).
+"""Frozen-backbone features, computed once and cached (memory or the shared disk store).
 
 The ``linear`` strategy's fast path: the backbone runs once over each split with the *eval*
 preprocessing (no augmentation: the same view of each image every epoch), in eval mode and
 without gradients; its output — the input of the head — is kept, and the head then trains on
 tensors, so every epoch after the first costs only the head.
 
-Cache key: the model id, a hash of the backbone's weights, the data version, the split, the
-sample list and the preprocessing. A disk cache is one safetensors file per split, written
-atomically; a stale or unreadable file is recomputed, never trusted.
+``mode="disk"`` (the default of ``TrainConfig.feature_cache``) uses the same content-keyed
+:class:`~visiontune.audit.store.FeatureStore` as ``visiontune audit``: one store per backbone
+(weights outside the head + preprocessing), one row per image content (sha256 of the file), in
+``$VISIONTUNE_CACHE/features`` (or ``cache_dir/features``). A second run on the same data and
+model — another learning rate, more epochs, another seed for the head — and the audit of the
+run skip extraction; an extraction killed mid-way resumes from its last committed chunk.
+``mode="memory"`` keeps features in this process only; ``visiontune cache info|clear`` shows
+and empties the disk store.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from visiontune.audit.extract import ImageFiles, TensorSamples, extract_to_store, get_module
+from visiontune.audit.store import FeatureStore, features_root, store_key
+from visiontune.data.hashing import hash_files
 
 _MEMORY: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 _MEMORY_MAX = 8
@@ -36,13 +45,6 @@ class Features:
     key: str
     seconds: float = 0.0  # time spent computing (0 when read from cache)
     cached: bool = False  # read from a cache
-
-
-def _get_module(model: nn.Module, path: str) -> nn.Module:
-    m = model
-    for part in path.split("."):
-        m = m[int(part)] if part.lstrip("-").isdigit() else getattr(m, part)
-    return m
 
 
 def weights_hash(model: nn.Module, exclude_prefix: str | None = None) -> str:
@@ -62,6 +64,7 @@ def weights_hash(model: nn.Module, exclude_prefix: str | None = None) -> str:
 def cache_key(
     model_id: str, backbone_hash: str, data_version: str, split: str, paths: list[str], preprocess: Any
 ) -> str:
+    """The in-memory cache key of one split's features (the disk store is keyed by content)."""
     desc = preprocess.to_dict() if hasattr(preprocess, "to_dict") else repr(preprocess)
     doc = json.dumps(
         {
@@ -100,16 +103,14 @@ def extract(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``model`` (eval mode, no grad) over ``dataset`` and return the head's inputs and the
-    labels. The model's train/eval mode is restored afterwards."""
-    head = _get_module(model, head_path)
+    labels, all in memory. The model's train/eval mode is restored afterwards."""
+    head = get_module(model, head_path)
     hook = _HeadInput()
     handle = head.register_forward_pre_hook(hook)
     was_training = model.training
     model.eval()
     feats, labels = [], []
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, persistent_workers=False
-    )
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     done = 0
     try:
         for x, y in loader:
@@ -130,6 +131,37 @@ def extract(
     return torch.cat(feats), torch.cat(labels)
 
 
+def _content(dataset: Any, key: str, head_path: str, model: nn.Module) -> tuple[str, Dataset, list[str], np.ndarray]:
+    """(store key, samples, per-sample content keys, labels) of a dataset.
+
+    A dataset of image files (``visiontune.data.ImageDataset``) is keyed by file content and
+    shares the audit's store; one with a custom loader by its sample ids; any other dataset
+    (tensors) by ``key`` and the sample index, in a store of its own."""
+    paths = getattr(dataset, "paths", None)
+    transform = getattr(dataset, "transform", None)
+    labels = getattr(dataset, "labels", None)
+    if paths is not None and labels is not None and transform is not None:
+        loader = getattr(dataset, "loader", None)
+        if loader is None:
+            keys = [h for h, _ in hash_files(paths)]
+        else:
+            keys = [hashlib.sha256(f"sample:{p}".encode()).hexdigest() for p in paths]
+        return (
+            store_key(model, head_path, transform),
+            ImageFiles(paths, transform, loader),
+            keys,
+            np.asarray(labels, dtype=np.int64),
+        )
+    n = len(dataset)
+    if labels is None:
+        labels = getattr(dataset, "targets", None)
+    if labels is None:
+        labels = [int(dataset[i][1]) for i in range(n)]
+    skey = hashlib.sha256(f"dataset:{key}".encode()).hexdigest()[:24]
+    keys = [hashlib.sha256(f"{key}:{i}".encode()).hexdigest() for i in range(n)]
+    return skey, TensorSamples(dataset), keys, np.asarray(labels, dtype=np.int64)
+
+
 def cached_features(
     model: nn.Module,
     head_path: str,
@@ -140,32 +172,50 @@ def cached_features(
     cache_dir: str | os.PathLike | None = None,
     **kw: Any,
 ) -> Features:
-    """``extract`` with a cache: ``mode`` is ``memory`` (this process) or ``disk`` (a safetensors
-    file under ``cache_dir``, also kept in memory)."""
+    """``extract`` with a cache: ``mode`` is ``memory`` (this process) or ``disk`` (the shared
+    feature store under ``cache_dir`` or ``$VISIONTUNE_CACHE``, also kept in memory).
+    ``kw``: ``batch_size``, ``num_workers``, ``device``, ``progress(done, total)``."""
     if mode in ("memory", "disk") and key in _MEMORY:
         x, y = _MEMORY[key]
         return Features(x, y, key, 0.0, True)
-    path = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors" if mode == "disk" else None
-    if path is not None and path.is_file():
-        got = _read(path, key, len(dataset))  # type: ignore[arg-type]
-        if got is not None:
-            _remember(key, *got)
-            return Features(*got, key, 0.0, True)
-    t0 = time.perf_counter()
-    x, y = extract(model, head_path, dataset, **kw)
-    seconds = time.perf_counter() - t0
-    if mode in ("memory", "disk"):
-        _remember(key, x, y)
-    if path is not None:
-        _write(path, key, x, y)
-    return Features(x, y, key, seconds, False)
+    if mode != "disk":
+        t0 = time.perf_counter()
+        x, y = extract(model, head_path, dataset, **kw)
+        seconds = time.perf_counter() - t0
+        if mode == "memory":
+            _remember(key, x, y)
+        return Features(x, y, key, seconds, False)
 
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("VISIONTUNE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "visiontune"
+    skey, samples, keys, labels = _content(dataset, key, head_path, model)
+    store = FeatureStore.open(skey, root=cache_dir)
+    got = extract_to_store(
+        model,
+        head_path,
+        samples,
+        keys,
+        lambda dim, shape: FeatureStore.open(skey, root=cache_dir, dim=dim, feature_shape=shape),
+        store,
+        batch_size=int(kw.get("batch_size", 64)),
+        num_workers=int(kw.get("num_workers", 0)),
+        device=kw.get("device"),
+        progress=kw.get("progress"),
+        show=False,
+        description="features",
     )
-    return Path(base) / "features"
+    store = store or FeatureStore.open(skey, root=cache_dir)
+    ok = np.flatnonzero(got.rows >= 0)
+    if store is None or not len(ok):
+        return Features(torch.empty(0), torch.empty(0, dtype=torch.long), key, got.seconds, False)
+    shape = store.info.feature_shape
+    x = torch.from_numpy(store.read(got.rows[ok]).reshape(len(ok), *shape))
+    y = torch.from_numpy(labels[ok])
+    _remember(key, x, y)
+    return Features(x, y, key, got.seconds if got.computed else 0.0, got.computed == 0)
+
+
+def default_cache_dir():
+    """Where the disk feature stores live (``$VISIONTUNE_CACHE/features``)."""
+    return features_root()
 
 
 def clear_memory_cache() -> None:
@@ -176,31 +226,3 @@ def _remember(key: str, x: torch.Tensor, y: torch.Tensor) -> None:
     if len(_MEMORY) >= _MEMORY_MAX:
         _MEMORY.pop(next(iter(_MEMORY)))
     _MEMORY[key] = (x, y)
-
-
-def _write(path: Path, key: str, x: torch.Tensor, y: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({"features": x.contiguous(), "labels": y.contiguous()}, str(tmp), metadata={"key": key})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _read(path: Path, key: str, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            if (f.metadata() or {}).get("key") != key:
-                return None
-            x, y = f.get_tensor("features"), f.get_tensor("labels")
-    except Exception:  # truncated / foreign file: recompute
-        return None
-    if len(x) != n or len(y) != n:
-        return None
-    return x, y

@@ -1,166 +1,44 @@
-"""Batched forward passes that keep both the logits and the embeddings (the head's input).
+"""Per-image model outputs for the audit, backed by the shared feature store.
 
-One pass per image gives everything the audit needs: logits (predictions, losses), the
-embedding (K-fold label issues, near duplicates) and a perceptual hash (visual duplicates).
-Embeddings are cached on disk keyed by the model and by each file's sha256, so a second audit
-(or an audit of a relabelled copy of the data) runs the network only on images it has not seen.
+One pass per image gives everything the audit needs: the embedding (the head's input: K-fold
+label issues, near duplicates, the map) and a perceptual hash (visual duplicates); the logits
+are recomputed from the stored embedding through the model's own head, so they equal a full
+forward pass and a retrained head needs no new pass. Embeddings live in the content-keyed
+:class:`~visiontune.audit.store.FeatureStore` (``$VISIONTUNE_CACHE``): a second audit, an audit
+of a relabelled copy, or of a ``linear`` run trained on the same backbone runs no network.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from visiontune._atomic import atomic_path
-from visiontune.data import read_image
-from visiontune.errors import ImageDecodeError, VisiontuneError
-from visiontune.hub.checkpoint import sha256_file
+from visiontune.audit.extract import CHUNK_ROWS, ImageFiles, dhash, dhash_file, extract_to_store
+from visiontune.audit.store import FeatureStore, store_key
+from visiontune.data.hashing import hash_files
+from visiontune.hub.heads import find_head as hub_find_head
 
-CACHE_FORMAT = 2  # 2: tiny images hash by content (see dhash)
-
-
-MIN_HASH_SIDE = 16  # a perceptual hash needs more pixels than its 9x8 grid
-
-
-def dhash(img, size: int = 8) -> int:
-    """64-bit difference hash of a PIL image (robust to resizing and recompression).
-
-    Images smaller than ``MIN_HASH_SIDE`` on a side carry too little detail for a perceptual
-    hash (8×8 digit scans of one class all hash alike): they get a 64-bit digest of their pixels
-    instead, so only pixel-identical tiny images count as visual duplicates."""
-    from PIL import Image
-
-    if min(img.size) < MIN_HASH_SIDE:
-        import hashlib
-
-        digest = hashlib.blake2b(img.convert("L").tobytes() + repr(img.size).encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big")
-    g = img.convert("L").resize((size + 1, size), Image.Resampling.BILINEAR)
-    a = np.asarray(g, dtype=np.int16)
-    bits = (a[:, 1:] > a[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
-def dhash_file(path: str) -> int:
-    """dHash of an image file. JPEGs are decoded at reduced scale (`draft`), which is many times
-    faster and gives the same bits as a full decode for an 8x9 hash up to noise within the
-    distance tolerance; every hash in an audit is computed this way, so they are comparable."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im.draft("L", (64, 64))
-            return dhash(ImageOps.exif_transpose(im))
-    except ImportError as e:  # an Image.open patched by another library (plugin fetch failed)
-        raise OSError(f"{path}: cannot identify image ({e})") from None
+__all__ = ["ImageOutputs", "compute_outputs", "dhash", "dhash_file", "find_head", "head_logits", "model_key"]
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Module]:
-    from visiontune.hub.heads import find_head as hub_find_head
-
+    """(dotted path, module) of the classification head."""
     return hub_find_head(model)
 
 
 def model_key(pretrained: Any) -> str:
-    """Identity of what produces the embeddings: the weights before the head + the preprocessing.
+    """The feature-store key of a model: its weights *before* the head plus the preprocessing.
 
     The head is left out (logits are recomputed from the embeddings through the current head),
-    so a retrained head, or another model sharing the backbone, reuses the cache.
-    """
+    so a retrained head, or another model sharing the backbone, reuses the cache."""
     head_path, _ = find_head(pretrained.model)
-    h = hashlib.sha256()
-    sd = pretrained.model.state_dict()
-    for name in sorted(sd):
-        if name.startswith(head_path + "."):
-            continue
-        t = sd[name].detach().cpu().contiguous().reshape(-1)
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    pre = pretrained.preprocess
-    desc = pre.to_dict() if hasattr(pre, "to_dict") else repr(pre)
-    h.update(json.dumps({"head": head_path, "preprocess": desc}, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:24]
-
-
-@dataclass
-class ImageOutputs:
-    """Per-image results of the forward pass, row-aligned with `paths`."""
-
-    paths: list[str]
-    sha256: list[str]
-    logits: np.ndarray  # (N, C) in the model's output order; NaN rows for unreadable images
-    embeddings: np.ndarray  # (N, D) float32
-    dhash: np.ndarray  # (N,) uint64
-    ok: np.ndarray  # (N,) bool: False where the image could not be decoded
-    skipped: list[tuple[str, str]]
-    n_computed: int  # images that went through the network (the rest came from the cache)
-
-
-class EmbeddingCache:
-    """`<dir>/embeddings-<model key>.npz`: sha256 -> (embedding, dhash). Written atomically."""
-
-    def __init__(self, directory: str | os.PathLike | None, key: str):
-        self.path = Path(directory) / f"embeddings-{key}.npz" if directory is not None else None
-        self.rows: dict[str, tuple[np.ndarray, int]] = {}
-        self.dirty = False
-        if self.path is not None and self.path.is_file():
-            try:
-                with np.load(self.path, allow_pickle=False) as z:
-                    if int(z["format"]) == CACHE_FORMAT:
-                        for s, e, d in zip(z["sha256"], z["emb"], z["dhash"]):
-                            self.rows[str(s)] = (e, int(d))
-            except (OSError, ValueError, KeyError):
-                self.rows = {}  # a damaged cache is rebuilt, never trusted
-
-    def get(self, sha: str):
-        return self.rows.get(sha)
-
-    def put(self, sha: str, emb: np.ndarray, dh: int) -> None:
-        self.rows[sha] = (emb, dh)
-        self.dirty = True
-
-    def save(self) -> None:
-        if self.path is None or not self.dirty or not self.rows:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        shas = list(self.rows)
-        emb = np.stack([self.rows[s][0] for s in shas]).astype(np.float32)
-        dh = np.array([self.rows[s][1] for s in shas], dtype=np.uint64)
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, format=np.int64(CACHE_FORMAT), sha256=np.array(shas), emb=emb, dhash=dh)
-        self.dirty = False
-
-
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[str], preprocess: Callable):
-        self.paths = paths
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            x = self.preprocess(read_image(self.paths[i]))
-            return x, dhash_file(self.paths[i]), True, ""
-        except (ImageDecodeError, OSError, ValueError) as e:
-            return None, 0, False, str(e)
-
-
-def _collate(batch):
-    good = [b for b in batch if b[2]]
-    x = torch.stack([b[0] for b in good]) if good else None
-    return x, [b[1] for b in batch], [b[2] for b in batch], [b[3] for b in batch]
+    return store_key(pretrained.model, head_path, pretrained.preprocess)
 
 
 def head_logits(head: nn.Module, embeddings: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -174,115 +52,130 @@ def head_logits(head: nn.Module, embeddings: np.ndarray, batch_size: int = 4096)
     return np.concatenate(out) if out else np.zeros((0, head.out_features), np.float32)
 
 
+@dataclass
+class ImageOutputs:
+    """Per-image results, row-aligned with `paths`; embeddings stay in the store."""
+
+    paths: list[str]
+    sha256: list[str]
+    logits: np.ndarray  # (N, C) in the model's output order; NaN rows for unreadable images
+    dhash: np.ndarray  # (N,) uint64
+    ok: np.ndarray  # (N,) bool: False where the image could not be decoded
+    skipped: list[tuple[str, str]]
+    n_computed: int  # images that went through the network (the rest came from the store)
+    rows: np.ndarray  # (N,) int64 row in `store`, -1 where not ok
+    store: FeatureStore | None
+
+    @property
+    def dim(self) -> int:
+        return self.store.dim if self.store is not None else 0
+
+    def embeddings_of(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Embeddings of the images at ``index`` (readable ones), float32 copies."""
+        r = self.rows[np.asarray(index, dtype=np.int64)]
+        if self.store is None:
+            return np.zeros((len(r), 0), np.float32)
+        return self.store.read(r)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """All embeddings (N, D) in memory (zeros for unreadable images): small data only; the
+        audit's steps read :meth:`iter_embeddings` chunks instead."""
+        E = np.zeros((len(self.paths), self.dim), dtype=np.float32)
+        k = np.flatnonzero(self.ok)
+        if len(k):
+            E[k] = self.embeddings_of(k)
+        return E
+
+    def iter_embeddings(self, index: np.ndarray, chunk: int = 16384) -> Iterator[tuple[int, np.ndarray]]:
+        """(offset, embeddings of ``index[offset:offset+chunk]``): bounded memory."""
+        for s in range(0, len(index), chunk):
+            yield s, self.embeddings_of(index[s : s + chunk])
+
+    def vectors(self, index: np.ndarray) -> StoreVectors:
+        """The embeddings of the images at ``index`` as chunk-readable vectors (not loaded)."""
+        return StoreVectors(self.store, self.rows[np.asarray(index, dtype=np.int64)], self.dim)
+
+
+class StoreVectors:
+    """Rows of a feature store read on demand (:class:`visiontune.audit.ann.Vectors`)."""
+
+    def __init__(self, store: FeatureStore | None, rows: np.ndarray, dim: int):
+        self.store, self.rows, self.dim = store, rows, dim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        if self.store is None:
+            return np.zeros((len(index), 0), np.float32)
+        return self.store.read(self.rows[np.asarray(index, dtype=np.int64)])
+
+    def chunks(self, chunk: int = 16384) -> Iterator[tuple[int, np.ndarray]]:
+        if self.store is not None:
+            yield from self.store.iter_chunks(self.rows, chunk)
+
+
 def compute_outputs(
     pretrained: Any,
     paths: Sequence[str],
     *,
-    cache: EmbeddingCache | None = None,
+    cache_dir: str | os.PathLike | None = None,
     sha256: Sequence[str] | None = None,
     batch_size: int = 32,
     num_workers: int = 0,
-    progress: Callable[[int], None] | None = None,
-    given: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    show: bool = False,
+    description: str = "audit: features",
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ImageOutputs:
-    """Logits, embeddings and perceptual hashes for `paths`; cached images skip the network.
-
-    Logits of cached images are recomputed from their embedding through the model's head, so
-    they equal those of a full forward pass. `given`: embeddings already known for every path
-    (e.g. the training run's feature cache); then only the perceptual hashes are computed.
-    """
+    """Logits, embeddings (in the store under ``cache_dir``, default ``$VISIONTUNE_CACHE``) and
+    perceptual hashes for `paths`; images the store holds skip the network."""
     model: nn.Module = pretrained.model
     model.eval()
-    _, head = find_head(model)
+    head_path, head = find_head(model)
     paths = [str(p) for p in paths]
-    shas = list(sha256) if sha256 is not None else [sha256_file(p) for p in paths]
-    n = len(paths)
-    emb: list[np.ndarray | None] = [None] * n
-    dh = np.zeros(n, dtype=np.uint64)
-    ok = np.ones(n, dtype=bool)
-    skipped: list[tuple[str, str]] = []
-    todo = []
-    for i, s in enumerate(shas):
-        hit = cache.get(s) if cache is not None else None
-        if hit is None and given is not None:
-            try:
-                hit = (np.asarray(given[i], dtype=np.float32), dhash_file(paths[i]))
-            except (OSError, ValueError) as e:
-                ok[i] = False
-                skipped.append((paths[i], str(e)))
-                continue
-            if cache is not None:
-                cache.put(s, hit[0], hit[1])
-        if hit is None:
-            todo.append(i)
-        else:
-            emb[i], dh[i] = hit[0], hit[1]
-    if progress and n - len(todo):
-        progress(n - len(todo))
-    if cache is not None and not todo:
-        cache.save()
-
-    if todo:
-        captured: list[torch.Tensor] = []
-
-        def tap(_mod, inputs):
-            captured.append(inputs[0].detach().flatten(1).float().cpu())
-
-        handle = head.register_forward_pre_hook(tap)
-        try:
-            device = next(model.parameters()).device
-            loader = torch.utils.data.DataLoader(
-                _Images([paths[i] for i in todo], pretrained.preprocess),
-                batch_size=batch_size,
-                num_workers=num_workers,
-                collate_fn=_collate,
-            )
-            pos = 0
-            with torch.inference_mode():
-                for x, hashes, oks, errs in loader:
-                    idx = todo[pos : pos + len(oks)]
-                    pos += len(oks)
-                    good = [i for i, o in zip(idx, oks) if o]
-                    for i, o, h, err in zip(idx, oks, hashes, errs):
-                        if o:
-                            dh[i] = h
-                        else:
-                            ok[i] = False
-                            skipped.append((paths[i], err))
-                    if x is not None:
-                        captured.clear()
-                        model(x.to(device))
-                        if len(captured) != 1:
-                            raise VisiontuneError(
-                                f"the model's head was called {len(captured)} times in one forward "
-                                "pass; cannot tell which call gives the embeddings"
-                            )
-                        feats = captured[0].numpy()
-                        for j, i in enumerate(good):
-                            emb[i] = feats[j]
-                            if cache is not None:
-                                cache.put(shas[i], feats[j], int(dh[i]))
-                    if progress:
-                        progress(len(oks))
-        finally:
-            handle.remove()
-        if cache is not None:
-            cache.save()
-
-    dim = next((e.shape[0] for e in emb if e is not None), getattr(head, "in_features", 0))
-    E = np.zeros((n, dim), dtype=np.float32)
-    for i, e in enumerate(emb):
-        if e is not None:
-            E[i] = e
-    logits = head_logits(head, E).astype(np.float32)
-    logits[~ok] = np.nan
+    shas = list(sha256) if sha256 is not None else [h for h, _ in hash_files(paths)]
+    key = model_key(pretrained)
+    store = FeatureStore.open(key, root=cache_dir)
+    source = getattr(getattr(pretrained, "card", None), "model_id", None)
+    got = extract_to_store(
+        model,
+        head_path,
+        ImageFiles(paths, pretrained.preprocess),
+        shas,
+        lambda dim, shape: FeatureStore.open(key, root=cache_dir, dim=dim, feature_shape=shape, source=source),
+        store,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        show=show,
+        description=description,
+        chunk_rows=chunk_rows,
+    )
+    store = store or FeatureStore.open(key, root=cache_dir)
+    rows = got.rows
+    ok = rows >= 0
+    skipped = [(paths[i], reason) for i, reason in got.skipped]
+    n_out = getattr(head, "out_features", None)
+    logits = np.full((len(paths), n_out or 0), np.nan, dtype=np.float32)
+    dh = np.zeros(len(paths), dtype=np.uint64)
+    if store is not None and ok.any():
+        k = np.flatnonzero(ok)
+        dh[k] = store.dhash(rows[k])
+        parts = [head_logits(head, e) for _, e in store.iter_chunks(rows[k])]
+        lg = np.concatenate(parts).astype(np.float32)
+        if logits.shape[1] != lg.shape[1]:
+            logits = np.full((len(paths), lg.shape[1]), np.nan, dtype=np.float32)
+        logits[k] = lg
     return ImageOutputs(
         paths=paths,
         sha256=shas,
         logits=logits,
-        embeddings=E,
         dhash=dh,
         ok=ok,
         skipped=skipped,
-        n_computed=len(todo),
+        n_computed=got.computed,
+        rows=rows,
+        store=store,
     )

@@ -42,6 +42,14 @@ img.t{max-width:96px;max-height:96px;border-radius:3px;display:block}
 tr.hidden{display:none}
 .cm{max-width:100%;height:auto}
 .warn{background:#fff4e5;border:1px solid #f0c36d;border-radius:6px;padding:6px 10px;margin:6px 0}
+#map{position:relative}
+#map-svg{width:100%;height:auto;background:#fbfcfd;border:1px solid #e3e6ea;border-radius:6px;display:block}
+circle.pt{stroke:#fff;stroke-width:.6;cursor:pointer}circle.pt.off{display:none}circle.pt.on{stroke:#000;stroke-width:2}
+.tip{position:absolute;pointer-events:none;background:#fff;border:1px solid #c9ced6;border-radius:6px;padding:6px;
+box-shadow:0 2px 8px rgba(0,0,0,.18);z-index:5;max-width:260px;font-size:12px;word-break:break-all}
+.tip img{display:block;max-width:128px;max-height:128px;margin-bottom:4px}
+.hidden{display:none}tr.hl td{background:#fff3b0}
+.mapbar{margin:0 0 8px}.legend{font-size:12px;margin-top:6px}.legend .sw{display:inline-block;width:10px;height:10px;border-radius:50%;margin:0 4px 0 10px}
 """
 
 JS = """
@@ -75,6 +83,64 @@ JS = """
     });
   }
   if(sel){sel.addEventListener('change',applyFilter);applyFilter();}
+  var map=document.getElementById('map');
+  if(map){
+    var pts=JSON.parse(map.getAttribute('data-points')||'[]');
+    var classes=JSON.parse(map.getAttribute('data-classes')||'[]');
+    var svg=document.getElementById('map-svg'),tip=document.getElementById('map-tip');
+    var tipImg=document.getElementById('map-tip-img'),tipText=document.getElementById('map-tip-text');
+    var mode=document.getElementById('map-colour'),legend=document.getElementById('map-legend');
+    var NS=svg.namespaceURI,W=1000,H=640,P=16;
+    var pal=['#1f77b4','#ff7f0e','#2ca02c','#d62728','#9467bd','#8c564b','#e377c2','#7f7f7f','#bcbd22','#17becf'];
+    var cidx={};classes.forEach(function(c,i){cidx[c]=i;});
+    function ext(k){var lo=Infinity,hi=-Infinity;pts.forEach(function(p){lo=Math.min(lo,p[k]);hi=Math.max(hi,p[k]);});
+      return [lo,(hi>lo)?hi:lo+1];}
+    var ex=ext('x'),ey=ext('y');
+    pts.forEach(function(p,i){
+      var c=document.createElementNS(NS,'circle');
+      c.setAttribute('cx',(P+(p.x-ex[0])/(ex[1]-ex[0])*(W-2*P)).toFixed(1));
+      c.setAttribute('cy',(H-P-(p.y-ey[0])/(ey[1]-ey[0])*(H-2*P)).toFixed(1));
+      c.setAttribute('r','5');c.setAttribute('class','pt');c.setAttribute('data-i',String(i));
+      svg.appendChild(c);p.el=c;
+      c.addEventListener('mouseenter',function(ev){show(p,ev);});
+      c.addEventListener('mousemove',function(ev){place(ev);});
+      c.addEventListener('mouseleave',function(){tip.classList.add('hidden');c.classList.remove('on');});
+      c.addEventListener('click',function(){jump(p);});
+    });
+    function colour(p){var m=mode.value;
+      if(m==='class')return pal[(cidx[p.label]||0)%pal.length];
+      if(m==='mistake')return p.mistake?'#d62728':'#c3c8cf';
+      if(m==='issue')return p.issue?'#ff7f0e':'#c3c8cf';
+      if(m==='dup')return p.dup?'#9467bd':'#c3c8cf';
+      var t=Math.max(0,Math.min(1,p.outlier_q||0));return 'hsl('+Math.round(220-220*t)+',75%,'+Math.round(60-15*t)+'%)';}
+    function sw(col,text){var s=document.createElement('span');s.className='sw';s.style.background=col;
+      legend.appendChild(s);legend.appendChild(document.createTextNode(text));}
+    function paint(){pts.forEach(function(p){p.el.setAttribute('fill',colour(p));});
+      legend.textContent='';var m=mode.value;
+      if(m==='class'){classes.forEach(function(c,i){sw(pal[i%pal.length],c);});}
+      else if(m==='outlier'){sw('hsl(220,75%,60%)','typical');sw('hsl(0,75%,45%)','far from every other image');}
+      else{sw({mistake:'#d62728',issue:'#ff7f0e',dup:'#9467bd'}[m],{mistake:'mistake',issue:'label issue',dup:'duplicate'}[m]);
+        sw('#c3c8cf','other');}}
+    function place(ev){var r=map.getBoundingClientRect();
+      tip.style.left=Math.min(ev.clientX-r.left+14,r.width-270)+'px';tip.style.top=(ev.clientY-r.top+14)+'px';}
+    function show(p,ev){
+      if(typeof p.thumb==='string'&&p.thumb.indexOf('data:image/')===0){tipImg.src=p.thumb;tipImg.classList.remove('hidden');}
+      else{tipImg.classList.add('hidden');}
+      tipText.textContent=p.label+(p.pred!==p.label?' \u2192 predicted '+p.pred:'')+
+        (p.issue?' \u00b7 label issue':'')+(p.dup?' \u00b7 duplicate':'')+' \u00b7 '+p.path;
+      tip.classList.remove('hidden');p.el.classList.add('on');place(ev);}
+    function jump(p){var hit=null;
+      document.querySelectorAll('tr[data-path]').forEach(function(r){
+        if(!hit&&r.getAttribute('data-path')===p.path&&!r.classList.contains('hidden'))hit=r;});
+      document.querySelectorAll('tr.hl').forEach(function(r){r.classList.remove('hl');});
+      var note=document.getElementById('map-count');
+      if(hit){hit.classList.add('hl');hit.scrollIntoView({block:'center'});}
+      else if(note){note.textContent=p.path+' is in no table of this report (see predictions.csv)';}}
+    function filt(){var c=sel?sel.value:'',shown=0;
+      pts.forEach(function(p){var on=(c==='')||p.label===c||p.pred===c;p.el.classList.toggle('off',!on);if(on)shown++;});
+      var note=document.getElementById('map-count');if(note)note.textContent=shown+' of '+pts.length+' images shown';}
+    mode.addEventListener('change',paint);if(sel)sel.addEventListener('change',filt);paint();filt();
+  }
   document.body.setAttribute('data-ready','1');
 })();
 """
@@ -120,6 +186,16 @@ class Table:
 
 
 @dataclass
+class MapData:
+    """The embedding map: one dict per point (x, y, label, pred, path, mistake, issue, dup,
+    outlier_q in [0, 1]); thumbnails are added by :func:`render_report`."""
+
+    method: str
+    points: list[dict]
+    note: str = ""
+
+
+@dataclass
 class ReportData:
     title: str
     meta: dict[str, Any]
@@ -128,6 +204,7 @@ class ReportData:
     tables: list[Table] = field(default_factory=list)
     confusion_png: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    embedding_map: MapData | None = None
 
 
 def _cell(col: Column, value: Any, thumbs: Callable[[str], str | None]) -> str:
@@ -164,14 +241,47 @@ def _table_html(t: Table, thumbs: Callable[[str], str | None]) -> str:
     parts.append(f'<table id="{escape(t.id)}" class="sortable{filt}"><thead><tr>')
     parts += [f"<th>{escape(c.title)}</th>" for c in t.columns]
     parts.append("</tr></thead><tbody>")
+    path_key = next((c.key for c in t.columns if c.kind == "path"), None)
     for row in t.df.to_dict("records"):
         attr = ""
+        if path_key is not None and isinstance(row.get(path_key), str):
+            attr += f' data-path="{escape(row[path_key])}"'
         if t.class_keys:
             cls = sorted({str(row[k]) for k in t.class_keys if row.get(k) is not None})
-            attr = f' data-classes="{escape(json.dumps(cls))}"'
+            attr += f' data-classes="{escape(json.dumps(cls))}"'
         parts.append(f"<tr{attr}>" + "".join(_cell(c, row.get(c.key), thumbs) for c in t.columns) + "</tr>")
     parts.append("</tbody></table></section>")
     return "".join(parts)
+
+
+MAP_COLOURS = (
+    ("class", "class"),
+    ("mistake", "mistake"),
+    ("issue", "label issue"),
+    ("dup", "duplicate"),
+    ("outlier", "outlier score"),
+)
+
+
+def _map_html(m: MapData, classes: list[str], thumb_size: int) -> str:
+    """The map section: points (with thumbnails) as escaped JSON in an attribute, drawn by JS."""
+    size = max(48, min(thumb_size, 80))
+    pts = []
+    for p in m.points:
+        q = {k: v for k, v in p.items() if k != "thumb"}
+        q["thumb"] = thumbnail_uri(str(p["path"]), size) or ""
+        pts.append(q)
+    return (
+        '<section id="sec-map"><h2>Embedding map</h2>'
+        f'<p class="note">{escape(m.note)}</p><div class="mapbar"><label>colour by: <select id="map-colour">'
+        + "".join(f'<option value="{v}">{escape(t)}</option>' for v, t in MAP_COLOURS)
+        + '</select></label> <span class="note" id="map-count"></span></div>'
+        f'<div id="map" data-points="{escape(json.dumps(pts, allow_nan=False))}" '
+        f'data-classes="{escape(json.dumps(list(classes)))}">'
+        '<svg id="map-svg" viewBox="0 0 1000 640" role="img" aria-label="embedding map"></svg>'
+        '<div id="map-tip" class="tip hidden"><img id="map-tip-img" alt=""><div id="map-tip-text"></div></div>'
+        '</div><div class="legend" id="map-legend"></div></section>'
+    )
 
 
 def _csp_hash(text: str) -> str:
@@ -202,6 +312,7 @@ def render_report(data: ReportData, *, thumb_size: int = 96) -> str:
         '</div><div class="cards">',
         "".join(f'<div class="card"><b>{escape(v)}</b>{escape(k)}</div>' for k, v in data.cards),
         "</div></header><nav>",
+        '<a href="#sec-map">embedding map</a>' if data.embedding_map is not None else "",
         "".join(f'<a href="#sec-{escape(t.id)}">{escape(t.title)}</a>' for t in data.tables),
         '<a href="#sec-confusion">confusion matrix</a>' if data.confusion_png else "",
         '<label>class: <select id="class-filter"><option value="">all classes</option>',
@@ -209,6 +320,8 @@ def render_report(data: ReportData, *, thumb_size: int = 96) -> str:
         "</select></label></nav><main>",
         "".join(f'<div class="warn">{escape(w)}</div>' for w in data.warnings),
     ]
+    if data.embedding_map is not None:
+        h.append(_map_html(data.embedding_map, data.classes, thumb_size))
     for t in data.tables:
         h.append(_table_html(t, thumbs))
     if data.confusion_png is not None and Path(data.confusion_png).is_file():

@@ -27,8 +27,14 @@ def register(app: typer.Typer) -> None:
         ),
         hash_distance: int = typer.Option(4, "--hash-distance", help="max differing bits of perceptual hashes"),
         no_label_issues: bool = typer.Option(False, "--no-label-issues", help="skip the K-fold label-issue search"),
-        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="embedding cache (default: <out>/cache)"),
+        cache_dir: Path | None = typer.Option(
+            None, "--cache-dir", help="feature-store root (default: $VISIONTUNE_CACHE, or the run's cache_dir)"
+        ),
         rows: int = typer.Option(50, "--rows", help="rows per table in report.html"),
+        map_points: int = typer.Option(2000, "--map-points", help="images on the report's embedding map"),
+        map_method: str = typer.Option(
+            "auto", "--map-method", help="embedding map: auto (UMAP if installed), umap or pca"
+        ),
         fiftyone: bool = typer.Option(False, "--fiftyone", help="also export to a FiftyOne dataset (optional extra)"),
         launch: bool = typer.Option(False, "--launch", help="launch the FiftyOne app (with --fiftyone)"),
         compare_with: str | None = typer.Option(
@@ -59,6 +65,8 @@ def register(app: typer.Typer) -> None:
             label_issues=not no_label_issues,
             cache_dir=cache_dir,
             report_rows=rows,
+            map_points=map_points,
+            map_method=map_method,
             fiftyone=fiftyone,
             launch_app=launch,
             compare_with=compare_with,
@@ -73,6 +81,23 @@ def register(app: typer.Typer) -> None:
                 f"({100 * cmp.error_from_label_noise:+.2f} points of error)",
                 highlight=False,
             )
+
+    @app.command("similar")
+    def similar_cmd(
+        image: Path = typer.Argument(..., help="an image file (from the data or not)"),
+        run: Path = typer.Option(..., "--run", "-r", help="a run directory (its audit/) or an audit folder"),
+        k: int = typer.Option(10, "--k", "-k", help="neighbours to list"),
+        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="feature-store root (default: the audit's)"),
+    ) -> None:
+        """The audited images nearest to IMAGE by embedding similarity (from the audit's index).
+
+        One line per neighbour, tab-separated (rank, similarity, split, label, path): easy to pipe."""
+        from visiontune.audit import SimilarIndex
+
+        df = SimilarIndex.load(run, cache_dir=cache_dir).similar(image, k)
+        typer.echo("rank\tsimilarity\tsplit\tlabel\tpath")
+        for r in df.itertuples():
+            typer.echo(f"{r.rank}\t{r.similarity:.4f}\t{r.split}\t{r.label}\t{r.path}")
 
 
 def _unit_float(text: str, option: str) -> float:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from visiontune.cli.options import TrustCode, TrustPickle, WeightsOpt
+from visiontune.errors import ImageDecodeError
 
 console = Console()
 
@@ -95,7 +96,7 @@ def models_info(
 
 def predict(
     model_id: str,
-    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    images: list[Path] = typer.Argument(None, help="Image files or folders."),
     topk: int = typer.Option(5, "--topk", "-k", help="Classes per image (classifiers)."),
     score_threshold: float = typer.Option(0.25, "--score-threshold", "--conf", help="Minimum score (detectors)."),
     batch_size: int = typer.Option(32, "--batch-size"),
@@ -103,9 +104,41 @@ def predict(
     trust_pickle: bool = TrustPickle,
     trust_remote_code: bool = TrustCode,
     as_json: bool = typer.Option(False, "--json"),
+    server: str | None = typer.Option(
+        None, "--server", help="Ask a `visiontune serve` server (MODEL is then an image)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Stream predictions to this Parquet folder (resumable)."),
+    devices: int = typer.Option(1, "--devices", help="Data-parallel processes per node (Lightning DDP; with --out)."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes of a DDP run (torchrun / SLURM; with --out)."),
+    num_workers: int = typer.Option(2, "--num-workers", help="DataLoader worker processes (with --out)."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Images per Parquet part (with --out)."),
 ):
     """The model's predictions for images — top-k classes or detections — each image preprocessed
-    as the weights expect (hub ids, saved models of any task, exported artifacts)."""
+    as the weights expect (hub ids, saved models of any task, exported artifacts). An image that
+    cannot be decoded is named and skipped; the exit code is non-zero only if none could be read.
+    With --out: any number of images (folders or a .txt/.csv/.parquet/.json manifest) streamed to
+    Parquet, resumed on rerun; with --server: sent to a running server."""
+    if server or out is not None or devices > 1 or num_nodes > 1:
+        from visiontune.cli.serve import predict_extended
+
+        predict_extended(
+            model_id,
+            images,
+            server,
+            out,
+            topk,
+            batch_size,
+            weights,
+            trust_pickle,
+            as_json,
+            devices,
+            num_nodes,
+            num_workers,
+            chunk_size,
+        )
+        return
+    if not images:
+        raise typer.BadParameter("give image files or folders after MODEL")
     from visiontune.data import list_images
 
     files = [str(f) for f in list_images(images)]
@@ -117,11 +150,37 @@ def predict(
         return
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
     warn_if_random(p)
+    readable, images_in, bad = decode_each(files)
+    for path, reason in bad:
+        Console(stderr=True).print(f"[yellow]skipped[/] {escape(path)}: {escape(reason)}", highlight=False)
+    if not readable:
+        raise ImageDecodeError(f"none of the {len(files)} images could be read")
     if p.task == "classification":
-        preds = p.predict(files, topk=topk, batch_size=batch_size)
+        preds = p.predict(images_in, topk=topk, batch_size=batch_size)
     else:
-        preds = p.predict(files, score_threshold=score_threshold, batch_size=min(batch_size, 8))
+        preds = p.predict(images_in, score_threshold=score_threshold, batch_size=min(batch_size, 8))
+    for pred, path in zip(preds, readable):  # decoded here once: say which file each result is for
+        if hasattr(pred, "source"):
+            pred.source = path
+        else:
+            pred.path = path
     _print_preds(preds, as_json)
+
+
+def decode_each(files: list[str]) -> tuple[list[str], list, list[tuple[str, str]]]:
+    """(readable paths, their decoded images, [(unreadable path, why)]): one bad file costs only
+    its own prediction (the policy training's validation and batch prediction follow too)."""
+    from visiontune.data import read_image
+
+    ok, imgs, bad = [], [], []
+    for f in files:
+        try:
+            imgs.append(read_image(f))
+            ok.append(f)
+        except ImageDecodeError as e:
+            msg = str(e)
+            bad.append((f, msg[len(f) + 2 :] if msg.startswith(f + ": ") else msg))
+    return ok, imgs, bad
 
 
 def _print_preds(preds, as_json: bool) -> None:

@@ -26,11 +26,13 @@ COMMAND_MODULES = [
     "evaluate",
     "track",
     "audit",
+    "cache",
     "detect",
     "bench",
     "export",
     "label",
     "pipeline",
+    "serve",
 ]
 
 

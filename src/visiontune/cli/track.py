@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from visiontune.progress import format_duration
+
 runs_app = typer.Typer(name="runs", help="List, show, compare and reproduce recorded runs.", no_args_is_help=True)
 
 RootOpt = Annotated[Path, typer.Option("--root", "-r", help="Folder holding the runs.")]
@@ -22,16 +24,7 @@ def _console():
 
 
 def _fmt_duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = float(s)
-    if s < 60:
-        return f"{s:.1f}s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}m{sec:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+    return format_duration(s, decimals=1)
 
 
 def _fmt_num(v: Any) -> str:

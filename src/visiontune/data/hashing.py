@@ -2,7 +2,7 @@
 
 A dataset version needs the sha256 of every file; re-reading thousands of images on every
 ``load_classification`` would be slow, so each hash is remembered in a small SQLite database
-(``$VISIONTUNE_CACHE_DIR/hashes.sqlite``, default ``~/.cache/visiontune``). A file whose size or
+(``$VISIONTUNE_CACHE/hashes.sqlite``, default ``~/.cache/visiontune``). A file whose size or
 modification time changed is hashed again. The cache is an optimisation only: when it cannot be
 opened or written (read-only home, locked database) hashing simply goes on without it.
 """
@@ -24,8 +24,10 @@ _CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
-    """visiontune's cache folder: ``$VISIONTUNE_CACHE_DIR`` or ``$XDG_CACHE_HOME/visiontune``."""
-    env = os.environ.get("VISIONTUNE_CACHE_DIR")
+    """visiontune's one cache folder (file hashes, the feature store, demo data):
+    ``$VISIONTUNE_CACHE``, else ``$XDG_CACHE_HOME/visiontune``, else ``~/.cache/visiontune``.
+    ``$VISIONTUNE_CACHE_DIR``, its old name, is still read when ``$VISIONTUNE_CACHE`` is unset."""
+    env = os.environ.get("VISIONTUNE_CACHE") or os.environ.get("VISIONTUNE_CACHE_DIR")
     if env:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from visiontune.engine.checkpoints import adopt_checkpoints, resume_target, resumed_run_name
+from visiontune.engine.options import EngineOptions
 from visiontune.errors import ConfigError
 from visiontune.track import Run
 
@@ -75,22 +76,21 @@ class Session:
         run_root: str | os.PathLike,
         run_name: str | None,
         resume_from: tuple[Path | None, Path | None] = (None, None),
-        multi: bool = False,
-        config: Any,
+        config: EngineOptions,
         kind: str,
         model_id: str | None,
         weights_sha256: str | None = None,
         data_version: str | None = None,
-        seed: int | None = None,
-        trackers: tuple[str, ...] = ("tensorboard",),
-        deterministic: bool | None = None,
         monitor: str | None = None,
         mode: str | None = None,
         tags: Mapping[str, Any] | None = None,
         trust_pickle: bool = False,
     ) -> Session:
-        """Open the run on rank 0; find rank 0's run folder on the others."""
+        """Open the run on rank 0; find rank 0's run folder on the others. ``config`` is the
+        training config (an `EngineOptions`): recorded whole, and its seed, trackers, deterministic
+        mode and process topology used."""
         resume_dir, ckpt_path = resume_from
+        multi = config.multi_process
         if global_rank() != 0:
             env_dir = os.environ.get(RUN_DIR_ENV)
             if env_dir:
@@ -109,15 +109,15 @@ class Session:
         run = Run.start(
             root=root,
             name=name,
-            config=config,
+            config=config.model_dump(mode="json"),
             model_id=model_id,
             weights_sha256=weights_sha256,
             data_version=data_version,
-            seed=seed,
-            trackers=trackers,
+            seed=config.seed,
+            trackers=tuple(config.trackers),
             command=list(sys.argv),
             kind=kind,
-            deterministic=deterministic,
+            deterministic=config.deterministic,
             monitor=monitor,
             mode=mode,
             tags=all_tags,

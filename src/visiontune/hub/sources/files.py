@@ -105,5 +105,4 @@ class FileSource(Source):
     def parse(self, rest: str, text: str) -> tuple[str, str | None]:
         return rest, None  # a path, taken whole
 
-    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
-        return build(mid, opts)
+    build = staticmethod(build)

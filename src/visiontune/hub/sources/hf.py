@@ -302,8 +302,7 @@ class HuggingFaceSource(Source):
     aliases = ("huggingface",)
     listable = True
 
-    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
-        return build(mid, opts)
+    build = staticmethod(build)
 
     def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
         return [r for r in list_cached(pattern) if r["cached"] or not pretrained]

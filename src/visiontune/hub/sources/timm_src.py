@@ -227,11 +227,9 @@ class TimmSource(Source):
     name = "timm"
     listable = True
 
-    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
-        return build(mid, opts)
+    build = staticmethod(build)
 
-    def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
-        return list_models(pattern, pretrained)
+    list_models = staticmethod(list_models)
 
     def names(self) -> list[str]:
         import timm

@@ -189,8 +189,7 @@ class TorchHubSource(Source):
             )
         return name, weights
 
-    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
-        return build(mid, opts)
+    build = staticmethod(build)
 
     def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
         return list_cached(pattern)

@@ -141,5 +141,4 @@ class UltralyticsSource(Source):
     def parse(self, rest: str, text: str) -> tuple[str, str | None]:
         return rest, None  # file names may contain '@': keep yolo ids whole
 
-    def build(self, mid: ModelId, opts: LoadOptions) -> Pretrained:
-        return build(mid, opts)
+    build = staticmethod(build)
