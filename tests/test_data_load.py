@@ -209,7 +209,7 @@ def test_torchvision_missing_offline_is_fast_and_says_where(tmp_path, monkeypatc
 
 
 def test_in_memory_dataset_ids_and_version():
-    from visiontune.data.sources import _make_splits
+    from visiontune.data.splits import make_splits
     from visiontune.data.torchvision_sources import collect_arrays
 
     rng = np.random.default_rng(0)
@@ -219,7 +219,7 @@ def test_in_memory_dataset_ids_and_version():
         {"train": (data[:16], [i % 2 for i in range(16)]), "test": (data[16:], [0, 1, 0, 1])},
         ["airplane", "automobile"],
     )
-    s = _make_splits(c, val_fraction=0.25, seed=0)
+    s = make_splits(c, val_fraction=0.25, seed=0)
     assert (len(s.train), len(s.val), len(s.test)) == (12, 4, 4)
     assert s.test.paths[0] == "cifar10/test/000000"
     img, label = s.test[1]

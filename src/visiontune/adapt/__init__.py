@@ -7,7 +7,7 @@ from visiontune.adapt.distill import kd_loss
 from visiontune.adapt.groups import LayerGroups, layer_groups, param_groups
 from visiontune.adapt.lr_find import LRFindResult, lr_find
 from visiontune.adapt.recommend import Recommendation, recommend
-from visiontune.adapt.strategies import count_params, default_milestones, n_trainable_backbone, set_trainable
+from visiontune.adapt.strategies import default_milestones, n_trainable_backbone, param_counts, set_trainable
 from visiontune.adapt.training import TrainResult, train
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "LRFindResult",
     "recommend",
     "Recommendation",
-    "count_params",
+    "param_counts",
     "default_milestones",
     "n_trainable_backbone",
     "set_trainable",

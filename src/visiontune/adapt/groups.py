@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from visiontune.hub.heads import find_head
+from visiontune.hub.pretrained import count_params
+
 
 @dataclass
 class LayerGroups:
@@ -192,19 +195,18 @@ def _hf_groups(model: nn.Module, head_path: str) -> LayerGroups | None:
 def _generic_groups(model: nn.Module, head_path: str, n: int) -> LayerGroups:
     units: list[tuple[str, nn.Module]] = [(name, m) for name, m in model.named_children()]
 
-    def size(m: nn.Module) -> int:
-        return sum(p.numel() for p in m.parameters())
-
     # expand the biggest unit until there are enough to split
-    while len([u for u in units if size(u[1])]) < n + 1:
-        i = max(range(len(units)), key=lambda j: size(units[j][1]) if list(units[j][1].children()) else -1)
+    while len([u for u in units if count_params(u[1])]) < n + 1:
+        i = max(range(len(units)), key=lambda j: count_params(units[j][1]) if list(units[j][1].children()) else -1)
         name, m = units[i]
         subs = list(m.named_children())
         if not subs:
             break
         units[i : i + 1] = [(f"{name}.{s}", c) for s, c in subs]
-    units = [(nme, m) for nme, m in units if size(m) and not _under(nme, head_path) and not _under(head_path, nme)]
-    total = sum(size(m) for _, m in units) or 1
+    units = [
+        (nme, m) for nme, m in units if count_params(m) and not _under(nme, head_path) and not _under(head_path, nme)
+    ]
+    total = sum(count_params(m) for _, m in units) or 1
     groups: list[tuple[str, list[str]]] = []
     acc = 0
     for nme, m in units:
@@ -212,7 +214,7 @@ def _generic_groups(model: nn.Module, head_path: str, n: int) -> LayerGroups:
         while len(groups) <= k:
             groups.append((f"group{len(groups)}", []))
         groups[k][1].append(nme)
-        acc += size(m)
+        acc += count_params(m)
     return _assign(model, groups or [("body", [""])], head_path, "generic")
 
 
@@ -220,8 +222,6 @@ def layer_groups(model: nn.Module, head_path: str | None = None, n_generic: int 
     """Derive the layer groups (input → head) of ``model``; ``head_path`` defaults to
     ``visiontune.hub.heads.find_head``'s answer."""
     if head_path is None:
-        from visiontune.hub.heads import find_head
-
         head_path = find_head(model)[0]
     finders = []
     if _is_hf(model):

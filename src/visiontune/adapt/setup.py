@@ -13,7 +13,7 @@ from torch import nn
 from visiontune.adapt.config import TrainConfig
 from visiontune.adapt.distill import input_adapter
 from visiontune.adapt.groups import LayerGroups
-from visiontune.adapt.strategies import count_params
+from visiontune.adapt.strategies import param_counts
 from visiontune.data import load_classification
 from visiontune.errors import ConfigError
 from visiontune.hub import Pretrained, load
@@ -120,7 +120,7 @@ def describe_groups(model: nn.Module, groups: LayerGroups, console: Console | No
         table.add_column(c, justify="right" if c != "group" else "left")
     for name, tr, tot in groups.summary(model):
         table.add_row(name, f"{tr:,}", f"{tot:,}")
-    tr, tot = count_params(model)
+    tr, tot = param_counts(model)
     table.add_row("[bold]all", f"[bold]{tr:,}", f"[bold]{tot:,}")
     console.print(table)
     console.print(f"trainable parameters: {tr:,} of {tot:,} ({100.0 * tr / max(tot, 1):.2f}%)")

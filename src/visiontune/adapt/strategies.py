@@ -16,6 +16,7 @@ from torch import nn
 
 from visiontune.adapt.groups import LayerGroups
 from visiontune.errors import ConfigError
+from visiontune.hub.pretrained import count_params
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -74,8 +75,6 @@ def freeze_frozen_norms(model: nn.Module) -> int:
     return n
 
 
-def count_params(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return train, total
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; the total is `visiontune.hub.pretrained.count_params`."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), count_params(model)

@@ -8,8 +8,9 @@ result.files   # bench.csv, bench.md, bench.json, bench.png
 ```
 """
 
-from visiontune.bench.measure import BenchOptions, Measurement, count_flops, count_params, measure
+from visiontune.bench.measure import BenchOptions, Measurement, count_flops, measure
 from visiontune.bench.run import BenchResult, BenchRow, bench, bench_one
+from visiontune.hub.pretrained import count_params
 
 __all__ = [
     "BenchOptions",

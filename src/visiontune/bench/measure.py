@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from visiontune.errors import ConfigError
+from visiontune.hub.pretrained import count_params
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -83,10 +84,6 @@ class Measurement:
     peak_memory_mib: float | None
     memory_method: str
     flops_note: str | None = None
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, example: torch.Tensor) -> tuple[float | None, str | None]:

@@ -142,14 +142,12 @@ def predict(
     from visiontune.data import list_images
 
     files = [str(f) for f in list_images(images)]
-    artifact = Path(model_id)
-    if artifact.is_file() and artifact.suffix in (".onnx", ".pt", ".pth", ".ts"):
-        from visiontune.export import load_artifact, sidecar_path
+    from visiontune.export import is_exported_artifact, load_artifact
 
-        if sidecar_path(artifact).is_file():  # an exported model: ONNX Runtime / TorchScript path
-            preds = load_artifact(artifact).predict(files, topk=topk, score_threshold=score_threshold)
-            _print_preds(preds, as_json)
-            return
+    if is_exported_artifact(model_id):  # an exported model: ONNX Runtime / TorchScript path
+        preds = load_artifact(model_id).predict(files, topk=topk, score_threshold=score_threshold)
+        _print_preds(preds, as_json)
+        return
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
     warn_if_random(p)
     readable, images_in, bad = decode_each(files)

@@ -8,7 +8,9 @@ splits.train, splits.val, splits.test, splits.classes, splits.version, splits.su
 from visiontune.data.dataset import SPLIT_NAMES, ImageDataset, Splits
 from visiontune.data.decode import IMAGE_EXTENSIONS, is_image_file, list_images, read_image
 from visiontune.data.manifest import Entry, Manifest
-from visiontune.data.sources import DatasetWarning, load_classification, stratified_split
+from visiontune.data.samples import DatasetWarning
+from visiontune.data.sources import load_classification
+from visiontune.data.splits import stratified_split
 from visiontune.data.versions import apply_fixes, diff, snapshot
 
 __all__ = [

@@ -12,16 +12,16 @@ import hashlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-from visiontune._atomic import write_text
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
+
 from visiontune.data.hashing import cache_dir, hash_files
 from visiontune.errors import DatasetError
+from visiontune.records import Record, parse_format
 
-FORMAT = "visiontune.dataset-manifest/1"
 VERSION_LENGTH = 12
 STORE_SUBDIR = Path(".visiontune") / "versions"
 
@@ -50,30 +50,59 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass
-class Manifest:
-    """One dataset version. ``file`` is where it was loaded from / saved to (not serialised)."""
+class Manifest(Record):
+    """One dataset version (``visiontune.dataset-manifest/1``), read and written only here.
 
-    entries: list[Entry]
-    classes: list[str]
+    ``version`` is computed from the entries and classes; a document whose ``version`` does not
+    match them was edited by hand and is refused. ``file`` is where it was loaded from / saved to
+    (not serialised). ``num_entries`` is written for readers and ignored on read.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
+
+    KIND: ClassVar[str] = "dataset-manifest"
+    VERSION: ClassVar[int] = 1
+
+    version: str = ""
+    parent: str | None = None
+    created: str = Field(default_factory=_now)
     root: str | None = None
     source: str | None = None
-    created: str = field(default_factory=_now)
-    parent: str | None = None
     notes: str = ""
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    version: str = ""
-    file: Path | None = field(default=None, compare=False, repr=False)
+    classes: list[str]
+    changes: list[dict[str, Any]] = Field(default_factory=list)
+    entries: list[Entry]
+    _file: Path | None = PrivateAttr(default=None)
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def upgrade(cls, doc: dict[str, Any]) -> dict[str, Any]:
+        """``num_entries`` is derived: dropped on read, written again from the entries."""
+        doc.pop("num_entries", None)
+        for key, empty in (("notes", ""), ("changes", []), ("version", "")):
+            if doc.get(key) is None:  # null (hand-made files) means none
+                doc[key] = empty
+        if not doc.get("created"):
+            doc.pop("created", None)  # the default: now
+        return doc
+
+    def model_post_init(self, context: Any) -> None:
+        """Compute ``version``; refuse a given one that the entries do not hash to."""
         expected = compute_version(self.entries, self.classes)
         if self.version and self.version != expected:
-            where = f" ({self.file})" if self.file else ""
-            raise DatasetError(
-                f"manifest{where} says version {self.version} but its entries hash to {expected}: "
+            raise ValueError(
+                f"the manifest says version {self.version} but its entries hash to {expected}: "
                 "the file was edited by hand; restore it or make a new version with apply_fixes()"
             )
         self.version = expected
+
+    @property
+    def file(self) -> Path | None:
+        """The manifest file this version was read from or saved to."""
+        return self._file
+
+    @file.setter
+    def file(self, value: Path | None) -> None:
+        self._file = value
 
     # -- lookups ---------------------------------------------------------------------------
     def by_path(self) -> dict[str, Entry]:
@@ -113,49 +142,36 @@ class Manifest:
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": self.version,
-            "parent": self.parent,
-            "created": self.created,
-            "root": self.root,
-            "source": self.source,
-            "notes": self.notes,
-            "classes": list(self.classes),
-            "num_entries": len(self.entries),
-            "changes": self.changes,
-            "entries": [e._asdict() for e in sorted(self.entries, key=lambda e: e.path)],
-        }
+        """The JSON document: the fields, ``num_entries``, entries sorted by path."""
+        dumped = super().to_dict()
+        entries = dumped.pop("entries")
+        doc = {k: dumped.pop(k) for k in ("format", "version", "parent", "created", "root", "source", "notes")}
+        doc["classes"] = dumped.pop("classes")
+        doc["num_entries"] = len(entries)
+        doc["changes"] = dumped.pop("changes")
+        doc["entries"] = [dict(zip(Entry._fields, e)) for e in sorted(entries, key=lambda e: e[0])]
+        return {**doc, **dumped}  # what is left: keys a newer writer added
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], file: Path | None = None) -> Manifest:
-        where = file or "manifest"
-        if d.get("format") != FORMAT:
+    def from_dict(cls, d: dict[str, Any], file: Path | None = None, *, source: str | None = None) -> Manifest:
+        """Validate a manifest document; DatasetError names ``file`` (or ``source``) and the field."""
+        where = file or source or "manifest"
+        parsed = parse_format(d.get("format", "")) if isinstance(d, dict) else None
+        if parsed is None or parsed[0] != cls.KIND:
+            fmt = d.get("format") if isinstance(d, dict) else None
             raise DatasetError(
-                f"{where}: not a visiontune dataset manifest (format {d.get('format')!r}, expected {FORMAT!r})"
+                f"{where}: not a visiontune dataset manifest (format {fmt!r}, expected {cls.format_id()!r})"
             )
         try:
-            entries = [
-                Entry(str(e["path"]), str(e["sha256"]), int(e["size"]), str(e["label"]), e.get("split"))
-                for e in d["entries"]
-            ]
-            return cls(
-                entries=entries,
-                classes=[str(c) for c in d["classes"]],
-                root=d.get("root"),
-                source=d.get("source"),
-                created=d.get("created") or _now(),
-                parent=d.get("parent"),
-                notes=d.get("notes") or "",
-                changes=list(d.get("changes") or []),
-                version=d.get("version") or "",
-                file=file,
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{where}: malformed manifest ({type(e).__name__}: {e})") from None
+            m = cls.model_validate(d)
+        except ValidationError as e:
+            raise DatasetError(f"{where}: {_explain(e)}") from None
+        m.file = file
+        return m
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:
+        """Read a manifest file (DatasetError naming the file when it is missing or malformed)."""
         p = Path(path)
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
@@ -163,9 +179,18 @@ class Manifest:
             raise DatasetError(f"{p}: manifest file not found") from None
         except json.JSONDecodeError as e:
             raise DatasetError(f"{p}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        if not isinstance(d, dict):
+            raise DatasetError(f"{p}: expected a JSON object, found {type(d).__name__}")
         return cls.from_dict(d, file=p.resolve())
 
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Manifest:
+        """Same as `load`."""
+        return cls.load(path)
+
     def default_store(self) -> Path:
+        """Where `save` writes by default: beside its file, else ``<root>/.visiontune/versions``
+        (the cache's ``versions/`` for an in-memory dataset)."""
         if self.file is not None:
             return self.file.parent
         if self.root is None:
@@ -176,12 +201,23 @@ class Manifest:
         """Write ``<store>/<version>.json`` atomically (default store: ``<root>/.visiontune/versions``)
         and register it in the user's version index so the id alone finds it later."""
         folder = Path(store) if store is not None else self.default_store()
-        target = write_text(
-            folder / f"{self.version}.json", json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
-        )
+        target = self.write(folder / f"{self.version}.json", indent=1)
         self.file = target.resolve()
         _index_add(self.version, self.file, self.created)
         return self.file
+
+
+#: ``visiontune.dataset-manifest/1``
+FORMAT = Manifest.format_id()
+
+
+def _explain(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"malformed manifest: {loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
 
 
 # -- version index: id -> manifest file, so `load_classification("3f2a9c01b7de")` works -------

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from visiontune.data.hashing import cache_dir, sha256_bytes
+from visiontune.data.samples import Collected, Sample, rel_path
 from visiontune.errors import DatasetError, ImageDecodeError, OfflineError
 
 
@@ -149,12 +150,10 @@ class ArrayImages:
         return out
 
 
-def collect_arrays(name: str, parts: dict[str, tuple[np.ndarray, list[int]]], classes: list[str]):
+def collect_arrays(name: str, parts: dict[str, tuple[np.ndarray, list[int]]], classes: list[str]) -> Collected:
     """Collected samples of an in-memory dataset: ``parts[split] = (uint8 NHWC array, labels)``."""
-    from visiontune.data.sources import _Collected, _Sample
-
     arrays: dict[str, np.ndarray] = {}
-    samples: list[_Sample] = []
+    samples: list[Sample] = []
     for split, (data, targets) in parts.items():
         data = np.asarray(data)
         if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
@@ -163,9 +162,9 @@ def collect_arrays(name: str, parts: dict[str, tuple[np.ndarray, list[int]]], cl
         arrays[prefix] = data
         for i, t in enumerate(targets):
             sid = f"{prefix}/{i:06d}"
-            samples.append(_Sample(sid, sid, classes[int(t)], split))
+            samples.append(Sample(sid, sid, classes[int(t)], split))
     loader = ArrayImages(arrays)
-    return _Collected(
+    return Collected(
         f"torchvision:{name}",
         "in-memory",
         None,
@@ -206,9 +205,9 @@ def _absent(spec: TVSpec, root_path: Path, cause: BaseException | None = None) -
     return err
 
 
-def collect_torchvision(name: str, root: str | os.PathLike | None):
-    from visiontune.data.sources import _Collected, _rel, _Sample
-
+def collect_torchvision(name: str, root: str | os.PathLike | None) -> Collected:
+    """The samples of ``torchvision:<name>`` under ``root`` (default: the cache's ``datasets/``),
+    downloaded only when absent and the host is reachable."""
     key = "".join(ch for ch in name.lower() if ch.isalnum())
     spec = _SPECS.get(key)
     if spec is None:
@@ -240,13 +239,13 @@ def collect_torchvision(name: str, root: str | os.PathLike | None):
         )
     classes = [str(c) for c in next(iter(built.values())).classes]
     base = root_path.resolve()
-    samples: list[_Sample] = []
+    samples: list[Sample] = []
     for split, d in built.items():
         files, labels = _files_and_labels(d)
         for f, t in zip(files, labels):
             absp = os.path.abspath(f)
-            samples.append(_Sample(_rel(absp, base), absp, classes[t], split))
-    return _Collected(
+            samples.append(Sample(rel_path(absp, base), absp, classes[t], split))
+    return Collected(
         f"torchvision:{spec.name}",
         "torchvision-files",
         base,

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visiontune.data.csv_sources import read_csv_rows
 from visiontune.data.hashing import hash_files
 from visiontune.data.manifest import Entry, Manifest, find_manifest
-from visiontune.data.sources import DatasetWarning, _build_manifest, _raise_problems, _read_csv_rows, collect
+from visiontune.data.samples import DatasetWarning, raise_problems
+from visiontune.data.sources import collect
+from visiontune.data.splits import build_manifest
 from visiontune.errors import DatasetError
 
 __all__ = ["Manifest", "Entry", "ManifestDiff", "snapshot", "diff", "apply_fixes", "load_manifest", "list_versions"]
@@ -54,7 +57,7 @@ def snapshot(
     Snapshotting unchanged data returns the existing version (same id, same file).
     """
     c = collect(directory)
-    m = _build_manifest(c)
+    m = build_manifest(c)
     m.notes = notes
     folder = Path(store) if store is not None else m.default_store()
     existing = folder / f"{m.version}.json"
@@ -121,11 +124,11 @@ def diff(
     d = ManifestDiff(ma.version, mb.version)
     for path in sorted(ea.keys() | eb.keys()):
         x, y = ea.get(path), eb.get(path)
-        if x is None:
+        if x is None and y is not None:
             d.added.append(y)
-        elif y is None:
+        elif y is None and x is not None:
             d.removed.append(x)
-        else:
+        elif x is not None and y is not None:
             same = True
             if x.label != y.label:
                 d.relabelled.append((path, x.label, y.label))
@@ -144,7 +147,7 @@ def _correction_rows(corrections: Any) -> tuple[str, list[tuple[str, dict[str, s
     """(source name, [(where, row dict)]) from a CSV path, a DataFrame or an iterable of dicts."""
     if isinstance(corrections, (str, os.PathLike)):
         path = Path(corrections)
-        header, rows = _read_csv_rows(path)
+        header, rows = read_csv_rows(path)
         if "path" not in header or "action" not in header:
             raise DatasetError(f"{path}, line 1: header must name the columns path,action,new_label; found {header}")
         out = []
@@ -156,13 +159,13 @@ def _correction_rows(corrections: Any) -> tuple[str, list[tuple[str, dict[str, s
         corrections = corrections.to_dict("records")
     if not isinstance(corrections, Iterable):
         raise DatasetError("corrections must be a CSV path, a DataFrame or a list of dicts")
-    out = []
+    given = []
     for i, r in enumerate(corrections, 1):
         if not isinstance(r, Mapping):
             raise DatasetError(f"corrections row {i}: expected a mapping with path, action, new_label")
-        row = {str(k).lower(): "" if v is None or v != v else str(v).strip() for k, v in r.items()}  # NaN -> ""
-        out.append((f"corrections row {i}", row))
-    return "corrections", out
+        fields = {str(k).lower(): "" if v is None or v != v else str(v).strip() for k, v in r.items()}  # NaN -> ""
+        given.append((f"corrections row {i}", fields))
+    return "corrections", given
 
 
 def apply_fixes(
@@ -227,7 +230,7 @@ def apply_fixes(
             problems.append(f"{where}: {rel} already corrected at {planned[rel][2]}")
             continue
         planned[rel] = (action, new_label or None, where)
-    _raise_problems(f"corrections {name} for version {m.version}", problems)
+    raise_problems(f"corrections {name} for version {m.version}", problems)
 
     entries: list[Entry] = []
     changes: list[dict[str, Any]] = []

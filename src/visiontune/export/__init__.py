@@ -7,23 +7,38 @@ print(res.parity.summary())
 rt = load_artifact("resnet18.onnx")            # ONNX Runtime + the sidecar's preprocessing
 rt.predict(["cat.jpg"])[0].label
 ```
+
+Layout: `core` (the `export` steps), `source` (what is exported), `backends` (one `Backend` per
+format, registry ``BACKENDS``), `quantize`, `parity`, `sidecar` (the `Sidecar` record),
+`preprocess` (the PIL + NumPy input pipeline), `runtime` (`ExportedModel`).
 """
 
-from visiontune.export.core import ExportResult, export, resolve_source, unsupported_operator
+from visiontune.export.backends import BACKENDS, Backend, ExportOptions, get_backend, register_backend
+from visiontune.export.backends.base import unsupported_operator
+from visiontune.export.core import ExportResult, export
 from visiontune.export.parity import ParityReport, classification_parity, detection_parity
-from visiontune.export.runtime import ExportedModel, load_artifact
-from visiontune.export.sidecar import preprocess_array, read_sidecar, sidecar_path
+from visiontune.export.preprocess import preprocess_array
+from visiontune.export.runtime import ExportedModel, is_exported_artifact, load_artifact
+from visiontune.export.sidecar import Sidecar, read_sidecar, sidecar_path
+from visiontune.export.source import resolve_source
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
+    "ExportOptions",
     "ExportResult",
     "ExportedModel",
     "ParityReport",
+    "Sidecar",
     "classification_parity",
     "detection_parity",
     "export",
+    "get_backend",
+    "is_exported_artifact",
     "load_artifact",
     "preprocess_array",
     "read_sidecar",
+    "register_backend",
     "resolve_source",
     "sidecar_path",
     "unsupported_operator",

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from visiontune.export.runtime import ExportedModel, open_image
+from visiontune.errors import ConfigError
+from visiontune.export.runtime import ExportedModel, expand_images, open_image
+from visiontune.hub.pretrained import logits_of
 
 
 @dataclass
@@ -63,7 +67,7 @@ class ParityReport:
         if self.top1_accuracy_artifact is not None:
             s += (
                 f"; top-1 accuracy: artifact {100 * self.top1_accuracy_artifact:.1f}%, "
-                f"PyTorch {100 * self.top1_accuracy_pytorch:.1f}%"
+                f"PyTorch {100 * (self.top1_accuracy_pytorch or 0.0):.1f}%"
             )
         return s
 
@@ -89,13 +93,11 @@ def classification_parity(
     preprocessing, PyTorch through its own (or the sidecar's when none is given)."""
     module = module.eval()
     if labels is not None and len(labels) != len(images):
-        from visiontune.errors import ConfigError
-
         raise ConfigError(f"labels: {len(labels)} given for {len(images)} images")
     diffs_max, diffs_sum, count, agree, agree_e2e, pre_diff = 0.0, 0.0, 0, 0, 0, 0.0
     art_top1: list[int] = []
     ref_top1: list[int] = []
-    if runtime.sidecar["output"].get("batch") == 1:
+    if runtime.sidecar.output.batch == 1:
         batch_size = 1
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
@@ -103,7 +105,7 @@ def classification_parity(
         arrays = np.stack([im if p is None else runtime.preprocess(p) for im, p in zip(chunk, pils)])
         out = np.asarray(runtime.run(arrays), dtype=np.float64)
         with torch.inference_mode():
-            ref = _logits(module(torch.from_numpy(arrays))).double().numpy()
+            ref = logits_of(module(torch.from_numpy(arrays))).double().numpy()
         d = np.abs(out - ref)
         diffs_max = max(diffs_max, float(d.max()))
         diffs_sum += float(d.sum())
@@ -119,7 +121,7 @@ def classification_parity(
                 ref2 = ref
             else:
                 with torch.inference_mode():
-                    ref2 = _logits(module(tens)).numpy()
+                    ref2 = logits_of(module(tens)).numpy()
             agree_e2e += int((out.argmax(-1) == ref2.argmax(-1)).sum())
             ref_chunk = ref2.argmax(-1).tolist()
         ref_top1 += ref_chunk
@@ -142,12 +144,6 @@ def classification_parity(
     if atol is not None:
         report.passed = diffs_max <= atol and report.top1_agreement == 1.0
     return report
-
-
-def _logits(out: Any) -> torch.Tensor:
-    from visiontune.hub.pretrained import logits_of
-
-    return logits_of(out)
 
 
 def match_detections(ref: dict, art: dict) -> tuple[list[tuple[int, int]], list[int], list[int]]:
@@ -231,4 +227,32 @@ def detection_parity(
         atol=box_atol,
         passed=passed,
         notes=notes[:20],
+    )
+
+
+def parity_images(images: Any, limit: int) -> tuple[list, str]:
+    """Real images for the parity check and a description of them: ``images`` (files/folders),
+    else scikit-image's sample photos when installed, else seeded random pixels (said so)."""
+    if images is not None:
+        items = expand_images(images)[:limit]
+        return (
+            items,
+            f"{len(items)} images from {images if isinstance(images, (str, os.PathLike)) else 'the given list'}",
+        )
+    try:
+        from skimage import data as skdata  # optional (the demo extra)
+
+        items = []
+        for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "immunohistochemistry"):
+            if hasattr(skdata, name):
+                arr = getattr(skdata, name)()
+                items.append(Image.fromarray(arr).convert("RGB"))
+        if items:
+            return items[:limit], "scikit-image sample photos"
+    except Exception:  # noqa: BLE001 - any failure of the optional sample set falls back to random pixels
+        pass
+    rng = np.random.default_rng(0)
+    return (
+        [Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)) for _ in range(min(limit, 4))],
+        "random pixels (no --images given and scikit-image absent)",
     )

@@ -1,10 +1,9 @@
-"""Run an exported artifact on its own: ONNX Runtime for ``.onnx``, ``torch.jit`` for TorchScript,
-with the sidecar's preprocessing (PIL + NumPy) and class names."""
+"""Run an exported artifact on its own: the backend its sidecar names (ONNX Runtime for ``.onnx``,
+``torch.jit`` for TorchScript), with the sidecar's preprocessing (PIL + NumPy) and class names."""
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from visiontune.data.decode import is_image_file, read_image
 from visiontune.errors import ConfigError, ImageDecodeError
-from visiontune.export.sidecar import preprocess_array, read_sidecar, sidecar_path
+from visiontune.export.backends import BACKENDS, Runner, artifact_suffixes
+from visiontune.export.preprocess import preprocess_array
+from visiontune.export.sidecar import Sidecar, sidecar_path
+from visiontune.results import Detections, Prediction
 
 
 def expand_images(images: Any) -> list:
     """Paths (files or folders, folders scanned recursively in sorted order) and PIL images → a list."""
-    from visiontune.data.decode import is_image_file
-
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
     out: list = []
@@ -41,10 +42,9 @@ def expand_images(images: Any) -> list:
 
 
 def open_image(item: Any) -> Image.Image:
+    """A PIL image as RGB, or a file decoded with `visiontune.data.read_image`."""
     if isinstance(item, Image.Image):
         return item.convert("RGB") if item.mode != "RGB" else item
-    from visiontune.data.decode import read_image
-
     return read_image(item)
 
 
@@ -61,7 +61,7 @@ class ExportedModel:
     whole path from files to labels / detections.
     """
 
-    def __init__(self, artifact: Path, sidecar: dict, backend: str, runner: Any):
+    def __init__(self, artifact: Path, sidecar: Sidecar, backend: str, runner: Runner):
         self.artifact = artifact
         self.sidecar = sidecar
         self.backend = backend
@@ -72,88 +72,52 @@ class ExportedModel:
     def load(
         cls, artifact: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None
     ) -> ExportedModel:
+        """Read the sidecar of ``artifact`` and open it with the backend the sidecar names."""
         artifact = Path(artifact)
         if not artifact.is_file():
             raise ConfigError(f"{artifact}: no such exported model file")
-        doc = read_sidecar(artifact)
-        fmt = doc.get("artifact_format")
-        if fmt == "onnx":
-            ort = _onnxruntime()
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = int(threads)
-            opts.log_severity_level = 3
-            try:
-                session = ort.InferenceSession(
-                    str(artifact), sess_options=opts, providers=list(providers or ["CPUExecutionProvider"])
-                )
-            except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-                raise ConfigError(
-                    f"{artifact}: ONNX Runtime cannot load it ({type(e).__name__}: {e}). "
-                    f"If it has a .onnx.data file, keep that file beside it"
-                ) from e
-            return cls(artifact, doc, "onnxruntime", session)
-        if fmt == "torchscript":
-            import torch
-
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
-                    module = torch.jit.load(str(artifact), map_location="cpu")
-            except Exception as e:
-                raise ConfigError(f"{artifact}: torch.jit.load failed ({type(e).__name__}: {e})") from e
-            return cls(artifact, doc, "torchscript", module.eval())
-        raise ConfigError(
-            f"{sidecar_path(artifact)}: key 'artifact_format' is {fmt!r}; expected 'onnx' or 'torchscript'"
-        )
+        sidecar = Sidecar.for_artifact(artifact)
+        backend = BACKENDS.get(sidecar.artifact_format)
+        if backend is None:
+            raise ConfigError(
+                f"{sidecar_path(artifact)}: key 'artifact_format' is {sidecar.artifact_format!r}; "
+                f"expected one of {sorted(BACKENDS)}"
+            )
+        runner = backend.open(artifact, sidecar, providers=providers, threads=threads)
+        return cls(artifact, sidecar, backend.runtime, runner)
 
     # -- properties ----------------------------------------------------------------------------
     @property
     def task(self) -> str:
-        return self.sidecar["task"]
+        """``classification`` or ``detection``."""
+        return self.sidecar.task
 
     @property
     def class_names(self) -> list[str]:
-        names = self.sidecar.get("class_names")
-        if names:
-            return list(names)
-        n = self.sidecar.get("num_classes") or 0
-        return [f"class_{i}" for i in range(n)]
+        """The sidecar's class names (``class_<i>`` when it has only a count)."""
+        if self.sidecar.class_names:
+            return list(self.sidecar.class_names)
+        return [f"class_{i}" for i in range(self.sidecar.num_classes or 0)]
 
     @property
     def input_name(self) -> str:
-        return self.sidecar["input"].get("name", "input")
+        """The graph's input name."""
+        return self.sidecar.input.name
 
     def preprocess(self, image: Any) -> np.ndarray:
-        return preprocess_array(open_image(image), self.sidecar["preprocessing"])
+        """One image (path or PIL) → the float32 CHW array the graph takes."""
+        return preprocess_array(open_image(image), self.sidecar.preprocessing)
 
     # -- execution -----------------------------------------------------------------------------
     def run(self, x: np.ndarray):
         """Preprocessed input → raw outputs (logits array, or a detections dict for one image)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if self.backend == "onnxruntime":
-            outs = self._runner.run(None, {self.input_name: x})
-        else:
-            import torch
-
-            with torch.inference_mode(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "RCNN always returns a (Losses, Detections) tuple"
-                t = torch.from_numpy(x)
-                out = self._runner([t]) if self.task == "detection" else self._runner(t)
-            if self.task == "detection":
-                # a scripted torchvision detector returns (losses, detections)
-                if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], list):
-                    out = out[1]
-                det = out[0]
-                names = self.sidecar["output"]["names"]
-                outs = [det[k].numpy() for k in names]
-            else:
-                outs = [out.float().numpy()]
+        outs = self._runner.run(np.ascontiguousarray(x, dtype=np.float32))
         if self.task == "detection":
-            return dict(zip(self.sidecar["output"]["names"], outs))
+            return dict(zip(self.sidecar.output.names, outs))
         return outs[0]
 
     def logits(self, images: Any, batch_size: int = 16) -> np.ndarray:
+        """Classifier logits for ``images`` (paths, folders, PIL images), ``batch_size`` at a time."""
         items = expand_images(images)
         chunks = []
         for start in range(0, len(items), batch_size):
@@ -167,9 +131,7 @@ class ExportedModel:
         items = expand_images(images)
         if self.task == "detection":
             return [self._detect(im, score_threshold) for im in items]
-        from visiontune.results import Prediction
-
-        if self.sidecar["output"].get("batch") == 1 and batch_size != 1:
+        if self.sidecar.output.batch == 1 and batch_size != 1:
             batch_size = 1
         names = self.class_names
         out = []
@@ -191,8 +153,6 @@ class ExportedModel:
         return out
 
     def _detect(self, item: Any, score_threshold: float):
-        from visiontune.results import Detections
-
         img = open_image(item)
         x = self.preprocess(img)
         det = self.run(x)
@@ -213,11 +173,12 @@ class ExportedModel:
 
 
 def load_artifact(artifact: str | os.PathLike, **kwargs) -> ExportedModel:
-    """Load an exported ``.onnx`` / TorchScript file with its sidecar."""
+    """Load an exported ``.onnx`` / TorchScript file with its sidecar (``providers=``, ``threads=``)."""
     return ExportedModel.load(artifact, **kwargs)
 
 
-def _onnxruntime():
-    from visiontune.errors import require
-
-    return require("onnxruntime", "onnx", "Running an ONNX model")
+def is_exported_artifact(path: str | os.PathLike) -> bool:
+    """True when ``path`` is an artifact file `export` writes (a backend's suffix) with its sidecar
+    beside it: what `load_artifact` opens, as opposed to a model id or a saved model folder."""
+    p = Path(path)
+    return p.suffix.lower() in artifact_suffixes() and p.is_file() and sidecar_path(p).is_file()
