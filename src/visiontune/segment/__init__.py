@@ -1,0 +1,1 @@
+"""segment: semantic, instance and promptable segmentation through the same verbs."""
