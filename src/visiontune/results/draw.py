@@ -59,7 +59,9 @@ def draw_detections(
     return img
 
 
-def draw_legend(img: Image.Image, entries: list[tuple[str, tuple[int, int, int]]], font_size: int | None = None) -> Image.Image:
+def draw_legend(
+    img: Image.Image, entries: list[tuple[str, tuple[int, int, int]]], font_size: int | None = None
+) -> Image.Image:
     """``img`` with a legend strip (a colour swatch and a name per entry) added on the right."""
     if not entries:
         return img

@@ -105,7 +105,9 @@ class Segmentation(Detections):
 
     def to_detections(self) -> Detections:
         """The instances as a plain `Detections` (boxes, scores, labels, masks)."""
-        return Detections(self.boxes, self.scores, self.labels, self.class_names, self.masks, self.image_size, self.path)
+        return Detections(
+            self.boxes, self.scores, self.labels, self.class_names, self.masks, self.image_size, self.path
+        )
 
     def __getitem__(self, index) -> Segmentation:
         d = super().__getitem__(index)
@@ -174,7 +176,15 @@ class Segmentation(Detections):
             row["rle"] = rle
         return rows
 
-    def draw(self, image, line_width: int | None = None, font_size: int | None = None, *, legend: bool = True, alpha: float = 0.5):
+    def draw(
+        self,
+        image,
+        line_width: int | None = None,
+        font_size: int | None = None,
+        *,
+        legend: bool = True,
+        alpha: float = 0.5,
+    ):
         """Copy of ``image`` with the class map / instance masks overlaid in class colours, boxes
         and scores for instances, and a legend of the classes present."""
         return draw_segmentation(image, self, alpha=alpha, legend=legend, line_width=line_width, font_size=font_size)

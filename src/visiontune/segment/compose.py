@@ -177,7 +177,9 @@ def _load_encoder(encoder: nn.Module, cfg: EncoderCfg, state: dict[str, torch.Te
     target.load_state_dict({k: state[k] for k in own})
 
 
-def build_segmenter(cfg: Any, load_encoder_weights: bool = True, *, trust_pickle: bool = False) -> tuple[nn.Module, Card | None]:
+def build_segmenter(
+    cfg: Any, load_encoder_weights: bool = True, *, trust_pickle: bool = False
+) -> tuple[nn.Module, Card | None]:
     """The segmentation network of a composed config and the encoder's weights card (None when
     no pretrained weights were loaded). Output: logits N×C×H×W at the input size."""
     cfg = parse_config(cfg)
@@ -192,7 +194,9 @@ def build_segmenter(cfg: Any, load_encoder_weights: bool = True, *, trust_pickle
             model: nn.Module = LRASPPSegmenter(encoder, n, **cfg.decoder.kwargs)
         else:
             arch = getattr(smp, DECODERS[kind])
-            model = arch(encoder_name=enc_name, encoder_weights=None, encoder_depth=e.depth, classes=n, **cfg.decoder.kwargs)
+            model = arch(
+                encoder_name=enc_name, encoder_weights=None, encoder_depth=e.depth, classes=n, **cfg.decoder.kwargs
+            )
     except (KeyError, RuntimeError) as err:
         raise ConfigError(f"encoder.name: cannot build {e.source} {e.name!r} as an encoder: {err}") from err
     except TypeError as err:

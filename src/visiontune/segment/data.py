@@ -248,7 +248,10 @@ class SegmentationDataset:
             raise DatasetError(
                 f"{len(problems)} problem(s) in {self.root or self.source}:\n  " + "\n  ".join(problems[:20]) + more
             )
-        return {"per_class": dict(zip(self.classes, counts.tolist())), "unit": "instances" if self.kind == "instance" else "pixels"}
+        return {
+            "per_class": dict(zip(self.classes, counts.tolist())),
+            "unit": "instances" if self.kind == "instance" else "pixels",
+        }
 
     # -- identity and splits -------------------------------------------------------------------
     @property

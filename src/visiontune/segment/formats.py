@@ -29,7 +29,14 @@ from visiontune._config import read_yaml
 from visiontune.data.decode import is_image_file
 from visiontune.errors import ConfigError, DatasetError, require
 from visiontune.results.segmentation import encode_rle
-from visiontune.segment.data import DEFAULT_IGNORE, Instance, SegmentationDataset, SegSample, join_polygons, mask_to_polygons
+from visiontune.segment.data import (
+    DEFAULT_IGNORE,
+    Instance,
+    SegmentationDataset,
+    SegSample,
+    join_polygons,
+    mask_to_polygons,
+)
 
 CLASS_FILES = ("classes.txt", "labelmap.txt", "class_names.txt")
 VOC_CLASSES = (
@@ -121,7 +128,11 @@ def load_mask_folder(
         bg = True if background is None else background
         source = "voc"
     else:
-        cands = [(root / split / "images", root / split / "masks"), (root / "images" / split, root / "masks" / split)] if split else []
+        cands = (
+            [(root / split / "images", root / split / "masks"), (root / "images" / split, root / "masks" / split)]
+            if split
+            else []
+        )
         cands.append((root / "images", root / "masks"))
         found = next(((i, m) for i, m in cands if i.is_dir() and m.is_dir()), None)
         if found is None:
@@ -209,7 +220,9 @@ def load_yolo_seg(path: str | os.PathLike, split: str | None = "train", *, class
         base = base if base.is_absolute() else (path.parent / base)
         entry = doc.get(split or "train")
         if entry is None:
-            raise DatasetError(f"{path}: no {split!r} split (keys: {', '.join(k for k in doc if k in ('train', 'val', 'test'))})")
+            raise DatasetError(
+                f"{path}: no {split!r} split (keys: {', '.join(k for k in doc if k in ('train', 'val', 'test'))})"
+            )
         img_dir = (base / entry).resolve()
         names = _yolo_names(doc.get("names") or [])
     else:
@@ -236,7 +249,9 @@ def load_yolo_seg(path: str | os.PathLike, split: str | None = "train", *, class
                     problems.append(f"{lf}:{n}: not 'class x1 y1 x2 y2 …' numbers")
                     continue
                 if len(xy) < 6 or len(xy) % 2:
-                    problems.append(f"{lf}:{n}: a polygon with {len(xy) // 2} points (needs at least 3; 4 numbers is a box)")
+                    problems.append(
+                        f"{lf}:{n}: a polygon with {len(xy) // 2} points (needs at least 3; 4 numbers is a box)"
+                    )
                     continue
                 if any(not -0.01 <= x <= 1.01 for x in xy):
                     problems.append(f"{lf}:{n}: coordinates outside 0..1 (YOLO-seg polygons are normalised)")
@@ -278,7 +293,9 @@ def load_segmentation(
     elif fmt == "yolo":
         ds = load_yolo_seg(data, split or "train", classes=classes)
     else:
-        return load_mask_folder(data, split, classes=classes, ignore_index=ignore_index, background=kw.get("background"))
+        return load_mask_folder(
+            data, split, classes=classes, ignore_index=ignore_index, background=kw.get("background")
+        )
     if ignore_index is not None:
         ds.ignore_index = int(ignore_index)
     return ds
@@ -341,7 +358,9 @@ def write_coco_seg(ds: SegmentationDataset, path: str | os.PathLike, *, mode: st
     return out
 
 
-def write_yolo_seg(ds: SegmentationDataset, out: str | os.PathLike, split: str = "train", *, images: str = "symlink") -> Path:
+def write_yolo_seg(
+    ds: SegmentationDataset, out: str | os.PathLike, split: str = "train", *, images: str = "symlink"
+) -> Path:
     """``out/images/<split>`` (links or copies), ``out/labels/<split>/*.txt``, ``out/data.yaml``."""
     out = Path(out)
     for i, s in enumerate(ds.samples):
@@ -365,7 +384,14 @@ def write_yolo_seg(ds: SegmentationDataset, out: str | os.PathLike, split: str =
     return doc
 
 
-def write_mask_folder(ds: SegmentationDataset, out: str | os.PathLike, split: str | None = None, *, images: str = "symlink", palette: bool = True) -> Path:
+def write_mask_folder(
+    ds: SegmentationDataset,
+    out: str | os.PathLike,
+    split: str | None = None,
+    *,
+    images: str = "symlink",
+    palette: bool = True,
+) -> Path:
     """``out[/<split>]/images`` + ``masks`` (class-index PNGs, VOC palette unless ``palette=False``)
     + ``out/classes.txt``; instances are painted over the ignore index (default 255)."""
     out = Path(out)

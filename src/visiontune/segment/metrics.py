@@ -122,7 +122,9 @@ def mask_ap(
             mask_util = require("pycocotools.mask", "dev", "mask AP")
             im = next(i for i in doc["images"] if i["id"] == a["image_id"])
             seg = a["segmentation"]
-            rle = mask_util.merge(mask_util.frPyObjects(seg, im["height"], im["width"])) if isinstance(seg, list) else seg
+            rle = (
+                mask_util.merge(mask_util.frPyObjects(seg, im["height"], im["width"])) if isinstance(seg, list) else seg
+            )
             rle = mask_util.frPyObjects(rle, im["height"], im["width"]) if isinstance(rle.get("counts"), list) else rle
             a.setdefault("area", float(mask_util.area(rle)))
             a.setdefault("bbox", mask_util.toBbox(rle).tolist())

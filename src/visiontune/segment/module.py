@@ -88,7 +88,9 @@ class SegmentationModule(L.LightningModule):
         self.ignore_index = ignore_index
         self.steps_total = steps_total
         self.milestones = list(milestones or [])
-        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(0), persistent=False)
+        self.register_buffer(
+            "class_weights", class_weights if class_weights is not None else torch.ones(0), persistent=False
+        )
         self.cm = ConfusionMatrix(len(class_names), ignore_index, class_names)
         self.history: list[dict] = []
         self.best: dict[str, Any] | None = None

@@ -16,7 +16,6 @@ import lightning as L
 import torch
 from pydantic import ConfigDict, Field
 from rich.console import Console
-from torch.utils.data import DataLoader
 
 from visiontune._atomic import write_text
 from visiontune._config import load as load_config
@@ -94,7 +93,11 @@ class SegmentTrainResult:
         return self.run_dir
 
     def to_dict(self) -> dict:
-        return {"dir": str(self.run_dir), "model_dir": str(self.model_dir) if self.model_dir else None, "metrics": self.metrics}
+        return {
+            "dir": str(self.run_dir),
+            "model_dir": str(self.model_dir) if self.model_dir else None,
+            "metrics": self.metrics,
+        }
 
     def summary(self) -> str:
         m = self.metrics
@@ -121,7 +124,9 @@ def load_train_val(cfg: SegmentTrainConfig) -> tuple[SegmentationDataset, Segmen
     return train, val
 
 
-def build_model(cfg: SegmentTrainConfig, classes: list[str], ignore_index: int | None, trust_pickle: bool) -> Pretrained:
+def build_model(
+    cfg: SegmentTrainConfig, classes: list[str], ignore_index: int | None, trust_pickle: bool
+) -> Pretrained:
     """The segmenter to train: a composed config (its classes and ignore index set from the data)
     or a saved segmenter with the same classes."""
     if cfg.segmenter is not None or (cfg.model or "").endswith((".yaml", ".yml")):
@@ -136,9 +141,13 @@ def build_model(cfg: SegmentTrainConfig, classes: list[str], ignore_index: int |
         raise ConfigError("segment-train needs model= (a composed-segmenter YAML or saved segmenter) or segmenter:")
     p = load(cfg.model, trust_pickle=trust_pickle)
     if p.task != "segmentation" or p.card.recipe is None:
-        raise ConfigError(f"{cfg.model}: segment-train fine-tunes composed segmenters (a YAML or a saved one); this is a {p.task} model")
+        raise ConfigError(
+            f"{cfg.model}: segment-train fine-tunes composed segmenters (a YAML or a saved one); this is a {p.task} model"
+        )
     if list(p.class_names) != list(classes):
-        raise ConfigError(f"{cfg.model} predicts {len(p.class_names)} classes, the data has {len(classes)}: compose a new one")
+        raise ConfigError(
+            f"{cfg.model} predicts {len(p.class_names)} classes, the data has {len(classes)}: compose a new one"
+        )
     return p
 
 
@@ -212,7 +221,9 @@ def train_segmenter(
     milestones = cfg.milestones or default_milestones(cfg.epochs, groups.n_backbone)
     hp = {k: getattr(cfg, k) for k in HP_KEYS}
     weights = class_weight_tensor(cfg, stats["per_class"])
-    module = SegmentationModule(p.model, groups, hp, classes, ignore, n_batches * cfg.epochs // cfg.accumulate, weights, milestones)
+    module = SegmentationModule(
+        p.model, groups, hp, classes, ignore, n_batches * cfg.epochs // cfg.accumulate, weights, milestones
+    )
     trainable, total = count_params(p.model)
     tags = {
         "task": "segmentation",
@@ -272,9 +283,14 @@ def train_segmenter(
             metrics.update({k: float(v) for k, v in top.items()})
         if module.best is not None:
             metrics["val/iou"] = module.best["iou"]
-            write_text(session.dir / "per_class_iou.json", json.dumps(module.best, indent=1) + "\n")
+            write_text(
+                session.dir / "per_class_iou.json",
+                json.dumps({**module.best, "history": module.history}, indent=1) + "\n",
+            )
         p.card.extra.pop("random_weights", None)
-        model_dir = p.save(session.dir / "model", metrics=metrics, training={"run": str(session.dir), "config": cfg.to_dict()})
+        model_dir = p.save(
+            session.dir / "model", metrics=metrics, training={"run": str(session.dir), "config": cfg.to_dict()}
+        )
         session.finish({k: v for k, v in metrics.items() if k != "train_seconds"}, artifact=model_dir)
     return SegmentTrainResult(session.dir, model_dir, metrics, p)
 
