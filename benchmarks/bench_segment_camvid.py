@@ -109,6 +109,7 @@ def main() -> int:
     ap.add_argument("--rows", default="pretrained,random,plain")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription on a loaded machine)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--keep", type=Path, default=None, help="copy the pretrained row's run folder here (for the audit)")
     args = ap.parse_args()
     if importlib.util.find_spec("segmentation_models_pytorch") is None:
         print("needs segmentation-models-pytorch (pip install visiontune[segment])")
@@ -156,6 +157,10 @@ def main() -> int:
                 train_s = best["train_seconds"]
             else:
                 res = train_segmenter(cfg, run_root=tmp, run_name=row, progress=False)
+                if args.keep and row == "pretrained":
+                    import shutil
+
+                    shutil.copytree(res.dir, args.keep, dirs_exist_ok=True)
                 best = json.loads((res.dir / "per_class_iou.json").read_text())
                 train_s = res.metrics["train_seconds"]
             wall = time.time() - t0

@@ -26,8 +26,8 @@ from visiontune.hub.checkpoint import sha256_file
 from visiontune.hub.classification import classify, logits_of
 from visiontune.hub.detection import DETECTION_TASKS, detect
 from visiontune.hub.preprocess import Preprocess
-from visiontune.hub.segmentation import PREDICTORS as SEGMENTATION_PREDICTORS
 from visiontune.hub.saved import CARD_FILE, WEIGHTS_FILE, SavedModel, write_directory
+from visiontune.hub.segmentation import PREDICTORS as SEGMENTATION_PREDICTORS
 from visiontune.results import Detections, Prediction
 
 __all__ = ["CARD_FILE", "WEIGHTS_FILE", "Detections", "Prediction", "Pretrained", "logits_of", "register_task"]
