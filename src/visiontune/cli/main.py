@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "track",
     "audit",
     "detect",
+    "segment",
     "bench",
     "export",
     "label",
