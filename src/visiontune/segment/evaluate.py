@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from visiontune._atomic import write_text
-from visiontune.errors import ConfigError
+from visiontune.errors import ConfigError, require
 from visiontune.hub import Pretrained, load
 from visiontune.hub.segmentation import label_conventions
 from visiontune.progress import progress as progress_bar
+from visiontune.results.segmentation import encode_rle
 from visiontune.segment.data import SegmentationDataset
 from visiontune.segment.formats import load_segmentation
 from visiontune.segment.metrics import ConfusionMatrix, image_iou, mask_ap
@@ -137,15 +138,26 @@ def evaluate_semantic(
 
 def coco_truth(ds: SegmentationDataset) -> dict:
     """``ds`` as an in-memory COCO instances dict (RLE masks), category ids = class index + 1."""
-    from visiontune.results.segmentation import encode_rle
-
+    mask_util = require("pycocotools.mask", "dev", "COCO masks")
     images, anns = [], []
     for i in range(len(ds)):
         h, w = ds.size(i)
         images.append({"id": i + 1, "file_name": str(ds.samples[i].image), "height": h, "width": w})
         masks, labels, crowd = ds.instance_masks(i)
         for m, c, cr in zip(masks, labels.tolist(), crowd.tolist()):
-            anns.append({"image_id": i + 1, "category_id": c + 1, "segmentation": encode_rle(m), "iscrowd": cr})
+            rle = encode_rle(m)
+            raw = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": c + 1,
+                    "segmentation": rle,
+                    "area": float(mask_util.area(raw)),
+                    "bbox": [float(v) for v in mask_util.toBbox(raw)],
+                    "iscrowd": cr,
+                }
+            )
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(ds.classes)]
     return {"images": images, "annotations": anns, "categories": cats}
 
