@@ -11,7 +11,9 @@ CLASSES = ["background", "red", "green"]
 COLORS = {1: (220, 30, 30), 2: (30, 200, 40)}
 
 
-def make_mask_folder(root: Path, n: int = 12, size: tuple[int, int] = (48, 64), seed: int = 0, void: bool = True) -> Path:
+def make_mask_folder(
+    root: Path, n: int = 12, size: tuple[int, int] = (48, 64), seed: int = 0, void: bool = True
+) -> Path:
     """``root/{train,val}/{images,masks}`` + classes.txt: noise background, one red and one green
     rectangle per image, a 2-pixel void (255) border."""
     rng = np.random.default_rng(seed)
@@ -37,7 +39,7 @@ def make_mask_folder(root: Path, n: int = 12, size: tuple[int, int] = (48, 64), 
 
 TINY_SEGMENTER = {
     "encoder": {"source": "timm", "name": "resnet18", "depth": 3},
-    "decoder": {"type": "fpn", "kwargs": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 16}},
+    "decoder": {"type": "fpn", "kwargs": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32}},
     "image": {"size": [48, 64]},
     "classes": CLASSES,
 }

@@ -76,7 +76,9 @@ def test_mask_ap_equals_pycocotools_own(assets, tmp_path):
         fp[:20, :30] = True
         all_m = np.stack([*keep[: max(1, len(keep) - 1)], fp])
         lab = [*labels[: max(1, len(keep) - 1)].tolist(), int(labels[0])]
-        seg = Segmentation(boxes_of_masks(torch.from_numpy(all_m)), rng.random(len(lab)), lab, ds.classes, torch.from_numpy(all_m))
+        seg = Segmentation(
+            boxes_of_masks(torch.from_numpy(all_m)), rng.random(len(lab)), lab, ds.classes, torch.from_numpy(all_m)
+        )
         preds += seg.to_coco(i + 1, {k: k + 1 for k in range(len(ds.classes))})
     ours = mask_ap(truth, preds)
     # pycocotools on its own: files on disk, its own loaders

@@ -63,7 +63,9 @@ def register(app: typer.Typer) -> None:
             if seg.class_map is not None:
                 Image.fromarray(seg.class_map.numpy().astype(np.uint8)).save(out / f"{Path(path).stem}.mask.png")
             rows.append({"image": str(path), "kind": seg.kind, "instances": seg.to_records()})
-        write_text(out / "predictions.json", json.dumps({"model": p.card.model_id, "classes": p.class_names, "images": rows}))
+        write_text(
+            out / "predictions.json", json.dumps({"model": p.card.model_id, "classes": p.class_names, "images": rows})
+        )
         Console().print(f"{len(paths)} images -> {out}/ (overlays, masks, predictions.json)", highlight=False)
 
     @app.command("segment-train")
@@ -108,7 +110,9 @@ def register(app: typer.Typer) -> None:
             "image_size": [int(v) for v in image_size.split(",")] if image_size else None,
         }
         cfg.update({k: v for k, v in over.items() if v is not None})
-        res = train_segmenter(parse_config(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle)
+        res = train_segmenter(
+            parse_config(cfg), run_root=run_root, run_name=name, resume=resume, trust_pickle=trust_pickle
+        )
         Console().print(res.summary() + f"\nmodel: {res.model_dir}", highlight=False)
 
     @app.command("segment-check")

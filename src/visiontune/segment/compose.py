@@ -151,6 +151,8 @@ class PaddedSegmenter(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         out = self.net(x)
+        if out.shape[-2:] != x.shape[-2:]:  # decoders with a fixed upsampling at another depth
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return out[..., :h, :w] if (ph or pw) else out
 
 
@@ -194,13 +196,14 @@ def build_segmenter(
             model: nn.Module = LRASPPSegmenter(encoder, n, **cfg.decoder.kwargs)
         else:
             arch = getattr(smp, DECODERS[kind])
-            model = arch(
-                encoder_name=enc_name, encoder_weights=None, encoder_depth=e.depth, classes=n, **cfg.decoder.kwargs
-            )
+            kw = dict(cfg.decoder.kwargs)
+            if kind in ("unet", "unetplusplus", "manet") and "decoder_channels" not in kw:
+                kw["decoder_channels"] = (256, 128, 64, 32, 16)[5 - e.depth :]  # one per encoder stage
+            model = arch(encoder_name=enc_name, encoder_weights=None, encoder_depth=e.depth, classes=n, **kw)
     except (KeyError, RuntimeError) as err:
         raise ConfigError(f"encoder.name: cannot build {e.source} {e.name!r} as an encoder: {err}") from err
-    except TypeError as err:
-        raise ConfigError(f"decoder.kwargs: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"decoder.kwargs / encoder.depth: {err}") from err
     except Exception as err:
         if "Unknown model" in str(err) or "Unsupported model" in str(err):
             raise ConfigError(f"encoder.name: {e.source} has no usable encoder {e.name!r} ({err})") from err
