@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from _segment_data import CLASSES, make_mask_folder
 from PIL import Image
 from torchvision import tv_tensors
 
+from _segment_data import CLASSES, make_mask_folder
 from visiontune.errors import DatasetError
 from visiontune.segment.formats import (
     convert,

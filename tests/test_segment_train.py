@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 import yaml
-from _segment_data import CLASSES, TINY_SEGMENTER, make_mask_folder
 from typer.testing import CliRunner
 
 import visiontune as vt
+from _segment_data import CLASSES, TINY_SEGMENTER, make_mask_folder
 from visiontune.cli.main import app
 from visiontune.errors import ConfigError
 from visiontune.segment.compose import composed_segmenter, parse_config
