@@ -25,6 +25,7 @@ from visiontune.hub.saved import CARD_FILE, SavedModel, is_saved_model
 from visiontune.hub.segmentation import SEGMENTATION_TASKS
 from visiontune.segment.config import SegmentTrainConfig
 from visiontune.segment.evaluate import SegmentationEvaluation, evaluate_segmenter
+from visiontune.segment.export import export_segmenter
 from visiontune.segment.train import train_segmenter
 
 __all__ = ["audit", "bench", "evaluate", "export", "task_of", "train"]
@@ -179,6 +180,10 @@ def export(
     from visiontune.hub import load
 
     src = load(model, trust_pickle=trust_pickle) if isinstance(model, (str, os.PathLike)) else model
+    if isinstance(src, Pretrained) and src.task in SEGMENTATION_TASKS:
+        if format != "onnx":
+            raise ConfigError(f"segmenters export to onnx; got format={format!r}")
+        return export_segmenter(src, out, **options)
     return run_export(src, format, out, **options)
 
 

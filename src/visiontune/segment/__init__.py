@@ -40,6 +40,7 @@ _LAZY = {
     "SegmentationEvaluation": "visiontune.segment.evaluate",
     "audit_segmenter": "visiontune.segment.audit",
     "export_segmenter": "visiontune.segment.export",
+    "SegmentationArtifact": "visiontune.segment.export",
 }
 
 __all__ = sorted(_LAZY)
