@@ -109,6 +109,7 @@ def main() -> int:
     ap.add_argument("--rows", default="pretrained,random,plain")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription on a loaded machine)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--class-weights", default=None, help="override the recipe's class_weights (none | inverse_sqrt)")
     ap.add_argument("--keep", type=Path, default=None, help="copy the pretrained row's run folder here (for the audit)")
     args = ap.parse_args()
     if importlib.util.find_spec("segmentation_models_pytorch") is None:
@@ -149,6 +150,8 @@ def main() -> int:
                 "seed": 0,
                 "trackers": [],
             }
+            if args.class_weights:
+                cfg["class_weights"] = args.class_weights
             if args.max_train_batches:
                 cfg["max_train_batches"] = args.max_train_batches  # (the plain loop gets as many images)
             t0 = time.time()
