@@ -22,6 +22,11 @@ from visiontune.errors import ConfigError
 from visiontune.hub import Pretrained, describe
 from visiontune.hub.detection import DETECTION_TASKS
 from visiontune.hub.saved import CARD_FILE, SavedModel, is_saved_model
+from visiontune.hub.segmentation import SEGMENTATION_TASKS
+from visiontune.segment.config import SegmentTrainConfig
+from visiontune.segment.evaluate import SegmentationEvaluation, evaluate_segmenter
+from visiontune.segment.export import export_segmenter
+from visiontune.segment.train import train_segmenter
 
 __all__ = ["audit", "bench", "evaluate", "export", "task_of", "train"]
 
@@ -35,6 +40,9 @@ def task_of(model: Any, *, trust_pickle: bool = False) -> str:
         return model.pretrained.task
     text = str(model)
     if text.endswith((".yaml", ".yml")):
+        doc = read_yaml(Path(text), "model config") if Path(text).is_file() else {}
+        if isinstance(doc, dict) and ("segmenter" in doc or "encoder" in doc):
+            return "segmentation"  # a composed-segmenter config
         return "detection"  # a composed-detector config
     path = Path(text)
     if path.is_dir() and (path / "model" / CARD_FILE).is_file():
@@ -47,7 +55,7 @@ def task_of(model: Any, *, trust_pickle: bool = False) -> str:
 def _config(config: Any, sections: tuple[str, ...]) -> dict:
     if config is None:
         return {}
-    if isinstance(config, (TrainConfig, DetectTrainConfig)):
+    if isinstance(config, (TrainConfig, DetectTrainConfig, SegmentTrainConfig)):
         return config.to_dict()
     doc = dict(config) if isinstance(config, dict) else read_yaml(Path(config), "train config")
     for s in sections:
@@ -71,14 +79,19 @@ def train(
     """Fine-tune ``model`` on ``data`` (or what ``config`` — a dict, a YAML file, or its ``train:``
     / ``detect_train:`` section — names); ``options`` are the task config's keys (``epochs``,
     ``lr``, ``strategy``, ``devices``…). Classifiers train with `visiontune.adapt`, detectors
-    with `visiontune.detect`; both record a run under ``out/<name>`` and return a result with
+    with `visiontune.detect`, segmenters (a composed-segmenter YAML, ``segmenter:`` or a saved
+    one) with `visiontune.segment`; each records a run under ``out/<name>`` and return a result with
     ``.dir``, ``.metrics``, ``.to_dict()``, ``.summary()``."""
-    cfg = {**_config(config, ("train", "detect_train")), **options}
+    cfg = {**_config(config, ("train", "detect_train", "segment_train")), **options}
     for key, value in (("model", model), ("data", data), ("name", name)):
         if value is not None:
             cfg[key] = str(value) if key != "name" else value
+    if "segmenter" in cfg and "data" in cfg:  # an inline composed segmenter
+        return train_segmenter(cfg, run_root=out, progress=progress, resume=resume, trust_pickle=trust_pickle)
     if "model" not in cfg or "data" not in cfg:
         raise ConfigError("train needs model= and data= (or a config that names them)")
+    if task_of(cfg["model"], trust_pickle=trust_pickle) == "segmentation":
+        return train_segmenter(cfg, run_root=out, progress=progress, resume=resume, trust_pickle=trust_pickle)
     is_detection = cfg.get("compose") is not None or task_of(cfg["model"], trust_pickle=trust_pickle) in DETECTION_TASKS
     if is_detection:
         return train_detector(cfg, run_root=out, progress=progress, resume=resume, trust_pickle=trust_pickle)
@@ -101,11 +114,25 @@ def evaluate(
     progress: bool = True,
     trust_pickle: bool = False,
     **options: Any,
-) -> ClassifierEvaluation | EvalResult:
+) -> ClassifierEvaluation | EvalResult | SegmentationEvaluation:
     """``model`` on a labelled split of ``data``: top-1 / top-5, per-class precision and recall,
     confusion matrix and calibration error for classifiers; COCO mAP (overall and per class) for
-    detectors. ``out`` writes ``metrics.json`` (and the confusion matrix / predictions)."""
+    detectors; mIoU, per-class IoU, pixel accuracy and Dice for semantic segmenters, COCO mask
+    AP for instance segmenters (``options``: ``ignore_index``, ``classes``, ``per_image``). ``out`` writes ``metrics.json`` (and the confusion matrix / predictions)."""
     task = task_of(model, trust_pickle=trust_pickle)
+    if task in SEGMENTATION_TASKS:
+        if data is None:
+            raise ConfigError("evaluate needs data= for a segmenter (a mask folder, COCO JSON or YOLO-seg data)")
+        return evaluate_segmenter(
+            model,
+            data,
+            split=split or "val",
+            batch_size=batch_size or 8,
+            progress=progress,
+            trust_pickle=trust_pickle,
+            out=out,
+            **options,
+        )
     if task in DETECTION_TASKS:
         if data is None:
             raise ConfigError("evaluate needs data= for a detector (COCO JSON, YOLO data.yaml or VOC folder)")
@@ -153,6 +180,10 @@ def export(
     from visiontune.hub import load
 
     src = load(model, trust_pickle=trust_pickle) if isinstance(model, (str, os.PathLike)) else model
+    if isinstance(src, Pretrained) and src.task in SEGMENTATION_TASKS:
+        if format != "onnx":
+            raise ConfigError(f"segmenters export to onnx; got format={format!r}")
+        return export_segmenter(src, out, **options)
     return run_export(src, format, out, **options)
 
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "audit",
     "cache",
     "detect",
+    "segment",
     "bench",
     "export",
     "label",

@@ -22,7 +22,11 @@ from visiontune.track import Run
 
 RUN_DIR_ENV = "VISIONTUNE_RUN_DIR"  # hands rank 0's run directory to DDP worker processes
 #: the command that continues an interrupted run of each kind
-RESUME_COMMANDS = {"train": "visiontune train --resume {dir}", "detect-train": "visiontune detect-train --resume {dir}"}
+RESUME_COMMANDS = {
+    "train": "visiontune train --resume {dir}",
+    "detect-train": "visiontune detect-train --resume {dir}",
+    "segment-train": "visiontune segment-train --resume {dir}",
+}
 
 
 def global_rank() -> int:

@@ -27,6 +27,7 @@ from visiontune.hub.classification import classify, logits_of
 from visiontune.hub.detection import DETECTION_TASKS, detect
 from visiontune.hub.preprocess import Preprocess
 from visiontune.hub.saved import CARD_FILE, WEIGHTS_FILE, SavedModel, write_directory
+from visiontune.hub.segmentation import PREDICTORS as SEGMENTATION_PREDICTORS
 from visiontune.results import Detections, Prediction
 
 __all__ = ["CARD_FILE", "WEIGHTS_FILE", "Detections", "Prediction", "Pretrained", "logits_of", "register_task"]
@@ -34,6 +35,7 @@ __all__ = ["CARD_FILE", "WEIGHTS_FILE", "Detections", "Prediction", "Pretrained"
 #: task name -> predictor ``fn(pretrained, images, **options) -> list[result]``
 PREDICTORS: dict[str, Callable[..., list]] = {"classification": classify}
 PREDICTORS.update({t: detect for t in DETECTION_TASKS})
+PREDICTORS.update(SEGMENTATION_PREDICTORS)  # instance segmenters: a Segmentation (still a Detections)
 
 
 class RandomWeightsWarning(UserWarning):
@@ -107,7 +109,9 @@ class Pretrained:
 
         Classification: ``topk=5, batch_size=32, device=None`` → list of `Prediction`.
         Detection: ``score_threshold=0.25, nms_iou=0.45, max_detections=100, classes=None,
-        batch_size=8`` → list of `Detections`. Every task takes ``progress=False``.
+        batch_size=8`` → list of `Detections`. Segmentation (semantic, instance, promptable):
+        ``probabilities``, ``mode``, ``points`` / ``boxes`` (SAM) → list of `Segmentation`
+        (see `visiontune.hub.segmentation`). Every task takes ``progress=False``.
         """
         fn = PREDICTORS.get(self.task)
         if fn is None:

@@ -51,6 +51,7 @@ BUILTIN_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
 BUILTIN_ARCHITECTURES: dict[str, str] = {
     "torchvision": "visiontune.detect.models:build_from_recipe",
     "composed": "visiontune.detect.compose:build_from_recipe",
+    "segmenter": "visiontune.segment.compose:build_from_recipe",
 }
 
 

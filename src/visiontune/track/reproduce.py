@@ -22,11 +22,13 @@ _BUILTIN_RUNNERS = {
     "selfcheck": "visiontune.track.selfcheck:run_selfcheck",
     "train": "visiontune.adapt.training:reproduce_runner",
     "detect-train": "visiontune.detect.train:reproduce_runner",
+    "segment-train": "visiontune.segment.train:reproduce_runner",
 }
 # How each kind re-computes its data version from a config ("module:function").
 _BUILTIN_DATA_VERSIONS = {
     "train": "visiontune.adapt.training:data_version",
     "detect-train": "visiontune.detect.train:data_version",
+    "segment-train": "visiontune.segment.train:data_version",
 }
 ENTRY_POINT_GROUP = "visiontune.runners"
 

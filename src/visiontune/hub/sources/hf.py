@@ -25,6 +25,7 @@ from visiontune.hub.sources._common import finish, glob_pattern, load_local_weig
 from visiontune.hub.trust import torch_load
 
 TASKS = [
+    ("SamModel", "promptable-segmentation", "AutoModel"),
     ("ForImageClassification", "classification", "AutoModelForImageClassification"),
     ("ForObjectDetection", "detection", "AutoModelForObjectDetection"),
     ("ForSemanticSegmentation", "segmentation", "AutoModelForSemanticSegmentation"),
@@ -253,6 +254,12 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
         pre = Preprocess(resize=256, crop=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
         card.preprocess_source = "assumed ImageNet defaults: the repo has no image processor config"
+    if task == "segmentation":  # label conventions (transformers #35402, #27224): stated, not guessed
+        card.extra.update(
+            ignore_index=int(getattr(config, "semantic_loss_ignore_index", 255)),
+            reduce_labels=bool(getattr(proc, "do_reduce_labels", False) or getattr(proc, "reduce_labels", False)),
+            background=bool(names) and names[0].lower() in ("background", "__background__", "unlabeled"),
+        )
     if loaded and card.license_weights is None:
         card.license_notes.append("The model repo states no licence in its card; treat as all rights reserved.")
     card = finish(model, card, opts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torch import nn
+
 from visiontune.data.hashing import cached_sha256 as file_sha256
 from visiontune.errors import ModelIdError, VisiontuneError, WeightsNotCachedError
 from visiontune.hub import offline
@@ -29,8 +31,11 @@ TASK_MODULES = {
 
 
 def task_of(name: str) -> str:
+    """classification | detection | instance-segmentation (Mask R-CNN) | segmentation | …"""
     import torchvision.models as tvm
 
+    if name.startswith("maskrcnn"):
+        return "instance-segmentation"
     for task, mod in TASK_MODULES.items():
         if name in tvm.list_models(module=getattr(tvm, mod)):
             return task
@@ -133,7 +138,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     meta_w = w or (enum.DEFAULT if enum is not None else None)
 
     kwargs: dict = dict(opts.model_kwargs)
-    if task in ("detection", "segmentation"):
+    if task in ("detection", "instance-segmentation", "segmentation"):
         kwargs.setdefault("weights_backbone", None)
     builder = tvm.get_model_builder(name)
 
@@ -212,7 +217,16 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
             card.num_classes = getattr(h, "out_features", None) or getattr(h, "out_channels", None)
         except (ValueError, AttributeError, VisiontuneError):
             pass
-    if task == "detection" and card.num_classes is None:
+    if task == "segmentation":  # torchvision's segmentation weights: VOC labels, 0 = background
+        card.extra.update(ignore_index=255, background=True, reduce_labels=False)
+        if card.num_classes is None:
+            head = getattr(model, "classifier", None)
+            head = getattr(head, "high_classifier", None) or (head[-1] if isinstance(head, nn.Sequential) else None)
+            card.num_classes = int(head.out_channels) if head is not None else None
+            cats = list(meta_w.meta.get("categories") or []) if meta_w is not None else []
+            if card.class_names is None and cats and len(cats) == card.num_classes:
+                card.class_names = cats  # the architecture's label space (its weights' categories)
+    if task in ("detection", "instance-segmentation") and card.num_classes is None:
         card.num_classes = detector_num_classes(model) or None
         cats = list(meta_w.meta.get("categories") or []) if meta_w is not None else []
         if card.class_names is None and cats and len(cats) == card.num_classes:

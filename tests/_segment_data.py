@@ -1,0 +1,45 @@
+"""Small synthetic segmentation data for the segment tests: rectangles of known classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ["background", "red", "green"]
+COLORS = {1: (220, 30, 30), 2: (30, 200, 40)}
+
+
+def make_mask_folder(
+    root: Path, n: int = 12, size: tuple[int, int] = (48, 64), seed: int = 0, void: bool = True
+) -> Path:
+    """``root/{train,val}/{images,masks}`` + classes.txt: noise background, one red and one green
+    rectangle per image, a 2-pixel void (255) border."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, count in (("train", n), ("val", max(2, n // 3))):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "masks").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = rng.integers(60, 140, (h, w, 3), dtype=np.uint8)
+            mask = np.zeros((h, w), np.uint8)
+            for c in (1, 2):
+                y0, x0 = rng.integers(0, h - 16), rng.integers(0, w - 16)
+                y1, x1 = y0 + rng.integers(10, 16), x0 + rng.integers(10, 16)
+                img[y0:y1, x0:x1] = COLORS[c]
+                mask[y0:y1, x0:x1] = c
+            if void:
+                mask[:2], mask[-2:] = 255, 255
+            Image.fromarray(img).save(root / split / "images" / f"im{i:03d}.jpg", quality=95)
+            Image.fromarray(mask, mode="L").save(root / split / "masks" / f"im{i:03d}.png")
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    return root
+
+
+TINY_SEGMENTER = {
+    "encoder": {"source": "timm", "name": "resnet18", "depth": 3},
+    "decoder": {"type": "fpn", "kwargs": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32}},
+    "image": {"size": [48, 64]},
+    "classes": CLASSES,
+}
