@@ -41,7 +41,8 @@ class TrainConfig(EngineOptions):
     )
 
     task: Literal["multiclass", "multilabel"] = Field(
-        "multiclass", description="multilabel: several labels per image (CSV 'labels' column or a folder of label folders)"
+        "multiclass",
+        description="multilabel: several labels per image (CSV 'labels' column or a folder of label folders)",
     )
 
     # strategy

@@ -21,6 +21,7 @@ from visiontune.engine import EpochSampler, SeededDataset, mix_seed, rank_world,
 #: a different stream from the shuffle permutation of the same (seed, epoch)
 _BALANCED_STREAM = 0xBA1A
 
+
 class BalancedEpochSampler(EpochSampler):
     """Each class drawn equally often per epoch (with replacement), order a function of
     (seed, epoch); ``labels`` are the training labels (class indices)."""

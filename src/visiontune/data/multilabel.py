@@ -194,7 +194,9 @@ def load_multilabel(
     elif p.is_dir():
         rows, base, kind = _collect_label_folders(p.resolve()), p.resolve(), "label-folders"
     else:
-        raise DatasetError(f"{source}: a multi-label source is a CSV (path,labels[,split]) or a folder of label folders")
+        raise DatasetError(
+            f"{source}: a multi-label source is a CSV (path,labels[,split]) or a folder of label folders"
+        )
     classes = sorted({lab for _, _, labs, _ in rows for lab in labs})
     if not classes:
         raise DatasetError(f"{source}: no labels at all")

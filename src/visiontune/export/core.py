@@ -149,7 +149,7 @@ def resolve_source(
                 f"`YOLO(...).export(format='onnx')`"
             )
         pre = _detector_preprocessing(module)
-    elif task != "classification":
+    elif task not in ("classification", "multilabel-classification"):
         raise ExportError(f"{model_id}: exporting {task} models is not supported (classification and detection are)")
     else:
         if preprocess is None:
@@ -636,6 +636,10 @@ def _sidecar(
             "apply": "softmax for probabilities",
             "batch": None if dynamic_batch else 1,
         }
+        if src.task == "multilabel-classification":  # several labels per image: sigmoid + per-label cuts
+            saved = (src.card.get("extra") or {}).get("thresholds") or {}
+            output["apply"] = "sigmoid per label; a label is present when its probability >= its threshold"
+            output["thresholds"] = [float(saved.get(c, 0.5)) for c in (src.class_names or [])]
     card = src.card
     versions = {"torch": torch.__version__}
     for mod in ("torchvision", "onnx", "onnxruntime"):

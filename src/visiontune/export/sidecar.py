@@ -65,8 +65,10 @@ def read_sidecar(artifact: str | os.PathLike) -> dict:
     for key in ("task", "preprocessing", "input", "output"):
         if key not in doc:
             raise ConfigError(f"{path}: missing key {key!r}; re-export the model to rewrite the sidecar")
-    if doc["task"] not in ("classification", "detection"):
-        raise ConfigError(f"{path}: key 'task' is {doc['task']!r}; expected 'classification' or 'detection'")
+    if doc["task"] not in ("classification", "multilabel-classification", "detection"):
+        raise ConfigError(
+            f"{path}: key 'task' is {doc['task']!r}; expected classification, multilabel-classification or detection"
+        )
     pre = doc["preprocessing"]
     interp = pre.get("interpolation", "bilinear")
     if interp not in _PIL_RESAMPLE:
