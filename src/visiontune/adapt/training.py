@@ -264,6 +264,8 @@ def train(
         metrics = evaluate_splits(cfg, p, hpath, val_ds, splits, feats, session.dir, console, averaged)
         timings["eval_s"] = time.perf_counter() - t0
         metrics["epochs_trained"] = trainer.current_epoch
+        if best_cb.best_model_score is not None:  # the monitored metric at the best epoch
+            metrics[f"best/{monitor}"] = float(best_cb.best_model_score)
         metrics["evaluated"] = evaluated
         for cb in callbacks:
             if hasattr(cb, "visiontune_summary"):

@@ -108,7 +108,7 @@ class PruningCallback(L.Callback):
 
     def visiontune_summary(self) -> dict[str, Any]:
         """What the run record says about the trial."""
-        return {"tune/trial": self.trial.number, "tune/pruned": self.pruned_at is not None}
+        return {"tune/trial": self.trial.number, "tune/pruned": int(self.pruned_at is not None)}
 
 
 def read_tune_file(config: str | Path) -> tuple[dict, dict, TuneSettings]:
@@ -192,9 +192,10 @@ def tune(
         if cb.pruned_at is not None:
             trial.set_user_attr("pruned_at_epoch", cb.pruned_at + 1)
             raise optuna.TrialPruned(f"pruned after epoch {cb.pruned_at + 1}")
-        if metric not in r.metrics:
+        value = r.metrics.get(metric, r.metrics.get(f"best/{metric}"))
+        if not isinstance(value, (int, float)):
             raise ConfigError(f"tune.metric {metric!r} is not among the run's final metrics")
-        return float(r.metrics[metric])
+        return float(value)
 
     study.optimize(objective, n_trials=n_trials, catch=())
     return _write_outputs(study, base, metric, direction, storage, out, time.perf_counter() - t0)
