@@ -103,6 +103,7 @@ def predict(
     trust_pickle: bool = TrustPickle,
     trust_remote_code: bool = TrustCode,
     as_json: bool = typer.Option(False, "--json"),
+    tta: str = typer.Option("none", "--tta", help="Classifiers: test-time augmentation none | flip | crops."),
 ):
     """The model's predictions for images — top-k classes or detections — each image preprocessed
     as the weights expect (hub ids, saved models of any task, exported artifacts)."""
@@ -120,7 +121,9 @@ def predict(
     p = _load(model_id, weights, trust_pickle, trust_remote_code)
     warn_if_random(p)
     if p.task == "classification":
-        preds = p.predict(files, topk=topk, batch_size=batch_size)
+        preds = p.predict(files, topk=topk, batch_size=batch_size, tta=tta)
+    elif p.task == "multilabel-classification":  # every label's probability, decided at its threshold
+        preds = p.predict(files, batch_size=batch_size, tta=tta)
     else:
         preds = p.predict(files, score_threshold=score_threshold, batch_size=min(batch_size, 8))
     _print_preds(preds, as_json)
@@ -140,6 +143,11 @@ def _print_preds(preds, as_json: bool) -> None:
         return
     if as_json:
         typer.echo(json.dumps([x.to_dict() for x in preds], indent=1))
+        return
+    if preds and isinstance(preds[0].probs, dict):  # multi-label
+        for x in preds:
+            on = "  ".join(f"{lab} [bold]{x.probs[lab]:.3f}[/]" for lab in x.labels) or "(no label)"
+            console.print(f"{x.source}: {on}", highlight=False)
         return
     for x in preds:
         tops = "  ".join(f"{lab} [bold]{pr:.3f}[/]" for lab, pr in zip(x.labels, x.probs))
