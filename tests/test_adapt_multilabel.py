@@ -167,3 +167,52 @@ def test_config_refuses_mismatched_options(csv_data):
         TrainConfig.from_dict({**BASE, "data": str(csv_data), "task": "multilabel", "mixup": 0.2})
     with pytest.raises(ConfigError, match="multilabel"):
         TrainConfig.from_dict({**BASE, "data": str(csv_data), "loss": "asl"})
+
+
+@pytest.mark.slow
+def test_multilabel_audit_finds_flipped_labels(csv_data, tmp_path):
+    """Labels removed from / added to a few images are ranked first by the audit (CLI too)."""
+    from typer.testing import CliRunner
+
+    from visiontune.cli.main import app
+
+    rows = csv_data.read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    flipped = {}
+    for i in (0, 3, 6):  # drop one present label, or add an absent one
+        path, labs, split = body[i].split(",")
+        have = set(labs.split(";")) - {""}
+        change = sorted(have)[0] if have else "red"
+        new = have - {change} if have else {change}
+        flipped[path] = change
+        body[i] = f"{path},{';'.join(sorted(new))},{split}"
+    noisy = csv_data.parent / "noisy.csv"
+    noisy.write_text("\n".join([header, *body]) + "\n")
+    import visiontune as vt
+
+    model_dir = vt.load("timm:test_efficientnet", pretrained=False, num_classes=3).save(tmp_path / "m")
+    res = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            str(model_dir),
+            "--data",
+            str(noisy),
+            "--split",
+            "train",
+            "--multilabel",
+            "--out",
+            str(tmp_path / "audit"),
+            "--k-folds",
+            "4",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    pairs = pd.read_csv(tmp_path / "audit" / "multilabel_label_candidates.csv")
+    table = pd.read_csv(tmp_path / "audit" / "multilabel_issues.csv")
+    assert len(table) == 16 and set(pairs["kind"]) <= {"missed", "wrong"}
+    top = {(Path(p).name, lab) for p, lab in zip(pairs["path"].head(6), pairs["label"].head(6))}
+    hits = sum((Path(p).name, lab) in top for p, lab in flipped.items())
+    assert hits >= 2, (top, flipped)
