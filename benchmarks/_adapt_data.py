@@ -120,3 +120,23 @@ def load_average() -> str:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1]
     except OSError:
         return "?"
+
+
+def frozen_features(cfg: dict):
+    """(splits, {split: Features}) of a config's frozen backbone, through the same cache key as
+    ``train(strategy="linear")`` — so a probe run of the same config reads these from disk."""
+    from visiontune.adapt.config import TrainConfig
+    from visiontune.adapt.features import cache_key, cached_features, weights_hash
+    from visiontune.adapt.setup import head_path, load_pretrained, load_splits
+
+    c = TrainConfig.from_dict(cfg)
+    splits = load_splits(c)
+    p = load_pretrained(c, list(splits.classes))
+    hpath = head_path(p)
+    bh = weights_hash(p.model, exclude_prefix=hpath)
+    out = {}
+    for split in ("train", "val"):
+        ds = splits[split].with_transform(p.preprocess)
+        key = cache_key(c.model, bh, splits.version, split, ds.paths, p.preprocess)
+        out[split] = cached_features(p.model, hpath, ds, key, mode="disk", cache_dir=c.cache_dir, batch_size=64)
+    return splits, out

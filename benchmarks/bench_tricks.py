@@ -24,6 +24,7 @@ import time
 
 import torch
 from rich.console import Console
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from _adapt_data import assets, base_config, load_average, mean_std, tiny_longtail_csv, work_dir
@@ -71,7 +72,7 @@ def tta_scores(head, feats: list[torch.Tensor], y: torch.Tensor, classes: list[s
     return m
 
 
-def probe_table(name: str, data: str, work, seeds: int, epochs: int, quiet) -> dict:
+def probe_table(name: str, data: str, work, seeds: int, epochs: int, quiet, tta_modes=("flip",)) -> dict:
     from visiontune.adapt import train
     from visiontune.adapt.config import TrainConfig
     from visiontune.adapt.setup import get_module, head_path, load_splits
@@ -95,9 +96,16 @@ def probe_table(name: str, data: str, work, seeds: int, epochs: int, quiet) -> d
                 splits = load_splits(TrainConfig.from_dict(cfg))
                 val = splits.val.with_transform(p.preprocess)
                 torch.set_num_threads(2)  # backbone passes
-                for mode in ("flip", "crops"):
+                for mode in tta_modes:
+                    cache = work / f"tta_{mode}_views.safetensors"
+                    if cache.is_file():  # the views' features do not depend on the head: kept on disk
+                        t = load_file(str(cache))
+                        views[mode] = ([t[f"v{i}"] for i in range(len(t) - 1)], t["y"])
+                        continue
                     t0 = time.perf_counter()
                     views[mode] = view_features(p, hpath, val, mode)
+                    feats, y = views[mode]
+                    save_file({**{f"v{i}": f.contiguous() for i, f in enumerate(feats)}, "y": y}, str(cache))
                     print(f"{name}: {mode} view features in {time.perf_counter() - t0:.0f}s", flush=True)
                 torch.set_num_threads(1)
                 classes = list(splits.classes)
@@ -149,18 +157,20 @@ def main() -> None:
     ap.add_argument("--finetune-seeds", type=int, default=2)
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--only-finetune", action="store_true")
+    ap.add_argument("--crops", action="store_true", help="also 5-crop x flip TTA (10 backbone passes per image)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # heads on cached features: one thread is several times faster here
     quiet = Console(quiet=True)
     print(f"load average at start: {load_average()}")
     t0 = time.perf_counter()
     if not args.only_finetune:
+        modes = ("flip", "crops") if args.crops else ("flip",)
         hym = probe_table(
-            "hymenoptera", str(assets() / "hymenoptera"), work_dir("tricks-hym"), args.seeds, args.epochs, quiet
+            "hymenoptera", str(assets() / "hymenoptera"), work_dir("tricks-hym"), args.seeds, args.epochs, quiet, modes
         )
         tw = work_dir("imbalance")  # the same subset (and feature cache) as bench_imbalance
         csv, _ = tiny_longtail_csv(tw)
-        tiny = probe_table("tiny-imagenet", str(csv), tw, args.seeds, args.epochs, quiet)
+        tiny = probe_table("tiny-imagenet", str(csv), tw, args.seeds, args.epochs, quiet, modes)
         print_table(f"hymenoptera, linear probe, {args.seeds} seeds, {args.epochs} epochs", hym)
         print_table(f"tiny-imagenet long-tailed subset (10:1), linear probe, {args.seeds} seeds", tiny)
     if args.finetune or args.only_finetune:

@@ -101,6 +101,7 @@ def train_heads(
     """Train one linear head per ``(lr, weight_decay)`` setting on features ``x`` (N, D) in one
     pass per epoch; returns the weights (K, D, C) and biases (K, C)."""
     k, (n, d) = len(settings), x.shape
+    x = x.float().contiguous()
     g = torch.Generator().manual_seed(mix_seed(seed, 0xC0FFEE))
     if init is None:  # nn.Linear's default init, the same start for every head
         bound = 1 / math.sqrt(d)
@@ -108,10 +109,12 @@ def train_heads(
         b0 = (torch.rand(num_classes, generator=g) * 2 - 1) * bound
     else:
         w0, b0 = init
-    w = w0.expand(k, d, num_classes).clone().requires_grad_(True)
-    b = b0.expand(k, num_classes).clone().requires_grad_(True)
-    lr = torch.tensor([s[0] for s in settings], dtype=torch.float32)
-    wd = torch.tensor([s[1] for s in settings], dtype=torch.float32)
+    c = num_classes
+    # all heads side by side: one (D, K*C) matrix, one GEMM per batch
+    w = w0[:, None, :].expand(d, k, c).reshape(d, k * c).clone().requires_grad_(True)
+    b = b0[None, :].expand(k, c).reshape(k * c).clone().requires_grad_(True)
+    lr = torch.tensor([s[0] for s in settings], dtype=torch.float32)[:, None].expand(k, c).reshape(k * c)
+    wd = torch.tensor([s[1] for s in settings], dtype=torch.float32)[:, None].expand(k, c).reshape(k * c)
     state = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in (w, b)}
     b1, b2, eps = 0.9, 0.999, 1e-8
     steps_per_epoch = math.ceil(n / batch_size)
@@ -121,29 +124,34 @@ def train_heads(
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             xb, yb = x[idx], y[idx]
-            logits = torch.einsum("bd,kdc->kbc", xb, w) + b[:, None, :]
+            logits = torch.addmm(b, xb, w).view(len(idx), k, c)
             if multilabel:
                 loss = F.binary_cross_entropy_with_logits(
-                    logits, yb.float().expand(k, *yb.shape), reduction="none"
-                ).mean((1, 2))
-            else:
-                flat = logits.reshape(k * len(idx), num_classes)
-                loss = F.cross_entropy(flat, yb.repeat(k), reduction="none", label_smoothing=label_smoothing)
-                loss = loss.view(k, -1).mean(1)
+                    logits, yb.float()[:, None, :].expand_as(logits), reduction="sum"
+                ) / (len(idx) * c)
+            else:  # the sum over heads of each head's mean loss: every head gets its own gradient
+                target = yb[:, None].expand(len(idx), k).reshape(-1)
+                loss = F.cross_entropy(
+                    logits.reshape(-1, c), target, reduction="sum", label_smoothing=label_smoothing
+                ) / len(idx)
             w.grad = b.grad = None
-            loss.sum().backward()
+            loss.backward()
             step += 1
             factor = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - 1) / total)))
             with torch.no_grad():
+                bc1, bc2 = 1 - b1**step, 1 - b2**step
+                decay = 1 - lr * factor * wd  # decoupled weight decay, per head
                 for p in (w, b):
                     m, v = state[id(p)]
-                    shape = (k,) + (1,) * (p.ndim - 1)
-                    p.mul_(1 - (lr * factor * wd).view(shape))  # decoupled weight decay
-                    m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                    p.mul_(decay)
+                    m.lerp_(p.grad, 1 - b1)
                     v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    mh, vh = m / (1 - b1**step), v / (1 - b2**step)
-                    p.sub_((lr * factor).view(shape) * mh / (vh.sqrt() + eps))
-    return w.detach(), b.detach()
+                    # m / (sqrt(v / bc2) + eps) = sqrt(bc2) * m / (sqrt(v) + eps * sqrt(bc2)): one temporary
+                    upd = v.sqrt().add_(eps * math.sqrt(bc2))
+                    torch.div(m, upd, out=upd)
+                    p.addcmul_(upd, lr, value=-factor * math.sqrt(bc2) / bc1)
+    w_out = w.detach().view(d, k, c).permute(1, 0, 2).contiguous()
+    return w_out, b.detach().view(k, c)
 
 
 def score_heads(
