@@ -51,7 +51,7 @@ class TuneSettings(BaseModel):
     direction: Literal["auto", "maximize", "minimize"] = "auto"
     pruner: Literal["median", "none"] = "median"
     startup_trials: int = Field(2, ge=0, description="trials never pruned, to learn what 'median' is")
-    warmup_epochs: int = Field(0, ge=0, description="epochs of each trial never pruned")
+    warmup_epochs: int = Field(1, ge=0, description="first epochs of each trial never pruned")
     sampler: Literal["tpe", "random"] = "tpe"
     seed: int = 0
     study: str | None = Field(None, description="study name (default: the config file's stem)")
@@ -252,7 +252,7 @@ def plot_study(rows: list[dict], metric: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    done = [r for r in rows if r["value"] is not None]
+    done = [r for r in rows if r["state"] == "complete"]
     a.scatter([r["number"] for r in done], [r["value"] for r in done], label="complete")
     pruned = [r for r in rows if r["state"] == "pruned" and r["intermediate"]]
     a.scatter(
