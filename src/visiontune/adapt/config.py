@@ -12,6 +12,7 @@ from visiontune._config import load, validate
 from visiontune.engine.options import EngineOptions
 
 Strategy = Literal["linear", "partial", "full", "gradual"]
+Monitor = Literal["auto", "val/acc", "val/loss", "val/balanced_acc", "val/map", "val/f1_macro"]
 
 
 class TrainConfig(EngineOptions):
@@ -39,6 +40,11 @@ class TrainConfig(EngineOptions):
         description="decode every image once before training; undecodable files are dropped and listed in run.json",
     )
 
+    task: Literal["multiclass", "multilabel"] = Field(
+        "multiclass",
+        description="multilabel: several labels per image (CSV 'labels' column or a folder of label folders)",
+    )
+
     # strategy
     strategy: Strategy = "full"
     n_stages: int = Field(2, ge=0, description="partial: number of last stages to train")
@@ -58,6 +64,33 @@ class TrainConfig(EngineOptions):
     weight_decay: float = Field(0.01, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    loss: Literal["auto", "ce", "bce", "asl"] = Field(
+        "auto", description="auto: cross-entropy (multiclass) / BCE (multilabel); asl: asymmetric loss (multilabel)"
+    )
+    asl_gamma_neg: float = Field(4.0, ge=0.0, description="asl: focusing on negatives")
+    asl_gamma_pos: float = Field(0.0, ge=0.0, description="asl: focusing on positives")
+    asl_clip: float = Field(0.05, ge=0.0, lt=1.0, description="asl: probability margin shifted off easy negatives")
+
+    # imbalance
+    class_weights: Literal["auto"] | list[float] | None = Field(
+        None, description="'auto': n / (classes * count) from the training counts; or one weight per class"
+    )
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description="balanced: draw every class equally often (seeded by (seed, epoch), resumable)"
+    )
+    logit_adjustment: float = Field(
+        0.0, ge=0.0, description="tau of the logit-adjusted loss (tau * log prior added in training; 1.0 typical)"
+    )
+
+    # recipe tricks
+    ema: bool = Field(False, description="keep an exponential moving average of the weights; evaluated and saved too")
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
+    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0: off); on the cached probe it mixes features")
+    cutmix: float = Field(0.0, ge=0.0, description="cutmix alpha (0: off); needs images (not the cached probe)")
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="fraction of batches mixed when mixup/cutmix is on")
+    tta: Literal["none", "flip", "crops"] = Field(
+        "none", description="test-time augmentation of the final metrics: flip, or 5 crops x flip"
+    )
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)
     epochs: int = Field(10, ge=1)
@@ -65,7 +98,7 @@ class TrainConfig(EngineOptions):
 
     # engine (precision, devices, DDP, accumulation, clipping, early stopping, seed, ...: EngineOptions)
     channels_last: bool | None = Field(None, description="default: on when training on a GPU")
-    monitor: Literal["val/acc", "val/loss"] = "val/acc"
+    monitor: Monitor = Field("auto", description="auto: val/acc (multiclass) or val/map (multilabel)")
 
     # distillation
     teacher: str | None = Field(None, description="model id / saved dir of a frozen teacher")
@@ -83,7 +116,41 @@ class TrainConfig(EngineOptions):
                 raise ValueError("milestones must be strictly increasing epochs, e.g. [2, 4, 6]")
             if any(m < 1 or m >= self.epochs for m in self.milestones):
                 raise ValueError(f"milestones must lie in 1..epochs-1 (epochs={self.epochs})")
+        multi = self.task == "multilabel"
+        if multi and self.loss == "ce":
+            raise ValueError("loss 'ce' is for one label per image; multilabel uses bce or asl")
+        if not multi and self.loss in ("bce", "asl"):
+            raise ValueError(f"loss {self.loss!r} is for task: multilabel")
+        if multi and (self.mixup or self.cutmix or self.sampler == "balanced" or self.logit_adjustment):
+            raise ValueError("mixup / cutmix / sampler: balanced / logit_adjustment are for multiclass tasks")
+        if multi and self.teacher:
+            raise ValueError("distillation (teacher) is for multiclass tasks")
+        if multi and self.monitor in ("val/acc", "val/balanced_acc"):
+            raise ValueError(f"monitor {self.monitor!r} is a multiclass metric; multilabel: val/map, val/f1_macro")
+        if not multi and self.monitor in ("val/map", "val/f1_macro"):
+            raise ValueError(f"monitor {self.monitor!r} is a multilabel metric")
         return self
+
+    @property
+    def monitor_metric(self) -> str:
+        """The metric best checkpoints and early stopping watch."""
+        if self.monitor != "auto":
+            return self.monitor
+        return "val/map" if self.task == "multilabel" else "val/acc"
+
+    @property
+    def tricks(self) -> dict[str, Any]:
+        """The recipe switches of this run (recorded in run.json)."""
+        return {
+            "ema": self.ema_decay if self.ema else None,
+            "mixup": self.mixup or None,
+            "cutmix": self.cutmix or None,
+            "label_smoothing": self.label_smoothing or None,
+            "tta": None if self.tta == "none" else self.tta,
+            "class_weights": self.class_weights,
+            "sampler": self.sampler,
+            "logit_adjustment": self.logit_adjustment or None,
+        }
 
     @property
     def effective_head_lr(self) -> float:

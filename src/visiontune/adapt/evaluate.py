@@ -16,11 +16,14 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from visiontune._atomic import write_text
+from visiontune.adapt.multilabel import multilabel_metrics
 from visiontune.adapt.report import classification_metrics, plot_confusion_matrix, predict_logits
 from visiontune.data import SPLIT_NAMES, load_classification
+from visiontune.data.multilabel import load_multilabel
 from visiontune.errors import ConfigError
 from visiontune.hub import Pretrained, load
-from visiontune.hub.classification import logits_of
+from visiontune.hub.classification import MULTILABEL_TASK, logits_of, thresholds_of
+from visiontune.hub.tta import tta_logits
 from visiontune.progress import progress as progress_bar
 from visiontune.track import RunRecord
 
@@ -71,6 +74,49 @@ class ClassifierEvaluation:
         )
 
 
+@dataclass
+class MultiLabelEvaluation:
+    """A multi-label classifier's metrics on one split (mAP, per-label AP, F1 at its thresholds)."""
+
+    metrics: dict[str, Any]
+    classes: list[str]
+    split: str
+    data_version: str | None = None
+    dir: Path | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready: metrics and labels."""
+        return {
+            "task": MULTILABEL_TASK,
+            "split": self.split,
+            "data_version": self.data_version,
+            "metrics": self.metrics,
+            "classes": self.classes,
+            "dir": str(self.dir) if self.dir else None,
+        }
+
+    def per_class_table(self) -> Any:
+        """A rich table: AP, F1, precision and recall per label."""
+        from rich.table import Table
+
+        s, m = self.split, self.metrics
+        t = Table(title=f"{s} per label")
+        for c in ("label", "AP", "F1", "precision", "recall"):
+            t.add_column(c, justify="left" if c == "label" else "right")
+        cols = [m[f"{s}/per_label_{k}"] for k in ("ap", "f1", "precision", "recall")]
+        for c in self.classes:
+            t.add_row(c, *("-" if col[c] is None else f"{col[c]:.4f}" for col in cols))
+        return t
+
+    def summary(self) -> str:
+        """One line with the headline numbers."""
+        s, m = self.split, self.metrics
+        return (
+            f"{s}: mAP {m[f'{s}/map']:.4f}, F1 macro {m[f'{s}/f1_macro']:.4f}, "
+            f"micro {m[f'{s}/f1_micro']:.4f} (n={m[f'{s}/n']})"
+        )
+
+
 def _run_data_options(model: Any) -> tuple[Any, dict]:
     """For a run folder: its saved model and the data options of its config."""
     path = Path(str(model))
@@ -96,22 +142,26 @@ def evaluate_classifier(
     progress: bool = True,
     trust_pickle: bool = False,
     console: Any = None,
-) -> ClassifierEvaluation:
+    tta: str = "none",
+) -> ClassifierEvaluation | MultiLabelEvaluation:
     """``model`` (a `Pretrained`, a model id, a saved model or a run folder) on ``split`` of
     ``data`` (any classification source; a run folder's own data when omitted). The dataset's
     classes are matched to the model's by name. With ``out``: ``metrics.json``,
-    ``confusion_matrix.png`` and ``predictions.csv`` there."""
+    ``confusion_matrix.png`` and ``predictions.csv`` there. ``tta``: none | flip | crops (the
+    views' probabilities averaged). A multi-label model is scored with mAP, per-label AP and F1
+    at its saved thresholds on a multi-label source."""
     console = console or Console(quiet=not progress)
     model, run_opts = _run_data_options(model)
     data = data if data is not None else run_opts.get("data")
     if data is None:
         raise ConfigError("evaluate needs data= (an image folder, CSV, manifest or torchvision:NAME)")
     p = model if isinstance(model, Pretrained) else load(model, trust_pickle=trust_pickle)
-    if p.task != "classification":
+    multi = p.task == MULTILABEL_TASK
+    if p.task != "classification" and not multi:
         raise ConfigError(f"{p.card.model_id} is a {p.task} model; this evaluates classifiers")
     if split not in SPLIT_NAMES:
         raise ConfigError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
-    splits = load_classification(
+    splits = (load_multilabel if multi else load_classification)(
         data,
         root=data_root if data_root is not None else run_opts.get("root"),
         val_fraction=val_fraction if val_fraction is not None else run_opts.get("val_fraction", 0.2),
@@ -128,8 +178,21 @@ def evaluate_classifier(
     loader = DataLoader(ds.with_transform(p.preprocess), batch_size=batch_size, num_workers=num_workers)
     device = next(p.model.parameters()).device
     with progress_bar(f"evaluating ({split})", len(ds), enabled=progress, console=console):
-        logits, labels = predict_logits(lambda x: logits_of(p.model.eval()(x)), loader, device)
+        logits, labels = predict_logits(
+            lambda x: tta_logits(lambda v: logits_of(p.model.eval()(v)), x, tta, multilabel=multi), loader, device
+        )
+    if multi:
+        targets = torch.zeros(len(labels), len(names))
+        targets[:, to_model] = labels.float()
+        metrics = multilabel_metrics(logits, targets, names, prefix=split, thresholds=thresholds_of(p))
+        metrics[f"{split}/tta"] = tta
+        res = MultiLabelEvaluation(metrics, names, split, splits.version)
+        if out is not None:
+            res.dir = Path(out)
+            write_text(res.dir / "metrics.json", json.dumps(res.to_dict(), indent=1, default=str))
+        return res
     metrics, cm = classification_metrics(logits, to_model[labels], names, prefix=split)
+    metrics[f"{split}/tta"] = tta
     result = ClassifierEvaluation(metrics, cm, names, split, splits.version)
     if out is not None:
         result.dir = Path(out)

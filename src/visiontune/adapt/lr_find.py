@@ -21,6 +21,8 @@ from visiontune._atomic import save_figure
 from visiontune.adapt.features import extract
 from visiontune.adapt.groups import LayerGroups, layer_groups
 from visiontune.adapt.groups import param_groups as make_groups
+from visiontune.adapt.losses import build_loss
+from visiontune.adapt.recipe import training_counts
 from visiontune.adapt.setup import get_module, head_path, load_pretrained, load_splits
 from visiontune.adapt.strategies import freeze_frozen_norms, n_trainable_backbone, set_trainable
 from visiontune.engine import device_for
@@ -184,8 +186,10 @@ def lr_find_config(
     splits = load_splits(cfg)
     p = load_pretrained(cfg, list(splits.classes), trust_pickle)
     model, hpath = p.model, head_path(p)
+    loss = build_loss(cfg, *training_counts(cfg, splits))  # the run's loss (weights, multi-label, ...)
     device = device_for(cfg.accelerator)
     model.to(device)
+    loss.to(device)
     if cfg.strategy == "linear":
         x, y = extract(
             model,
@@ -215,6 +219,7 @@ def lr_find_config(
             device=device,
             plot=out,
             title=f"LR range test: {cfg.model} (linear)",
+            loss_fn=loss,
         )
     groups = layer_groups(model, hpath)
     set_trainable(model, groups, n_trainable_backbone(cfg.strategy, groups.n_backbone, 0, cfg.n_stages, []))
@@ -237,4 +242,5 @@ def lr_find_config(
         device=device,
         plot=out,
         title=f"LR range test: {cfg.model} ({cfg.strategy})",
+        loss_fn=loss,
     )

@@ -25,7 +25,9 @@ class AdaptModule(L.LightningModule):
     ``hp`` holds the optimisation options of ``TrainConfig`` (strategy, n_stages, milestones, lr,
     lr_decay, head_lr, optimizer, weight_decay, momentum, label_smoothing, schedule,
     warmup_epochs, seed, kd_temperature, kd_alpha). ``teacher`` (frozen, eval) adds the KD loss;
-    ``teacher_input`` maps a student batch to the teacher's input space.
+    ``teacher_input`` maps a student batch to the teacher's input space. ``loss_fn`` (default:
+    cross-entropy with ``label_smoothing``) takes (logits, targets) — class indices, or soft
+    targets when ``mixer`` (mixup / cutmix, `visiontune.adapt.tricks`) mixes the batch.
     """
 
     def __init__(
@@ -37,8 +39,12 @@ class AdaptModule(L.LightningModule):
         teacher: nn.Module | None = None,
         teacher_input=None,
         channels_last: bool = False,
+        loss_fn: nn.Module | None = None,
+        mixer=None,
     ):
         super().__init__()
+        self.loss_fn = loss_fn
+        self.mixer = mixer
         self.model = model
         self.groups = groups
         self.num_classes = num_classes
@@ -58,6 +64,7 @@ class AdaptModule(L.LightningModule):
             if num_classes > 5
             else None
         )
+        self.val_bal = torchmetrics.classification.MulticlassRecall(num_classes, average="macro")
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, top_k=1, average="micro")
 
     # -- strategy --------------------------------------------------------------------------------
@@ -125,8 +132,14 @@ class AdaptModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        target = y
+        if self.mixer is not None:
+            x, target = self.mixer(x, y)
         logits = self(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hp.get("label_smoothing", 0.0))
+        if self.loss_fn is not None:
+            loss = self.loss_fn(logits, target)
+        else:
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=self.hp.get("label_smoothing", 0.0))
         if self._teacher:
             with torch.no_grad():
                 tx = self._teacher_input(x) if self._teacher_input is not None else x
@@ -145,8 +158,10 @@ class AdaptModule(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y)
         self.val_top1(logits, y)
+        self.val_bal(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_top1, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/balanced_acc", self.val_bal, on_step=False, on_epoch=True)
         if self.val_top5 is not None:
             self.val_top5(logits, y)
             self.log("val/top5", self.val_top5, on_step=False, on_epoch=True)

@@ -14,6 +14,9 @@ small (< 100)   linear              partial (1 stage)  gradual
 medium          partial (2 stages)  gradual            full
 large (≥ 1000)  gradual             full               full
 ==============  ==================  =================  ==================
+
+Imbalance: when the largest class has at least 3x the training images of the smallest, the
+recommendation adds ``class_weights: auto`` and says to judge by balanced accuracy.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from visiontune.engine import device_for
 from visiontune.errors import DatasetError
 
 SMALL, LARGE = 100, 1000
+IMBALANCED = 3.0  # largest / smallest class count from which recommend suggests re-weighting
 HIGH, LOW = 0.80, 0.50
 
 GRID = {
@@ -149,6 +153,14 @@ def recommend(
         "learning rates, smaller toward the input)",
     }[strategy]
     reasons.append(f"{s_band} data + {d_band} similarity -> {strategy}: {why}")
+    ratio = float(counts.max() / max(counts.min(), 1))
+    if ratio >= IMBALANCED:
+        opts["class_weights"] = "auto"
+        reasons.append(
+            f"imbalance: the largest class has {ratio:.1f}x the images of the smallest ({int(counts.max())} vs "
+            f"{int(counts.min())}; imbalanced from {IMBALANCED:.0f}x) -> class_weights: auto (or sampler: balanced, "
+            "or logit_adjustment: 1.0); judge runs by balanced accuracy and per-class recall, not top-1"
+        )
     measurements = {
         "images": int(counts.sum()),
         "classes": n_classes,
@@ -159,5 +171,6 @@ def recommend(
         "separability": sep,
         "size_band": s_band,
         "similarity_band": d_band,
+        "imbalance_ratio": float(counts.max() / max(counts.min(), 1)),
     }
     return Recommendation(strategy, opts, reasons, measurements)

@@ -15,6 +15,7 @@ from visiontune.adapt.distill import input_adapter
 from visiontune.adapt.groups import LayerGroups
 from visiontune.adapt.strategies import param_counts
 from visiontune.data import load_classification
+from visiontune.data.multilabel import load_multilabel
 from visiontune.errors import ConfigError
 from visiontune.hub import Pretrained, load
 from visiontune.hub.heads import find_head
@@ -75,7 +76,8 @@ def load_splits(cfg: TrainConfig, progress: bool = False) -> Any:
     """The train / val (/ test) splits the config names, checked to be non-empty. With
     ``cfg.validate_images`` every image is decoded once now and the undecodable ones are dropped
     (listed by :func:`skipped_files`), so counts and metrics describe the images actually used."""
-    splits = load_classification(cfg.data, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    load_fn = load_multilabel if getattr(cfg, "task", "multiclass") == "multilabel" else load_classification
+    splits = load_fn(cfg.data, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     if cfg.validate_images:
         splits = splits.validate(num_workers=max(1, cfg.num_workers) * 2, progress=progress)
     if splits.train is None or len(splits.train) == 0:

@@ -19,36 +19,31 @@ import lightning as L
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from torch.utils.data import DataLoader, TensorDataset
 
 from visiontune.adapt.config import TrainConfig
-from visiontune.adapt.features import cache_key, cached_features, weights_hash
-from visiontune.adapt.groups import LayerGroups, layer_groups
-from visiontune.adapt.module import AdaptModule
-from visiontune.adapt.report import classification_metrics, plot_confusion_matrix, predict_logits
+from visiontune.adapt.groups import layer_groups
+from visiontune.adapt.recipe import (
+    cached_setup,
+    evaluate_splits,
+    image_loaders,
+    make_module,
+    prepare_card,
+    save_ema,
+    training_counts,
+)
 from visiontune.adapt.setup import (
     describe_groups,
-    get_module,
     head_path,
     load_pretrained,
     load_splits,
     load_teacher,
     skipped_files,
 )
-from visiontune.adapt.strategies import default_milestones, set_trainable
-from visiontune.engine import (
-    Session,
-    device_for,
-    fit,
-    global_rank,
-    make_trainer,
-    seeded_loader,
-)
+from visiontune.adapt.strategies import default_milestones
+from visiontune.adapt.tricks import EMACallback
+from visiontune.engine import Session, device_for, fit, global_rank, make_trainer
 from visiontune.errors import ConfigError
-from visiontune.hub.classification import logits_of
 from visiontune.hub.trust import torch_load
-from visiontune.progress import progress as progress_bar
 
 HP_KEYS = (
     "strategy",
@@ -98,7 +93,8 @@ class TrainResult:
     def summary(self) -> str:
         """One line: where it went and the headline metrics."""
         m = self.metrics
-        parts = [f"{k} {m[k]:.4f}" for k in ("val/acc", "val/top5", "val/balanced_acc") if k in m]
+        keys = ("val/acc", "val/top5", "val/balanced_acc", "val/map", "val/f1_macro")
+        parts = [f"{k} {m[k]:.4f}" for k in keys if k in m]
         return f"{self.run_dir}: " + ", ".join(parts)
 
 
@@ -123,6 +119,7 @@ def train(
     console: Any = None,
     *,
     trust_pickle: bool = False,
+    tags: dict | None = None,
 ) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.data``; see :class:`TrainConfig` for every option.
 
@@ -131,6 +128,8 @@ def train(
     uninterrupted run would (same seed). ``callbacks``: extra Lightning callbacks.
     ``trust_pickle``: allow unpickling the files this training reads (``weights``, the teacher's
     weights, a ``resume`` checkpoint written elsewhere); it is the caller's word, never the config's.
+    ``tags``: more entries for the run record (``visiontune tune`` names the study and trial).
+    A callback with a ``visiontune_summary()`` method adds its dict to the final metrics.
     """
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
@@ -168,7 +167,12 @@ def train(
     train_ds = splits.train.with_transform(p.preprocess if cfg.augment == "none" else p.train_transform(cfg.augment))
     val_ds = splits.val.with_transform(p.preprocess)
     use_cache = cfg.strategy == "linear" and cfg.feature_cache != "off" and cfg.teacher is None
-    mode = "max" if cfg.monitor == "val/acc" else "min"
+    monitor = cfg.monitor_metric
+    mode = "min" if monitor == "val/loss" else "max"
+    counts, n_train = training_counts(cfg, splits)
+    run_tags = {**(tags or {}), "tricks": cfg.tricks, "task": cfg.task}
+    if skipped:
+        run_tags["skipped_files"] = skipped
     session = Session.open(
         run_root=run_root,
         run_name=run_name,
@@ -178,9 +182,9 @@ def train(
         model_id=cfg.model,
         weights_sha256=p.card.weights_sha256,
         data_version=splits.version,
-        monitor=cfg.monitor,
+        monitor=monitor,
         mode=mode,
-        tags={"skipped_files": skipped} if skipped else None,
+        tags=run_tags,
         trust_pickle=trust_pickle,
     )
     timings: dict[str, float] = {}
@@ -188,40 +192,43 @@ def train(
         teacher, teacher_input = load_teacher(cfg, p, classes, trust_pickle) if cfg.teacher else (None, None)
         feats = None
         if use_cache:
-            module, train_loader, val_loader, feats = _cached_setup(
-                cfg, p, hpath, splits, val_ds, hp, timings, console, progress and is_zero
+            module, train_loader, val_loader, feats = cached_setup(
+                cfg, p, hpath, splits, val_ds, hp, timings, console, progress and is_zero, counts, n_train
             )
         else:
             channels_last = (
                 cfg.channels_last if cfg.channels_last is not None else device_for(cfg.accelerator).type == "cuda"
             )
-            module = AdaptModule(
+            module = make_module(
+                cfg,
                 model,
                 groups,
                 len(classes),
                 hp,
+                counts,
+                n_train,
                 teacher=teacher,
                 teacher_input=teacher_input,
                 channels_last=channels_last,
             )
-            train_loader = seeded_loader(
-                train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers
-            )
-            val_loader = seeded_loader(
-                val_ds, cfg.batch_size, shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers, train=False
-            )
+            train_loader, val_loader = image_loaders(cfg, train_ds, val_ds, splits)
         module.sampler = train_loader.sampler
         if is_zero:
             describe_groups(model, groups, console)
             if milestones:
                 console.print(f"gradual unfreezing at epochs {milestones} (one group each, head side first)")
-        columns = ["train/loss", "train/acc", "val/loss", "val/acc"] + (["val/top5"] if len(classes) > 5 else [])
+        if cfg.task == "multilabel":
+            columns = ["train/loss", "val/loss", "val/map", "val/f1_macro"]
+        else:
+            columns = ["train/loss", "train/acc", "val/loss", "val/acc"] + (["val/top5"] if len(classes) > 5 else [])
+        ema_cb = EMACallback(cfg.ema_decay) if cfg.ema else None
+        callbacks = [*callbacks, *([ema_cb] if ema_cb else [])]
         trainer, best_cb = make_trainer(
             cfg,
             epochs=cfg.epochs,
             run_dir=session.dir,
             ckpt_dir=session.ckpt_dir,
-            monitor=cfg.monitor,
+            monitor=monitor,
             mode=mode,
             run=session.run,
             callbacks=callbacks,
@@ -244,112 +251,34 @@ def train(
             module.load_state_dict(ckpt["state_dict"])
             score = best_cb.best_model_score
             evaluated = f"the best checkpoint (epoch {int(ckpt.get('epoch', 0)) + 1}" + (
-                f", {cfg.monitor} {float(score):.4f})" if score is not None else ")"
+                f", {monitor} {float(score):.4f})" if score is not None else ")"
             )
         console.print(f"final metrics from {evaluated}; the last epoch's weights stay in checkpoints/last.ckpt")
         module.to("cpu" if not torch.cuda.is_available() else module.device)
         t0 = time.perf_counter()
-        metrics = final_metrics(cfg, p, hpath, val_ds, splits, feats, session.dir, console)
+        averaged = ema_cb.averaged() if ema_cb else None
+        metrics = evaluate_splits(cfg, p, hpath, val_ds, splits, feats, session.dir, console, averaged)
         timings["eval_s"] = time.perf_counter() - t0
         metrics["epochs_trained"] = trainer.current_epoch
+        if best_cb.best_model_score is not None:  # the monitored metric at the best epoch
+            metrics[f"best/{monitor}"] = float(best_cb.best_model_score)
         metrics["evaluated"] = evaluated
+        for cb in callbacks:
+            if hasattr(cb, "visiontune_summary"):
+                metrics.update(cb.visiontune_summary())
         if best is not None:
             metrics["best_checkpoint"] = str(best)
         p.model.eval()
-        model_dir = p.save(
-            session.dir / "model",
-            metrics=scalar_metrics(metrics),
-            training={**cfg.to_dict(), "milestones": milestones, "layer_groups": groups.names},
-        )
+        training = {**cfg.to_dict(), "milestones": milestones, "layer_groups": groups.names}
+        ema_dir = save_ema(cfg, p, metrics, session.dir, training, scalar_metrics)
+        if ema_dir is not None:
+            metrics["ema_model_dir"] = str(ema_dir)
+        prepare_card(cfg, p, metrics)
+        model_dir = p.save(session.dir / "model", metrics=scalar_metrics(metrics), training=training)
         timings["total_s"] = time.perf_counter() - t_start
         metrics["timing"] = timings
         session.finish(scalar_metrics(metrics), artifact=model_dir)
         return TrainResult(session.dir, model_dir, metrics, p, module.history, timings, best)
-
-
-def _cached_setup(cfg, p, hpath, splits, val_ds, hp, timings, console, progress):
-    """Linear strategy fast path: backbone features once, then a head-only module on tensors."""
-    model = p.model
-    set_trainable(model, layer_groups(model, hpath), 0)  # the backbone is frozen: only the head trains
-    device = device_for(cfg.accelerator)
-    model.to(device)
-    bh = weights_hash(model, exclude_prefix=hpath)
-    eval_train = splits.train.with_transform(p.preprocess)  # eval preprocessing: no augmentation
-    out = {}
-    for split, ds in (("train", eval_train), ("val", val_ds)):
-        key = cache_key(cfg.model, bh, splits.version, split, ds.paths, p.preprocess)
-        with progress_bar(f"features ({split})", len(ds), enabled=progress, console=console) as bar:
-            f = cached_features(
-                model,
-                hpath,
-                ds,
-                key,
-                mode=cfg.feature_cache,
-                cache_dir=cfg.cache_dir,
-                batch_size=max(cfg.batch_size, 64),
-                num_workers=cfg.num_workers,
-                device=device,
-                progress=bar,
-            )
-        timings[f"features_{split}_s"] = f.seconds
-        how = "from cache" if f.cached else f"computed in {f.seconds:.1f}s"
-        console.print(f"features ({split}): {tuple(f.x.shape)} {how}")
-        out[split] = f
-    model.to("cpu")
-    head = get_module(model, hpath)
-    names = [n for n, _ in head.named_parameters()]
-    head_groups = LayerGroups(["head"], [names], head_path="", source="head-only (cached features)")
-    module = AdaptModule(head, head_groups, len(splits.classes), {**hp, "strategy": "full"})
-    train_tensors = TensorDataset(out["train"].x, out["train"].y)
-    train_loader = seeded_loader(train_tensors, cfg.batch_size, shuffle=True, seed=cfg.seed, seeded=False)
-    val_loader = DataLoader(TensorDataset(out["val"].x, out["val"].y), batch_size=1024, shuffle=False)
-    return module, train_loader, val_loader, out
-
-
-def final_metrics(cfg, p, hpath, val_ds, splits, feats, run_dir: Path, console) -> dict:
-    """Metrics of the trained model on val (and test when there is one), with confusion PNGs."""
-    classes = list(splits.classes)
-    model = p.model.eval()
-    device = next(model.parameters()).device
-    metrics: dict = {}
-    evals = [("val", val_ds, feats["val"] if feats else None)]
-    if splits.test is not None and len(splits.test):
-        evals.append(("test", splits.test.with_transform(p.preprocess), None))
-    for split, ds, f in evals:
-        if f is not None:
-            head = get_module(model, hpath).eval()
-            batches = DataLoader(TensorDataset(f.x, f.y), batch_size=1024)
-            logits, labels = predict_logits(lambda x, head=head: logits_of(head(x)), batches, device)
-        else:
-            batches = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-            logits, labels = predict_logits(lambda x: logits_of(model(x)), batches, device)
-        m, cm = classification_metrics(logits, labels, classes, prefix=split)
-        metrics.update(m)
-        png = plot_confusion_matrix(
-            cm, classes, run_dir / "plots" / f"confusion_matrix_{split}.png", title=f"{split} confusion matrix"
-        )
-        metrics[f"{split}/confusion_matrix_png"] = str(png)
-        print_split_metrics(console, split, m, classes)
-    return metrics
-
-
-def print_split_metrics(console: Any, split: str, m: dict, classes: list[str]) -> None:
-    """The headline line and (for up to 50 classes) the per-class table of one split."""
-    top5 = f"  top-5 {m[f'{split}/top5']:.4f}" if f"{split}/top5" in m else ""
-    console.print(
-        f"[bold]{split}[/]: top-1 {m[f'{split}/acc']:.4f}{top5}  balanced {m[f'{split}/balanced_acc']:.4f}  "
-        f"ECE {m[f'{split}/ece']:.4f}  (n={m[f'{split}/n']})",
-        highlight=False,
-    )
-    if len(classes) > 50:
-        return
-    t = Table(title=f"{split} per class")
-    for c, j in (("class", "left"), ("precision", "right"), ("recall", "right")):
-        t.add_column(c, justify=j)
-    prec, rec = m[f"{split}/per_class_precision"], m[f"{split}/per_class_recall"]
-    for c in classes:
-        t.add_row(c, "-" if prec[c] is None else f"{prec[c]:.4f}", "-" if rec[c] is None else f"{rec[c]:.4f}")
-    console.print(t)
 
 
 def reproduce_runner(config: dict, *, root: Path, name: str) -> Path:

@@ -84,6 +84,18 @@ def register(app: typer.Typer) -> None:
         seed: int | None = typer.Option(None),
         deterministic: bool | None = typer.Option(None, "--deterministic/--no-deterministic"),
         num_workers: int | None = typer.Option(None),
+        task: str | None = typer.Option(None, help="multiclass | multilabel (CSV path,labels or label folders)"),
+        loss: str | None = typer.Option(None, help="auto | ce | bce | asl"),
+        class_weights: str | None = typer.Option(None, "--class-weights", help="auto: from the training counts"),
+        sampler: str | None = typer.Option(None, help="shuffle | balanced"),
+        logit_adjustment: float | None = typer.Option(None, help="tau of the logit-adjusted loss (1.0 typical)"),
+        label_smoothing: float | None = typer.Option(None),
+        ema: bool | None = typer.Option(None, "--ema/--no-ema", help="EMA of the weights, evaluated and saved too"),
+        ema_decay: float | None = typer.Option(None),
+        mixup: float | None = typer.Option(None, help="mixup alpha (0: off)"),
+        cutmix: float | None = typer.Option(None, help="cutmix alpha (0: off)"),
+        tta: str | None = typer.Option(None, help="final metrics with test-time augmentation: none | flip | crops"),
+        monitor: str | None = typer.Option(None, help="auto | val/acc | val/loss | val/balanced_acc | val/map"),
         teacher: str | None = typer.Option(None, help="distil from this frozen model"),
         kd_temperature: float | None = typer.Option(None),
         kd_alpha: float | None = typer.Option(None),
@@ -129,6 +141,18 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             deterministic=deterministic,
             num_workers=num_workers,
+            task=task,
+            loss=loss,
+            class_weights=class_weights,
+            sampler=sampler,
+            logit_adjustment=logit_adjustment,
+            label_smoothing=label_smoothing,
+            ema=ema,
+            ema_decay=ema_decay,
+            mixup=mixup,
+            cutmix=cutmix,
+            tta=tta,
+            monitor=monitor,
             teacher=teacher,
             kd_temperature=kd_temperature,
             kd_alpha=kd_alpha,
@@ -142,7 +166,10 @@ def register(app: typer.Typer) -> None:
         m = result.metrics
         typer.echo(f"run: {result.run_dir}")
         typer.echo(f"model: {result.model_dir}  (visiontune predict {result.model_dir} IMAGES...)")
-        typer.echo(f"confusion matrix: {m['val/confusion_matrix_png']}")
+        if "val/confusion_matrix_png" in m:
+            typer.echo(f"confusion matrix: {m['val/confusion_matrix_png']}")
+        if m.get("ema_model_dir"):
+            typer.echo(f"EMA weights: {m['ema_model_dir']}")
         if json_out:
             typer.echo(json.dumps({k: v for k, v in m.items()}, indent=2, default=str))
 

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
             "--compare-with",
             help="another version of the data (e.g. the label-fixed manifest): report the model's error on both",
         ),
+        multilabel: bool = typer.Option(
+            False, "--multilabel", help="multi-label data: missed and wrong labels (cleanlab multi-label ranking)"
+        ),
     ) -> None:
         """Audit a model: mistakes, label issues, duplicates/leaks and an HTML report in audit/."""
         from rich.console import Console
@@ -49,6 +52,15 @@ def register(app: typer.Typer) -> None:
         from visiontune.audit import audit
 
         console = Console()
+        if multilabel:
+            from visiontune.adapt.multilabel_audit import audit_multilabel, print_audit
+
+            model = Path(run_or_model) / "model" if (Path(run_or_model) / "model").is_dir() else run_or_model
+            if data is None:
+                raise typer.BadParameter("--multilabel needs --data (a CSV path,labels or a folder of label folders)")
+            res = audit_multilabel(model, data, split=split, out=out or Path("audit"), k_folds=k_folds)
+            print_audit(res, rows, console)
+            return
         result = audit(
             run_or_model,
             data,

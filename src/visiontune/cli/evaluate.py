@@ -26,6 +26,7 @@ def evaluate_cmd(
     batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    tta: str = typer.Option("none", "--tta", help="Classifiers: test-time augmentation none | flip | crops."),
     trust_pickle: bool = TrustPickle,
 ):
     """Metrics of a model on a labelled split: top-1 / top-5, per-class precision and recall,
@@ -40,6 +41,7 @@ def evaluate_cmd(
         batch_size=batch_size,
         progress=progress and not as_json,
         trust_pickle=trust_pickle,
+        **({"tta": tta} if tta != "none" else {}),
     )
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=1, default=str))

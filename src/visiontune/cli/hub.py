@@ -112,6 +112,7 @@ def predict(
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes of a DDP run (torchrun / SLURM; with --out)."),
     num_workers: int = typer.Option(2, "--num-workers", help="DataLoader worker processes (with --out)."),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Images per Parquet part (with --out)."),
+    tta: str = typer.Option("none", "--tta", help="Classifiers: test-time augmentation none | flip | crops."),
 ):
     """The model's predictions for images — top-k classes or detections — each image preprocessed
     as the weights expect (hub ids, saved models of any task, exported artifacts). An image that
@@ -156,7 +157,9 @@ def predict(
     if not readable:
         raise ImageDecodeError(f"none of the {len(files)} images could be read")
     if p.task == "classification":
-        preds = p.predict(images_in, topk=topk, batch_size=batch_size)
+        preds = p.predict(images_in, topk=topk, batch_size=batch_size, tta=tta)
+    elif p.task == "multilabel-classification":  # every label's probability, decided at its threshold
+        preds = p.predict(images_in, batch_size=batch_size, tta=tta)
     else:
         preds = p.predict(images_in, score_threshold=score_threshold, batch_size=min(batch_size, 8))
     for pred, path in zip(preds, readable):  # decoded here once: say which file each result is for
@@ -197,6 +200,11 @@ def _print_preds(preds, as_json: bool) -> None:
         return
     if as_json:
         typer.echo(json.dumps([x.to_dict() for x in preds], indent=1))
+        return
+    if preds and isinstance(preds[0].probs, dict):  # multi-label
+        for x in preds:
+            on = "  ".join(f"{lab} [bold]{x.probs[lab]:.3f}[/]" for lab in x.labels) or "(no label)"
+            console.print(f"{x.source}: {on}", highlight=False)
         return
     for x in preds:
         tops = "  ".join(f"{lab} [bold]{pr:.3f}[/]" for lab, pr in zip(x.labels, x.probs))

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "hub",
     "data",
     "adapt",
+    "tune",
     "evaluate",
     "track",
     "audit",

@@ -254,6 +254,10 @@ def build_sidecar(
             "apply": "softmax for probabilities",
             "batch": None if options.dynamic_batch else 1,
         }
+        if src.task == "multilabel-classification":  # several labels per image: sigmoid + per-label cuts
+            saved = (src.card.get("extra") or {}).get("thresholds") or {}
+            output["apply"] = "sigmoid per label; a label is present when its probability >= its threshold"
+            output["thresholds"] = [float(saved.get(c, 0.5)) for c in (src.class_names or [])]
     card = src.card
     return Sidecar(
         visiontune_version=__version__,

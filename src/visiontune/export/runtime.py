@@ -131,6 +131,8 @@ class ExportedModel:
         items = expand_images(images)
         if self.task == "detection":
             return [self._detect(im, score_threshold) for im in items]
+        if self.task == "multilabel-classification":
+            return self._multilabel(items, batch_size)
         if self.sidecar.output.batch == 1 and batch_size != 1:
             batch_size = 1
         names = self.class_names
@@ -147,6 +149,30 @@ class ExportedModel:
                         ii,
                         [names[i] if i < len(names) else f"class_{i}" for i in ii],
                         [float(probs[j, i]) for i in ii],
+                        im if isinstance(im, str) else None,
+                    )
+                )
+        return out
+
+    def _multilabel(self, items: list, batch_size: int) -> list:
+        """Per-label sigmoid probabilities and the labels at or above the sidecar's thresholds."""
+        from visiontune.hub.classification import MultiLabelPrediction
+
+        names, out = self.class_names, []
+        cuts = self.sidecar.output.thresholds or [0.5] * len(names)
+        if self.sidecar.output.batch == 1:
+            batch_size = 1
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            logits = self.run(np.stack([self.preprocess(im) for im in chunk])).astype(np.float64)
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            for j, im in enumerate(chunk):
+                on = sorted((k for k in range(len(names)) if probs[j, k] >= cuts[k]), key=lambda k: -probs[j, k])
+                out.append(
+                    MultiLabelPrediction(
+                        [names[k] for k in on],
+                        {n: float(v) for n, v in zip(names, probs[j])},
+                        dict(zip(names, map(float, cuts))),
                         im if isinstance(im, str) else None,
                     )
                 )

@@ -66,6 +66,7 @@ class SidecarOutput(_Part):
     names: list[str]
     shape: Shape | None = None
     batch: int | None = None
+    thresholds: list[float] | None = None  # multi-label: a label is present at probability >= its cut
 
 
 class Sidecar(Record):
@@ -83,7 +84,7 @@ class Sidecar(Record):
     exporter: str = ""
     opset: int | None = None
     quantization: str | None = None
-    task: Literal["classification", "detection"]
+    task: Literal["classification", "multilabel-classification", "detection"]
     source: SidecarSource = Field(default_factory=SidecarSource)
     license: SidecarLicense = Field(default_factory=SidecarLicense)
     num_classes: int | None = None

@@ -110,7 +110,7 @@ def resolve_source(
                 f"`YOLO(...).export(format='onnx')`"
             )
         pre = detector_preprocessing(module)
-    elif task != "classification":
+    elif task not in ("classification", "multilabel-classification"):
         raise ExportError(f"{model_id}: exporting {task} models is not supported (classification and detection are)")
     else:
         if preprocess is None:

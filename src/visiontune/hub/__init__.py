@@ -2,6 +2,7 @@
 
 from visiontune.hub.card import Card
 from visiontune.hub.checkpoint import LoadReport, load_into, load_state_dict_file, sha256_file
+from visiontune.hub.classification import MULTILABEL_TASK, MultiLabelPrediction, classify_multilabel
 from visiontune.hub.ids import ModelId, parse_model_id
 from visiontune.hub.loader import describe, list_models, load
 from visiontune.hub.preprocess import Preprocess
@@ -9,11 +10,15 @@ from visiontune.hub.pretrained import Pretrained, register_task
 from visiontune.hub.registry import Source, build_architecture, register_architecture, register_source
 from visiontune.results import Detections, Prediction
 
+register_task(MULTILABEL_TASK, classify_multilabel)
+
 __all__ = [
     "Card",
     "Detections",
     "LoadReport",
+    "MULTILABEL_TASK",
     "ModelId",
+    "MultiLabelPrediction",
     "Prediction",
     "Preprocess",
     "Pretrained",

@@ -27,7 +27,8 @@ from pydantic import Field
 from visiontune import __version__
 from visiontune.data.decode import list_images, read_image
 from visiontune.errors import ConfigError, ExportError, require
-from visiontune.export.sidecar import preprocess_array, sidecar_path
+from visiontune.export.preprocess import preprocess_array
+from visiontune.export.sidecar import sidecar_path
 from visiontune.hub import Pretrained
 from visiontune.hub.segmentation import label_conventions
 from visiontune.records import Record

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from visiontune.errors import ConfigError
 from visiontune.export.runtime import load_artifact
-from visiontune.export.sidecar import preprocess_array, sidecar_path
+from visiontune.export.preprocess import preprocess_array
+from visiontune.export.sidecar import sidecar_path
 from visiontune.hub.classification import logits_of
 from visiontune.hub.loader import load as load_pretrained
 from visiontune.results import Prediction
@@ -121,10 +122,10 @@ class _ClassifyExported(_Task):
         return self.model.preprocess(image)
 
     def preparer(self):
-        return functools.partial(preprocess_array, pre=self.model.sidecar["preprocessing"])
+        return functools.partial(preprocess_array, pre=self.model.sidecar.preprocessing)
 
     def run(self, items, options):
-        if self.model.sidecar["output"].get("batch") == 1:  # exported with a fixed batch of one
+        if self.model.sidecar.output.batch == 1:  # exported with a fixed batch of one
             logits = np.concatenate([self.model.run(x[None]) for x in items])
         else:
             logits = self.model.run(np.stack(items))
