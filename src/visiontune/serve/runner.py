@@ -28,8 +28,8 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from visiontune.errors import ConfigError
-from visiontune.export.runtime import load_artifact
 from visiontune.export.preprocess import preprocess_array
+from visiontune.export.runtime import load_artifact
 from visiontune.export.sidecar import sidecar_path
 from visiontune.hub.classification import logits_of
 from visiontune.hub.loader import load as load_pretrained
