@@ -29,7 +29,8 @@ from visiontune.data.dataset import SPLIT_NAMES, ImageDataset, Splits
 from visiontune.data.decode import is_image_file, read_image
 from visiontune.data.hashing import hash_files
 from visiontune.data.manifest import Entry, Manifest
-from visiontune.data.sources import SPLIT_ALIASES, stratified_split
+from visiontune.data.samples import SPLIT_ALIASES
+from visiontune.data.splits import stratified_split
 from visiontune.errors import DatasetError, ImageDecodeError
 
 SEPARATORS = (";", "|")

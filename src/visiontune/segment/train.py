@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 
 from visiontune._atomic import write_text
-from visiontune.adapt.strategies import count_params, default_milestones
+from visiontune.adapt.strategies import default_milestones, param_counts
 from visiontune.engine import Session, fit, global_rank, load_weights, make_trainer, seeded_loader
 from visiontune.errors import ConfigError
 from visiontune.hub import Pretrained, load
@@ -179,7 +179,7 @@ def train_segmenter(
     module = SegmentationModule(
         p.model, groups, hp, classes, ignore, n_batches * cfg.epochs // cfg.accumulate, weights, milestones
     )
-    trainable, total = count_params(p.model)
+    trainable, total = param_counts(p.model)
     tags = {
         "task": "segmentation",
         "classes": classes,
