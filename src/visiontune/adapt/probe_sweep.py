@@ -1,10 +1,12 @@
 """Many linear heads in one pass over cached features: a (lr, weight decay) sweep that costs
 about one setting (the approach of DINOv2's linear evaluation).
 
-All K heads are one ``(K, D, C)`` weight tensor: every batch is read once and multiplied by all
-heads at once; the losses are summed (each head's gradient is its own) and a vectorised AdamW
-applies each head's learning rate and weight decay, with the same warmup-free cosine schedule the
+All K heads (biases included) are one ``(D+1, C*K)`` matrix: every batch is read once and
+multiplied by all heads in one GEMM; each head's gradient of its own mean loss (cross-entropy with
+label smoothing, or BCE) comes in closed form in a second GEMM, and a vectorised AdamW applies
+each head's learning rate and weight decay, with the same warmup-free cosine schedule the
 ``linear`` strategy uses. The batch order is a function of (seed, epoch), as in training.
+``train_heads`` returns the weights as ``(K, D, C)`` and the biases as ``(K, C)``.
 """
 
 from __future__ import annotations
