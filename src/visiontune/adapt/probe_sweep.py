@@ -89,16 +89,20 @@ def grid(lrs: Sequence[float], weight_decays: Sequence[float]) -> list[tuple[flo
 
 @contextlib.contextmanager
 def _flush_denormals():
-    """Treat subnormal floats as zero while the heads train (restoring the previous mode after).
+    """Treat subnormal floats as zero, and use one CPU thread, while the heads train (restoring
+    both after).
 
     Heads with a large learning rate saturate: softmax / sigmoid gradients and Adam's second
     moments pass through the subnormal range (< 1.2e-38), where x86 arithmetic is 10-100x slower;
     with 20 heads some always do, and the sweep cost 2.5x one head instead of ~1.3x."""
     was = float(torch.tensor([1e-40]) * 1.0) == 0.0  # a subnormal reads as 0 when flushing is on
     supported = torch.set_flush_denormal(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ~50k-element ops: a second thread only adds contention
     try:
         yield
     finally:
+        torch.set_num_threads(threads)
         if supported:
             torch.set_flush_denormal(was)
 
