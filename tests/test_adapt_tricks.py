@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
 from visiontune.adapt import TrainConfig, train
 from visiontune.adapt.losses import ClassificationLoss, build_loss, class_weights_from
 from visiontune.adapt.sampling import BalancedEpochSampler, train_loader
 from visiontune.adapt.tricks import BatchMixer, make_mixer
+from visiontune.cli.main import app
 from visiontune.errors import ConfigError
 from visiontune.hub.tta import tta_logits, tta_views
 
@@ -150,6 +152,18 @@ def test_tricks_train_record_save_and_tta(skewed, tmp_path):
     img = sorted((skewed / "val" / "red").iterdir())[0]
     a, b = p.predict(str(img), tta="crops")[0], p.predict(str(img))[0]
     assert a.labels[0] in ("red", "green", "blue") and sum(a.probs) <= 1.0 + 1e-5 and a.probs != b.probs
+
+
+def test_recommend_cli_prints_imbalance_advice(skewed):
+    """`visiontune recommend` on a 6:1 folder prints the imbalance reasoning and the flag."""
+    res = CliRunner().invoke(
+        app, ["recommend", str(skewed), "--model", "timm:test_efficientnet", "--random-init", "--per-class", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    advice = [line for line in res.output.splitlines() if line.startswith("- imbalance:")]
+    assert len(advice) == 1, res.output
+    assert "6.0x" in advice[0] and "(12 vs 2" in advice[0] and "balanced accuracy" in advice[0]
+    assert "--class-weights auto" in res.output.splitlines()[-1]
 
 
 @pytest.mark.slow

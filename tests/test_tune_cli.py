@@ -100,3 +100,8 @@ def test_one_pass_sweep_matches_single_heads():
         w1, b1 = train_heads(x, y, [s], num_classes=3, epochs=3, batch_size=8, seed=1)
         assert torch.allclose(w[k], w1[0], atol=1e-5) and torch.allclose(b[k], b1[0], atol=1e-5)
     assert not torch.allclose(w[0], w[1])
+    # subnormals are flushed (and one thread used) only while the heads train: both are restored
+    assert float(torch.tensor([1e-40]) * 1.0) != 0.0
+    torch.set_num_threads(2)
+    train_heads(x, y, settings[:1], num_classes=3, epochs=1, batch_size=8)
+    assert torch.get_num_threads() == 2

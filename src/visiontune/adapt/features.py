@@ -41,7 +41,7 @@ _MEMORY_MAX = 8
 @dataclass
 class Features:
     x: torch.Tensor  # (N, ...) float32, the head's input
-    y: torch.Tensor  # (N,) int64
+    y: torch.Tensor  # (N,) int64 class indices, or (N, C) float32 0/1 for multi-label data
     key: str
     seconds: float = 0.0  # time spent computing (0 when read from cache)
     cached: bool = False  # read from a cache
@@ -132,7 +132,8 @@ def extract(
 
 
 def _content(dataset: Any, key: str, head_path: str, model: nn.Module) -> tuple[str, Dataset, list[str], np.ndarray]:
-    """(store key, samples, per-sample content keys, labels) of a dataset.
+    """(store key, samples, per-sample content keys, labels) of a dataset (labels: class indices,
+    or a multi-label dataset's (N, C) ``targets_matrix``).
 
     A dataset of image files (``visiontune.data.ImageDataset``) is keyed by file content and
     shares the audit's store; one with a custom loader by its sample ids; any other dataset
@@ -140,7 +141,7 @@ def _content(dataset: Any, key: str, head_path: str, model: nn.Module) -> tuple[
     paths = getattr(dataset, "paths", None)
     transform = getattr(dataset, "transform", None)
     labels = getattr(dataset, "labels", None)
-    multi_hot = getattr(dataset, "targets_matrix", None)  # multi-label: (N, C) 0/1 targets
+    multi_hot = getattr(dataset, "targets_matrix", None)  # multi-label: (N, C) 0/1, not .labels
     if paths is not None and labels is not None and transform is not None:
         loader = getattr(dataset, "loader", None)
         if loader is None:

@@ -95,7 +95,9 @@ def rank_multilabel_issues(
 
     labels = [list(np.flatnonzero(row)) for row in targets]
     quality = get_label_quality_scores(labels, probs)
-    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab forks a multiprocessing pool otherwise, and a fork after torch has started
+    # its threads can deadlock (it did here, under load)
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     per_class = get_label_quality_scores_per_class(labels, probs)  # (N, K)
     per_class = np.asarray(per_class).T if np.asarray(per_class).shape == (len(classes), len(paths)) else per_class
     rows, pairs = [], []
