@@ -71,6 +71,20 @@ def readme_commands() -> list[tuple[int, str, int]]:
     return out
 
 
+def readme_files() -> list[tuple[int, str, str]]:
+    """(line, file name, text) of every ```yaml block whose first line is ``# <file name>``: the
+    files the README asks the reader to write (written into the workspace before that line)."""
+    lines = README.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.strip() == "```yaml" and i + 1 < len(lines):
+            m = re.match(r"#\s*([\w.-]+\.ya?ml)\s*$", lines[i + 1])
+            if m:
+                end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+                out.append((i + 1, m.group(1), "\n".join(lines[i + 2 : end]) + "\n"))
+    return out
+
+
 def skip_reason(cmd: str) -> str | None:
     for reason, pat in SKIP.items():
         if pat.search(cmd):
@@ -242,6 +256,8 @@ def test_every_readme_command_runs(tmp_path, assets, effnet_lite0_file):
     # VISIONTUNE_README_FROM=<README line> continue from there
     reuse = os.environ.get("VISIONTUNE_README_WORKSPACE")
     first = int(os.environ.get("VISIONTUNE_README_FROM", "0"))
+    last = int(os.environ.get("VISIONTUNE_README_TO", "1000000"))
+    files = readme_files()
     ws = Path(reuse) if reuse else tmp_path / "ws"
     t0 = time.time()
     if reuse and (ws / ".cache").is_dir():
@@ -271,7 +287,10 @@ def test_every_readme_command_runs(tmp_path, assets, effnet_lite0_file):
     ran, skipped, timings = [], [], []
     try:
         for line, raw, expect in commands:
-            reason = skip_reason(raw) or ("before VISIONTUNE_README_FROM" if line < first else None)
+            for fline, name, text in files:
+                if fline < line and not (ws / name).exists():
+                    (ws / name).write_text(text)
+            reason = skip_reason(raw) or ("outside VISIONTUNE_README_FROM/TO" if not first <= line <= last else None)
             if reason:
                 skipped.append((line, raw, reason))
                 continue
