@@ -67,7 +67,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        head = line.split(":", 1)[0].strip()
+        head = (line[: line.index(":")] if ":" in line else line).strip()  # labelmap.txt "name:rgb:..."
         parts = head.split()
         names.append(" ".join(parts[1:]) if len(parts) > 1 and parts[0].isdigit() else head)
     if not names:
