@@ -158,3 +158,55 @@ def test_similar_images_from_the_saved_index_and_the_cache_cli(small_csv, tmp_pa
     assert "no feature stores" in cli.invoke(app, ["cache", "info"]).output
     with pytest.raises(ConfigError, match="gone"):
         SimilarIndex.load(tmp_path / "audit").similar(query, 3)
+
+
+def test_audit_without_a_terminal_prints_progress_lines_and_runs_show_names_best_and_last(small_csv, tmp_path):
+    """`visiontune audit` through a pipe prints plain progress lines at most ~10 s apart; `runs
+    show` labels best.ckpt as best and last.ckpt as last."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from typer.testing import CliRunner
+
+    from visiontune.adapt import TrainConfig, train
+    from visiontune.cli.main import app
+
+    res = train(
+        TrainConfig(
+            model="timm:mobilenetv3_small_050",
+            pretrained=False,
+            data=str(small_csv),
+            strategy="partial",
+            epochs=2,
+            batch_size=8,
+            image_size=64,
+            precision="32",
+            accelerator="cpu",
+        ),
+        run_root=tmp_path / "runs",
+        progress=False,
+    )
+    shown = CliRunner().invoke(app, ["runs", "show", res.run_dir.name, "--root", str(tmp_path / "runs")])
+    assert shown.exit_code == 0, shown.output
+    ckpts = [line.split() for line in shown.output.splitlines() if line.startswith("checkpoint ")]
+    assert sorted((kind, path) for _, kind, path, *_ in ckpts) == [
+        ("best:", "checkpoints/best.ckpt"),
+        ("last:", "checkpoints/last.ckpt"),
+    ], shown.output
+
+    env = {**os.environ, "VISIONTUNE_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "visiontune", "audit", str(res.run_dir), "--split", "val", "--k-folds", "2"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    stamps, lines = [], []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("[visiontune]"):
+            stamps.append((time.time() - t0, line.strip()))
+    assert proc.wait(timeout=600) == 0, "".join(lines[-30:])
+    assert len(stamps) >= 2, "".join(lines[-30:])
+    gaps = [b - a for (a, _), (b, _) in zip(stamps, stamps[1:])]
+    assert all(g < 12.0 for g in gaps), (gaps, stamps)
