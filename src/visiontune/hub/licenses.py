@@ -49,4 +49,4 @@ def explain(license_id: str | None) -> str:
 
 
 def is_copyleft(license_id: str | None) -> bool:
-    return bool(license_id) and license_id.lower().startswith(("agpl", "gpl", "lgpl"))
+    return license_id is not None and license_id.lower().startswith(("agpl", "gpl", "lgpl"))

@@ -99,13 +99,12 @@ class Preprocess:
             img = F.resize(img, size, interpolation=mode, antialias=self.antialias)
         if self.crop is not None:
             img = F.center_crop(img, list(self.crop))
-        if isinstance(img, Image.Image):
-            img = F.pil_to_tensor(img)
-        if img.dtype == torch.uint8:
-            img = img.float().div_(255.0)
-        elif not img.is_floating_point():
-            img = F.to_dtype(img, torch.float32, scale=True)
-        return img
+        x = F.pil_to_tensor(img) if isinstance(img, Image.Image) else img
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        elif not x.is_floating_point():
+            x = F.to_dtype(x, torch.float32, scale=True)
+        return x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None or self.std is None:
@@ -123,6 +122,8 @@ class Preprocess:
         0.25–1, flip, mild colour jitter; ``strong``: scale 0.08–1, flip, TrivialAugmentWide.
         """
         size = self.input_size or _pair(self.resize)  # type: ignore[arg-type]
+        if size is None:
+            raise ConfigError("a training transform needs an output size: set resize or crop in the preprocessing")
         mode = INTERPOLATIONS[self.interpolation]
         scale = {"light": (0.5, 1.0), "default": (0.25, 1.0), "strong": (0.08, 1.0)}
         if strength not in scale:

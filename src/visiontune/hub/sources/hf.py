@@ -72,7 +72,7 @@ def _hub_license(name: str, revision: str | None) -> str | None:
     """The licence the repo's model card states (YAML front matter of README.md), if cached."""
     try:
         if os.path.isdir(name):
-            readme = Path(name) / "README.md"
+            readme: Path | None = Path(name) / "README.md"
         else:
             from huggingface_hub import try_to_load_from_cache
 
@@ -102,7 +102,8 @@ def _as_dict(size) -> dict:
     if not isinstance(size, dict):
         import dataclasses
 
-        size = dataclasses.asdict(size) if dataclasses.is_dataclass(size) else dict(vars(size))
+        is_instance = dataclasses.is_dataclass(size) and not isinstance(size, type)
+        size = dataclasses.asdict(size) if is_instance else dict(vars(size))
     return {k: v for k, v in size.items() if v is not None}
 
 
@@ -258,7 +259,9 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         card.extra.update(
             ignore_index=int(getattr(config, "semantic_loss_ignore_index", 255)),
             reduce_labels=bool(getattr(proc, "do_reduce_labels", False) or getattr(proc, "reduce_labels", False)),
-            background=bool(names) and names[0].lower() in ("background", "__background__", "unlabeled"),
+            background=names is not None
+            and len(names) > 0
+            and names[0].lower() in ("background", "__background__", "unlabeled"),
         )
     if loaded and card.license_weights is None:
         card.license_notes.append("The model repo states no licence in its card; treat as all rights reserved.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import cast
 
 from visiontune.data.hashing import cached_sha256 as file_sha256
 from visiontune.errors import ModelIdError, WeightsNotCachedError
@@ -148,7 +149,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         weights_file, loaded = str(opts.weights), True
     elif opts.pretrained and opts.describe:
         model = timm.create_model(name, pretrained=False, **opts.model_kwargs)  # card only: no weights loaded
-        path = _cached_weights(dict(model.pretrained_cfg))
+        path = _cached_weights(dict(cast(dict, model.pretrained_cfg)))
         weights_file, loaded = (str(path) if path else None), True
     elif opts.pretrained:
         pcfg = timm.models.get_pretrained_cfg(name)  # no model built just to read the config
@@ -169,7 +170,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     else:
         model = timm.create_model(name, pretrained=False, **opts.model_kwargs)
 
-    cfg = dict(model.pretrained_cfg)
+    cfg = dict(cast(dict, model.pretrained_cfg))
     from timm.data import resolve_model_data_config
 
     data_cfg = resolve_model_data_config(model)

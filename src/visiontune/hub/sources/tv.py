@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 from torch import nn
 
@@ -97,6 +98,7 @@ def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
             std=tuple(t.std),
             antialias=bool(getattr(t, "antialias", True)),
         )
+        assert pre.crop is not None  # built from crop_size just above
         fields = dict(
             resize_size=pre.resize,
             crop_size=pre.crop[0] if pre.crop[0] == pre.crop[1] else pre.crop,
@@ -222,7 +224,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         if card.num_classes is None:
             head = getattr(model, "classifier", None)
             head = getattr(head, "high_classifier", None) or (head[-1] if isinstance(head, nn.Sequential) else None)
-            card.num_classes = int(head.out_channels) if head is not None else None
+            card.num_classes = int(cast(nn.Conv2d, head).out_channels) if head is not None else None
             cats = list(meta_w.meta.get("categories") or []) if meta_w is not None else []
             if card.class_names is None and cats and len(cats) == card.num_classes:
                 card.class_names = cats  # the architecture's label space (its weights' categories)
