@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -47,6 +47,9 @@ from .models import (
     freeze_batchnorm,
     normalise_anchors,
 )
+
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
 
 
 class BackboneCfg(BaseModel):
@@ -108,7 +111,10 @@ class ComposeConfig(BaseModel):
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.classes) if self.classes is not None else [f"class{i}" for i in range(self.num_classes)]
+        if self.classes is not None:
+            return list(self.classes)
+        assert self.num_classes is not None  # the validator requires classes or num_classes
+        return [f"class{i}" for i in range(self.num_classes)]
 
 
 def parse_config(cfg) -> ComposeConfig:
@@ -196,7 +202,7 @@ def _timm_body(cfg: BackboneCfg, trust_pickle: bool = False):
     for attr in ("pretrained_cfg", "default_cfg"):  # do not keep a second copy of the weights
         if isinstance(getattr(model, attr, None), dict):
             getattr(model, attr).pop("state_dict", None)
-    info = model.feature_info
+    info = cast("FeatureInfo", model.feature_info)
     return TimmBody(model), info.channels(), info.reduction()
 
 
@@ -219,7 +225,8 @@ def _torchvision_stages(name: str) -> tuple[nn.Module, list[nn.Module]]:
         )
     # group blocks into stages that end where the resolution next halves
     x = torch.zeros(1, 3, 64, 64)
-    groups, cur = [], []
+    groups: list[list[nn.Module]] = []
+    cur: list[nn.Module] = []
     with torch.no_grad():
         feats.eval()
         for blk in feats:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -32,6 +32,9 @@ from visiontune.hub.saved import IDENTITY_PREPROCESS
 from visiontune.hub.sources.hf import preprocess_from_processor
 from visiontune.hub.sources.yolo import from_ultralytics
 from visiontune.results import Detections
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 __all__ = ["DEFAULTS", "Detector", "names_list"]
 
@@ -120,7 +123,7 @@ class Detector:
     @classmethod
     def from_hf(cls, model: nn.Module, processor: Any, model_id: str = "hf") -> Detector:
         """Wrap a Hugging Face object-detection model and its image processor."""
-        names = names_list(model.config.id2label)
+        names = names_list(cast("PretrainedConfig", model.config).id2label)
         pre, fields = preprocess_from_processor(processor)
         fields.pop("input_size", None)
         return cls(Pretrained(model, _card("hf", model_id, names, model, **fields), pre, native=processor))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class AtomicCheckpointIO(CheckpointIO):
         Path(path).unlink(missing_ok=True)
 
 
-def resume_target(resume: Any, run_root: str | Path, run_name: str | None) -> tuple[Path | None, Path | None]:
+def resume_target(resume: Any, run_root: str | os.PathLike, run_name: str | None) -> tuple[Path | None, Path | None]:
     """(run dir, checkpoint) from ``resume``: a run dir, a .ckpt file, or True (the named run)."""
     if resume in (None, False):
         return None, None

@@ -25,7 +25,13 @@ CARD_FILE = "visiontune.json"
 WEIGHTS_FILE = "model.safetensors"
 
 #: what a saved detector without its own preprocessing uses: the model normalises inside
-IDENTITY_PREPROCESS = {"resize": None, "crop": None, "interpolation": "bilinear", "mean": None, "std": None}
+IDENTITY_PREPROCESS: dict[str, Any] = {
+    "resize": None,
+    "crop": None,
+    "interpolation": "bilinear",
+    "mean": None,
+    "std": None,
+}
 
 
 class SavedModel(Record):

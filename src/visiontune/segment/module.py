@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from visiontune.adapt.groups import LayerGroups, param_groups
@@ -165,7 +166,7 @@ class SegmentationModule(L.LightningModule):
         self.history = list(state.get("history", []))
         self.best = state.get("best")
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hp
         head_lr = float(hp["lr"])
         enc_lr = head_lr * float(hp.get("encoder_lr_scale", 0.1))

@@ -11,7 +11,7 @@ import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from visiontune import _atomic
 from visiontune.errors import ConfigError
@@ -340,7 +340,7 @@ class Run(ProcessHooks):
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if self._finished:
             return False
         if exc is None:
