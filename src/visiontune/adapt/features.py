@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def extract(
             hook.value = None
             done += len(y)
             if progress is not None:
-                progress(done, len(dataset))
+                progress(done, len(cast(Sized, dataset)))  # map-style: torch's Dataset stub has no __len__
     finally:
         handle.remove()
         model.train(was_training)

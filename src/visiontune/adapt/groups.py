@@ -15,7 +15,9 @@ the model's own structure:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from torch import nn
 
@@ -66,7 +68,7 @@ def _is_hf(model: nn.Module) -> bool:
 
 
 def _module(model: nn.Module, path: str) -> nn.Module | None:
-    m = model
+    m: nn.Module | None = model
     for part in path.split("."):
         m = (
             getattr(m, part, None)
@@ -106,14 +108,15 @@ def _timm_groups(model: nn.Module, head_path: str) -> LayerGroups | None:
     try:
         from timm.models import group_parameters
 
-        matcher = model.group_matcher(coarse=True)
+        matcher = cast(Callable[..., Any], model.group_matcher)(coarse=True)  # timm models: a method
         grouped = group_parameters(model, matcher)
     except Exception:
         return None
-    names, params = [], []
+    names: list[str] = []
+    params: list[list[str]] = []
     head: list[str] = []
     for plist in grouped.values():
-        body = []
+        body: list[str] = []
         for pname in plist:
             (head if _under(pname, head_path) else body).append(pname)
         if body:

@@ -143,9 +143,11 @@ def train_heads(
                 decay = 1 - lr * factor * wd  # decoupled weight decay, per head
                 for p in (w, b):
                     m, v = state[id(p)]
+                    grad = p.grad
+                    assert grad is not None  # loss.backward() just filled it
                     p.mul_(decay)
-                    m.lerp_(p.grad, 1 - b1)
-                    v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                    m.lerp_(grad, 1 - b1)
+                    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
                     # m / (sqrt(v / bc2) + eps) = sqrt(bc2) * m / (sqrt(v) + eps * sqrt(bc2)): one temporary
                     upd = v.sqrt().add_(eps * math.sqrt(bc2))
                     torch.div(m, upd, out=upd)

@@ -4,6 +4,7 @@ the files (tables, index, report, summary.json) and the console summary."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def audit(
     model_or_run: Any,
     data: Any = None,
     split: str = "val",
-    out: str | Path | None = None,
+    out: str | os.PathLike | None = None,
     *,
     k_folds: int = 5,
     topk: int = 5,

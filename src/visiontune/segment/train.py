@@ -7,6 +7,7 @@ one saved-model format (``model.safetensors`` + ``visiontune.json``, reloaded by
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,7 @@ def _collate(batch: list) -> tuple[torch.Tensor, Any]:
 
 def train_segmenter(
     cfg: SegmentTrainConfig | dict | str,
-    run_root: str | Path = "runs",
+    run_root: str | os.PathLike = "runs",
     run_name: str | None = None,
     progress: bool = True,
     resume: str | Path | bool | None = None,
