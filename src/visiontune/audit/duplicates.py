@@ -215,6 +215,7 @@ def find_duplicates(
         lap("visual_s")
     if near and n_vec:
         if method == "index":
+            assert search is not None  # built above for method "index"
             i, j, s = _ordered(split_id, *search.pairs(float(threshold)))
         else:
             i, j, _ = _exhaustive(

@@ -149,7 +149,7 @@ def extract_to_store(
     n = len(keys)
     rows = store.lookup(keys) if store is not None else np.full(n, -1, dtype=np.int64)
     todo_keys: dict[str, int] = {}
-    for i in np.flatnonzero(rows < 0):
+    for i in np.flatnonzero(rows < 0).tolist():
         todo_keys.setdefault(keys[i], int(i))  # identical content is computed once
     todo = list(todo_keys.values())
     skipped: list[tuple[int, str]] = []
@@ -196,7 +196,7 @@ def extract_to_store(
         buf_dh.clear()
 
     same: dict[str, list[int]] = {}
-    for i in np.flatnonzero(rows < 0):
+    for i in np.flatnonzero(rows < 0).tolist():
         same.setdefault(keys[i], []).append(int(i))
     shape: list[int] = []
     pos = 0

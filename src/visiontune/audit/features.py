@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ def head_logits(head: nn.Module, embeddings: np.ndarray, batch_size: int = 4096)
         for i in range(0, len(embeddings), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(embeddings[i : i + batch_size]))
             out.append(head(x.to(next(head.parameters()).dtype)).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, head.out_features), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, cast(nn.Linear, head).out_features), np.float32)
 
 
 @dataclass

@@ -151,9 +151,9 @@ def thumbnail_uri(path: str, size: int = 96, quality: int = 75) -> str | None:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            im = ImageOps.exif_transpose(im).convert("RGB")
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+            im = ImageOps.exif_transpose(opened).convert("RGB")
             im.thumbnail((size, size), Image.Resampling.BILINEAR)
             if max(im.size) < size // 2:  # tiny images (e.g. 8x8 scans): enlarge, keep the pixels sharp
                 k = (size // 2) // max(im.size)

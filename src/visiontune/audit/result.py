@@ -124,12 +124,12 @@ def print_summary(result: AuditResult, n: int = 10, console: Any = None) -> None
             t.add_row(str(i), str(r.path), str(r.label), str(r.pred), f"{r.confidence:.3f}", f"{r.loss:.3f}")
         console.print(t)
     if result.cost:
-        c = RichTable(title="cost per step")
+        cost = RichTable(title="cost per step")
         for col in ("step", "seconds", "peak RSS (MB)"):
-            c.add_column(col, justify="left" if col == "step" else "right")
+            cost.add_column(col, justify="left" if col == "step" else "right")
         for name, s in result.cost.items():
-            c.add_row(name, f"{s['seconds']:.2f}", f"{s['peak_rss_mb']:.0f}")
-        console.print(c)
+            cost.add_row(name, f"{s['seconds']:.2f}", f"{s['peak_rss_mb']:.0f}")
+        console.print(cost)
     for w in result.warnings:
         console.print("warning: " + w, style="yellow", highlight=False, markup=False)
     console.print(f"report: {result.report_path}", highlight=False)

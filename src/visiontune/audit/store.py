@@ -256,10 +256,10 @@ class FeatureStore:
                 self._reload()
                 have = self.lookup(list(keys))
                 out = have.copy()
-                new = np.flatnonzero(have < 0)
+                new = np.flatnonzero(have < 0).tolist()
                 # the same content twice in one chunk is written once
                 first: dict[str, int] = {}
-                write = []
+                write: list[int] = []
                 for i in new:
                     if keys[i] in first:
                         continue

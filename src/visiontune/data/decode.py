@@ -156,11 +156,12 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)  # animated GIF / multi-page TIFF: the first frame
             img.load()
+            upright: Image.Image = img
             try:
-                img = ImageOps.exif_transpose(img) or img
+                upright = ImageOps.exif_transpose(img) or img
             except Exception:  # malformed EXIF block: keep the pixels as stored
                 pass
-            rgb = to_rgb(img)
+            rgb = to_rgb(upright)
             # closing the file destroys the opened image's pixels: detach them first
             return rgb.copy() if rgb is opened else rgb
     except ImageDecodeError:

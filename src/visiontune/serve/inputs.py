@@ -69,7 +69,7 @@ def decode_image(data: bytes, name: str = "image", limit: int | None = None) -> 
             if getattr(opened, "n_frames", 1) > 1:
                 opened.seek(0)
             opened.load()
-            img = opened
+            img: Image.Image = opened
             try:
                 img = ImageOps.exif_transpose(img) or img
             except Exception:  # a malformed EXIF block: keep the pixels as stored
