@@ -158,6 +158,7 @@ def run(
             console=console,
             trust_pickle=trust_pickle,
         )
+        assert result.model_dir is not None  # rank 0 (this process) saves the model
         run_dir, model_dir, metrics = Path(result.run_dir), Path(result.model_dir), dict(result.metrics)
     timings["train_s"] = time.perf_counter() - t0
 

@@ -246,6 +246,7 @@ def apply_fixes(
                 f"{fix[2]}: {e.path} already has label {e.label!r}; nothing to change", DatasetWarning, stacklevel=2
             )
         else:
+            assert fix[1] is not None  # a relabel without new_label is a problem raised above
             entries.append(Entry(e.path, e.sha256, e.size, fix[1], e.split))
             changes.append({"path": e.path, "action": "relabel", "old_label": e.label, "new_label": fix[1]})
     added = [rel for rel, fix in planned.items() if fix[0] == "add"]

@@ -181,7 +181,7 @@ def reproduce(
             notes.append(line)
             warnings.warn(line, RuntimeWarning, stacklevel=2)
     a, b = original.final_metrics(), new.final_metrics()
-    metrics = {m: (a[m]["final"], b.get(m, {}).get("final")) for m in a}
+    metrics: dict[str, tuple[float | None, float | None]] = {m: (a[m]["final"], b.get(m, {}).get("final")) for m in a}
     for k, v in (original.data.get("summary") or {}).items():
         nv = (new.data.get("summary") or {}).get(k)
         if isinstance(v, (int, float)) and not isinstance(v, bool):

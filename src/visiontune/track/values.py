@@ -64,6 +64,14 @@ class Stat:
 
     __slots__ = ("last", "min", "max", "count", "last_step", "min_step", "max_step", "last_epoch")
 
+    last: float
+    min: float
+    max: float
+    last_step: int
+    min_step: int
+    max_step: int
+    last_epoch: int | None
+
     def __init__(self):
         self.count = 0
 
