@@ -139,7 +139,8 @@ def evaluate_semantic(
 def coco_truth(ds: SegmentationDataset) -> dict:
     """``ds`` as an in-memory COCO instances dict (RLE masks), category ids = class index + 1."""
     mask_util = require("pycocotools.mask", "dev", "COCO masks")
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i in range(len(ds)):
         h, w = ds.size(i)
         images.append({"id": i + 1, "file_name": str(ds.samples[i].image), "height": h, "width": w})

@@ -228,7 +228,7 @@ class SegmentationArtifact:
                 lg = F.interpolate(lg[None], size=(im.height, im.width), mode="bilinear", align_corners=False)[0]
                 out.append(
                     Segmentation(
-                        torch.zeros(0, 4), [], [], self.class_names, None, (im.height, im.width), path,
+                        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), self.class_names, None, (im.height, im.width), path,
                         class_map=lg.argmax(0), probabilities=lg.softmax(0) if probabilities else None,
                         ignore_index=self.sidecar.ignore_index,
                     )

@@ -70,6 +70,8 @@ class SegmentationModule(L.LightningModule):
     """Trains ``model`` (images → N×C×H×W logits). Validation accumulates one confusion matrix
     (all-reduced over DDP ranks), so every process logs the same ``val/mIoU``."""
 
+    class_weights: torch.Tensor  # a buffer (register_buffer): declared for the type checker
+
     def __init__(
         self,
         model: nn.Module,
@@ -151,10 +153,10 @@ class SegmentationModule(L.LightningModule):
             return
         res = self.cm.compute()
         self.cm.reset()
-        m = {"val/mIoU": res["mIoU"], "val/pixel_accuracy": res["pixel_accuracy"], "val/dice": res["dice"]}
-        for k, v in m.items():
+        row = {"val/mIoU": res["mIoU"], "val/pixel_accuracy": res["pixel_accuracy"], "val/dice": res["dice"]}
+        for k, v in row.items():
             self.log(k, v if v == v else 0.0, prog_bar=k == "val/mIoU", sync_dist=False)
-        self.history.append({"epoch": self.current_epoch + 1, **m})
+        self.history.append({"epoch": self.current_epoch + 1, **row})
         if self.best is None or res["mIoU"] > self.best["mIoU"]:
             self.best = {"epoch": self.current_epoch + 1, **res}
 

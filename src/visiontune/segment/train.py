@@ -63,7 +63,7 @@ class SegmentTrainResult:
 
 def load_train_val(cfg: SegmentTrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
     """The training and validation datasets a config names (a val split carved out if none)."""
-    kw = {"classes": cfg.classes, "ignore_index": cfg.ignore_index}
+    kw: dict[str, Any] = {"classes": cfg.classes, "ignore_index": cfg.ignore_index}
     train = load_segmentation(cfg.data, cfg.train_split, **kw)
     val = None
     if cfg.val_data:
@@ -154,7 +154,9 @@ def train_segmenter(
         val_ds.validate()
     classes, ignore = list(train_ds.classes), train_ds.ignore_index
     p = build_model(cfg, classes, ignore, trust_pickle)
-    size = tuple(cfg.image_size or p.preprocess.resize)
+    resize = cfg.image_size or p.preprocess.resize
+    assert isinstance(resize, tuple), "composed segmenters resize to an (H, W) pair"
+    size = tuple(resize)
     mean, std = p.preprocess.mean, p.preprocess.std
     fill = ignore if ignore is not None else 255
     train_tf = joint_transform(size, mean, std, train=True, augment=cfg.augment, ignore_index=fill)
@@ -164,7 +166,7 @@ def train_segmenter(
     )
     has_val = val_ds is not None and len(val_ds) > 0
     val_loader = None
-    if has_val:  # images at the training size, masks at their own: mIoU at label resolution
+    if val_ds is not None and has_val:  # images at the training size, masks at their own: mIoU at label resolution
         val_loader = seeded_loader(
             SegTorchDataset(val_ds, _ImageOnly(val_tf)), cfg.batch_size, shuffle=False, seed=cfg.seed,
             num_workers=cfg.num_workers, train=False, seeded=False, collate_fn=_collate,
@@ -185,7 +187,7 @@ def train_segmenter(
         "task": "segmentation",
         "classes": classes,
         "ignore_index": ignore,
-        "val_data_version": val_ds.version if has_val else None,
+        "val_data_version": val_ds.version if val_ds is not None and has_val else None,
         "strategy": cfg.strategy,
         "params": {"trainable_at_start": trainable, "total": total},
         "encoder": p.card.extra.get("encoder"),

@@ -65,12 +65,13 @@ def _collate(samples: list) -> tuple[list[int], Any, list[tuple[int, str]]]:
     good = [(i, x) for i, x, err in samples if err is None]
     bad = [(i, err) for i, _, err in samples if err is not None]
     items = [x for _, x in good]
+    batch: Any = items  # stacked into one tensor / array when every item has the same shape
     if items and len({getattr(x, "shape", None) for x in items}) == 1:
         if all(isinstance(x, torch.Tensor) for x in items):
-            items = torch.stack(items)
+            batch = torch.stack(items)
         elif all(isinstance(x, np.ndarray) for x in items):
-            items = np.stack(items)
-    return [i for i, _ in good], items, bad
+            batch = np.stack(items)
+    return [i for i, _ in good], batch, bad
 
 
 def chunk_ranges(n: int, chunk_size: int) -> list[range]:

@@ -340,4 +340,4 @@ def pow2_parts(n: int) -> list[int]:
 
 
 #: Tasks that can be served; each maps to its options model.
-TASKS = {"classification": ClassifyOptions, "detection": DetectOptions}
+TASKS: dict[str, type[BaseModel]] = {"classification": ClassifyOptions, "detection": DetectOptions}
