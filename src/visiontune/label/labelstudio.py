@@ -85,6 +85,7 @@ def shape_to_result(s: Shape, width: int, height: int, rid: str) -> dict[str, An
             pts = np.asarray(s.points) * [100.0 / width, 100.0 / height]
             r["value"] = {"points": pts.tolist(), "closed": True, typ: [s.label]}
         else:
+            assert s.mask is not None  # a mask shape carries its mask
             r["value"] = {"format": "rle", "rle": mk.mask_to_brush(s.mask), typ: [s.label]}
     if s.score is not None:
         r["score"] = float(s.score)

@@ -139,6 +139,7 @@ def rank(
     if strategy == "random":
         score = rng.random(n)
     elif strategy == "entropy":
+        assert probs is not None  # needs_probs raised above
         score = entropy(probs)
     else:
         score = margin_uncertainty(probs) if probs is not None else np.zeros(n)
@@ -146,8 +147,10 @@ def rank(
         order = allowed[np.argsort(-score[allowed], kind="stable")]
         chosen = _dedupe_in_order(order, emb, budget, near_duplicate)
     elif strategy == "kcenter":
+        assert emb is not None  # "needs embeddings" raised above
         chosen = kcenter_greedy(emb, budget, lab, allowed, seed)
     else:
+        assert emb is not None
         top = allowed[np.argsort(-score[allowed], kind="stable")][: max(budget, hybrid_factor * budget)]
         chosen = kcenter_greedy(emb, budget, lab, top, seed)
     return chosen, score, int(excluded.sum())

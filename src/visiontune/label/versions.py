@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from pydantic import BaseModel
@@ -121,13 +121,15 @@ def shape_to_doc(s: Shape) -> ObjectDoc:
     if s.kind == "polygon":
         return ObjectDoc(label=s.label, kind="polygon", points=[[_r(x), _r(y)] for x, y in np.asarray(s.points)])
     if s.kind == "mask":
+        assert s.mask is not None  # a mask shape carries its mask
         return ObjectDoc(label=s.label, kind="mask", rle=mk.mask_to_coco_rle(s.mask))
     return ObjectDoc(label=s.label, kind="tag")
 
 
 def doc_to_shape(o: ObjectDoc, height: int, width: int) -> Shape:
     if o.kind == "box":
-        return Shape(o.label, "box", box=tuple(o.box or ()))
+        box = cast("tuple[float, float, float, float]", tuple(o.box or ()))  # shape_to_doc writes 4 numbers
+        return Shape(o.label, "box", box=box)
     if o.kind == "polygon":
         return Shape(o.label, "polygon", points=np.asarray(o.points or [], np.float64))
     if o.kind == "mask":
