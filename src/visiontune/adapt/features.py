@@ -40,6 +40,8 @@ _MEMORY_MAX = 8
 
 @dataclass
 class Features:
+    """Cached head inputs ``x`` and labels ``y`` of one dataset, with the cache key and extraction cost."""
+
     x: torch.Tensor  # (N, ...) float32, the head's input
     y: torch.Tensor  # (N,) int64
     key: str
@@ -220,6 +222,7 @@ def default_cache_dir():
 
 
 def clear_memory_cache() -> None:
+    """Forget every feature set held in this process's memory cache."""
     _MEMORY.clear()
 
 

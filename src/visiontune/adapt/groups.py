@@ -36,9 +36,11 @@ class LayerGroups:
 
     @property
     def n_backbone(self) -> int:
+        """Number of backbone groups (every group but the head)."""
         return len(self.names) - 1
 
     def distance_from_head(self, i: int) -> int:
+        """How many groups group ``i`` sits below the head (the head itself is 0)."""
         return len(self.names) - 1 - i
 
     def lrs(self, lr: float, decay: float = 0.1, head_lr: float | None = None) -> list[float]:

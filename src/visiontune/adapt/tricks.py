@@ -34,6 +34,7 @@ class EMACallback(L.Callback):
 
     @property
     def state_key(self) -> str:
+        """The key under which the EMA weights are kept in Lightning checkpoints."""
         return "visiontune-ema"
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
