@@ -122,6 +122,7 @@ class NearSearch:
 
     @classmethod
     def build(cls, vec: Any, *, exact_rows: int = ann.EXACT_ROWS) -> NearSearch:
+        """Project the vectors ``vec`` (PCA) and index them for near-duplicate range searches."""
         t = [time.perf_counter()]
         proj = ann.fit_projection(vec)
         t.append(time.perf_counter())

@@ -138,6 +138,7 @@ class ChunkedArray:
         return out
 
     def write(self, start: int, values: np.ndarray) -> None:
+        """Write ``values`` at rows ``start``.. and flush them to disk."""
         m = self._window(start, start + len(values), "r+")
         m[:] = values
         m.flush()
