@@ -17,6 +17,7 @@ def _size(n: float) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``cache`` command group (feature cache) to ``app``."""
     cache_app = typer.Typer(help="The feature cache shared by `audit` and `train --strategy linear`.")
     app.add_typer(cache_app, name="cache")
 
