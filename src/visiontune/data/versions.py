@@ -86,9 +86,11 @@ class ManifestDiff:
 
     @property
     def empty(self) -> bool:
+        """True when the two versions hold the same samples and labels."""
         return not (self.added or self.removed or self.relabelled or self.modified or self.resplit)
 
     def to_dict(self) -> dict[str, Any]:
+        """The differences as JSON-ready values."""
         return {
             "a": self.a,
             "b": self.b,
