@@ -178,6 +178,7 @@ def adapt_detector_from_cfg(cfg: DetectTrainConfig, classes, anchor_sizes, ratio
 
 
 def auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
+    """(anchor sizes, aspect ratios, fit report) suggested for ``ds`` by k-means on its boxes."""
     mid = parse_model_id(cfg.model) if cfg.compose is None and not cfg.model.endswith((".yaml", ".yml")) else None
     if mid is not None and mid.source == "torchvision":
         found = default_anchors(mid.name)

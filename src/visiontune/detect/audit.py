@@ -125,11 +125,14 @@ def _missed_names(r, d, mapping, iou, thr, classes) -> list[str]:
 
 @dataclass
 class DetectionAudit:
+    """The per-image detection audit table, its summary and the folder it was written to."""
+
     table: pd.DataFrame
     summary: dict
     out: Path | None
 
     def html_section(self, limit: int = 50, image_links: bool = True) -> str:
+        """The audit as an HTML section (the worst ``limit`` images) for the audit report."""
         return html_section(
             self.table,
             self.summary,

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 
 class BackboneCfg(BaseModel):
+    """``backbone:`` of a composed detector: timm / torchvision model, weights and trainable stages."""
+
     model_config = ConfigDict(extra="forbid")
     source: Literal["timm", "torchvision"] = "timm"
     name: str
@@ -64,24 +66,32 @@ class BackboneCfg(BaseModel):
 
 
 class NeckCfg(BaseModel):
+    """``neck:``: FPN channels and the extra levels."""
+
     model_config = ConfigDict(extra="forbid")
     channels: int = Field(128, gt=0)
     extra: Literal["auto", "none", "pool", "p6p7"] = "auto"
 
 
 class HeadCfg(BaseModel):
+    """``head:``: Faster R-CNN, RetinaNet or FCOS, with extra keyword arguments."""
+
     model_config = ConfigDict(extra="forbid")
     type: Literal["faster_rcnn", "retinanet", "fcos"] = "faster_rcnn"
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class AnchorsCfg(BaseModel):
+    """``anchors:``: sizes per level and aspect ratios (defaults from the head)."""
+
     model_config = ConfigDict(extra="forbid")
     sizes: list[int | float | list[int | float]] | None = None
     aspect_ratios: list[float | list[float]] | None = None
 
 
 class ImageCfg(BaseModel):
+    """``image:``: the detector's resize range and normalisation."""
+
     model_config = ConfigDict(extra="forbid")
     min_size: int = Field(512, gt=0)
     max_size: int = Field(683, gt=0)
@@ -111,6 +121,7 @@ class ComposeConfig(BaseModel):
 
     @property
     def class_names(self) -> list[str]:
+        """The class names (``class0``… when only ``num_classes`` is given)."""
         if self.classes is not None:
             return list(self.classes)
         assert self.num_classes is not None  # the validator requires classes or num_classes

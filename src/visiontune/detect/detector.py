@@ -150,14 +150,17 @@ class Detector:
 
     @property
     def card(self) -> Card:
+        """The model card."""
         return self.pretrained.card
 
     @property
     def class_names(self) -> list[str]:
+        """The class names, in model output order."""
         return self.pretrained.class_names
 
     @property
     def model_id(self) -> str:
+        """The id the detector was loaded from."""
         return self.card.model_id
 
     @property
@@ -172,6 +175,7 @@ class Detector:
 
     @property
     def source(self) -> str:
+        """The library the detector comes from (torchvision, hf, yolo, callable)."""
         return self.adapter.source
 
     @property
@@ -180,6 +184,7 @@ class Detector:
         return detector_num_classes(self.pretrained.model)
 
     def to(self, device: str | torch.device) -> Detector:
+        """Move the model to ``device``; returns self."""
         self.pretrained.to(device)
         return self
 

@@ -177,12 +177,14 @@ class TransferReport:
     unused: list[str] = field(default_factory=list)  # checkpoint tensors with no place
 
     def summary(self) -> str:
+        """One line: tensors kept, re-initialised, new and unused."""
         return (
             f"{len(self.kept)} pretrained tensors kept, {len(self.reinitialised)} re-initialised "
             f"(shape changed), {len(self.missing)} new, {len(self.unused)} unused"
         )
 
     def details(self, limit: int = 30) -> str:
+        """The summary and each re-initialised tensor's shapes (first ``limit``)."""
         lines = [self.summary()]
         for k, new, old in self.reinitialised[:limit]:
             lines.append(f"  re-initialised {k}: pretrained {tuple(old)} -> now {tuple(new)}")
@@ -192,6 +194,7 @@ class TransferReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """Counts and the re-initialised tensors as JSON-ready values."""
         return {
             "kept": len(self.kept),
             "reinitialised": [[k, list(a), list(b)] for k, a, b in self.reinitialised],
