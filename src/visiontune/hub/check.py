@@ -18,6 +18,8 @@ from visiontune.hub.pretrained import Pretrained, logits_of
 
 @dataclass
 class Mismatch:
+    """One preprocessing field where a transform disagrees with the model card, and why it matters."""
+
     field: str
     expected: Any
     got: Any
@@ -211,6 +213,7 @@ def prepare_images(p: Pretrained, items) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.inference_mode()
 def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_size: int = 50) -> tuple[float, float]:
+    """(top-1, top-5) accuracy of ``p`` on prepared images ``x`` / labels ``y`` normalised with ``mean`` / ``std``."""
     top1 = top5 = 0.0
     m = torch.tensor(mean).view(1, -1, 1, 1) if mean is not None else None
     s = torch.tensor(std).view(1, -1, 1, 1) if std is not None else None
@@ -228,6 +231,7 @@ def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_s
 
 
 def evaluate(p: Pretrained, data, limit: int | None = None) -> dict:
+    """``{"n", "top1", "top5"}`` of ``p`` on the labelled images of ``data`` (first ``limit``)."""
     items = labelled_images(data, p.card.class_names, limit)
     x, y = prepare_images(p, items)
     t1, t5 = accuracy(p, x, y, p.preprocess.mean, p.preprocess.std)
@@ -254,6 +258,7 @@ def sweep_prepared(
 
 
 def plot_sweep(rows: list[dict], title: str, path: str | Path) -> Path:
+    """Plot top-1 / top-5 against the normalisation scale to the PNG ``path``; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -46,6 +46,7 @@ def task_of(architectures) -> tuple[str, str]:
 
 
 def task_for(config) -> tuple[str, str]:
+    """(task, architecture) of a Hugging Face ``config``."""
     return task_of(getattr(config, "architectures", None))
 
 
@@ -108,6 +109,7 @@ def _as_dict(size) -> dict:
 
 
 def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
+    """(`Preprocess`, card fields) read from a Hugging Face image processor."""
     size = _as_dict(getattr(proc, "size", None))
     crop = _as_dict(getattr(proc, "crop_size", None)) if getattr(proc, "do_center_crop", False) else None
     crop_pct = getattr(proc, "crop_pct", None)
@@ -191,6 +193,7 @@ def gate_pickled_weights(name: str, revision: str | None, opts: LoadOptions) -> 
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``hf:<repo>`` (classifier, detector or segmenter) as a `Pretrained`."""
     transformers = require("transformers", "hf", "Loading Hugging Face models")
     name, rev = mid.name, mid.weights
     rev_kw: dict = {"revision": rev} if rev else {}
@@ -315,4 +318,5 @@ class HuggingFaceSource(Source):
     build = staticmethod(build)
 
     def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        """Cached Hugging Face repos matching ``pattern`` (all of them unless ``pretrained``: cached only)."""
         return [r for r in list_cached(pattern) if r["cached"] or not pretrained]

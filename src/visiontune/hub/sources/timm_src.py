@@ -53,6 +53,7 @@ def preprocess_from_cfg(cfg: dict) -> tuple[Preprocess, dict]:
 
 
 def imagenet_class_names(model, num_classes: int | None) -> list[str] | None:
+    """ImageNet class names for ``model``'s label space of ``num_classes``, when timm knows it."""
     try:
         from timm.data import ImageNetInfo, infer_imagenet_subset
 
@@ -127,6 +128,7 @@ def _split(mid: ModelId) -> tuple[str, str]:
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``timm:<name>`` as a `Pretrained` (weights from the cache, a file or none)."""
     import timm
 
     name, arch = _split(mid)
@@ -206,6 +208,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[dict]:
+    """timm models matching ``pattern`` (with ``pretrained``: those with pretrained weights), one dict each."""
     import timm
 
     pat = glob_pattern(pattern)
@@ -233,6 +236,7 @@ class TimmSource(Source):
     list_models = staticmethod(list_models)
 
     def names(self) -> list[str]:
+        """Every model name timm knows."""
         import timm
 
         return list(timm.list_models())

@@ -64,6 +64,7 @@ def resolve_weights(name: str, tag: str | None):
 
 
 def cached_file(w) -> Path:
+    """Where torchvision caches the file of weights enum ``w``."""
     return offline.torch_checkpoints_dir() / os.path.basename(w.url)
 
 
@@ -87,6 +88,7 @@ def ensure_cached(w, enum_name: str) -> None:
 
 
 def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
+    """(`Preprocess`, card fields) from the transforms of torchvision weights ``w`` for ``task``."""
     t = w.transforms()
     if task == "classification" and hasattr(t, "crop_size"):
         interp = interpolation_name(t.interpolation)
@@ -124,6 +126,7 @@ def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``torchvision:<arch>[@weights]`` as a `Pretrained`."""
     import torchvision.models as tvm
 
     name = mid.name
@@ -238,6 +241,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[dict]:
+    """torchvision models matching ``pattern`` (with ``pretrained``: those that have weights), one dict each."""
     import fnmatch
 
     import torchvision.models as tvm
@@ -271,6 +275,7 @@ class TorchvisionSource(Source):
     list_models = staticmethod(list_models)
 
     def names(self) -> list[str]:
+        """Every model name torchvision knows."""
         import torchvision.models as tvm
 
         return list(tvm.list_models())
