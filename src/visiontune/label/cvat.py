@@ -156,6 +156,8 @@ def write_export(
 # -- reading ----------------------------------------------------------------------------------------
 @dataclass
 class Node:
+    """One parsed XML element: tag, attributes, source line and children."""
+
     tag: str
     attrib: dict[str, str]
     line: int
@@ -163,9 +165,11 @@ class Node:
     text: str = ""
 
     def find(self, tag: str) -> Node | None:
+        """The first child with ``tag``, or None."""
         return next((c for c in self.children if c.tag == tag), None)
 
     def iter(self, tag: str):
+        """This node and its descendants with ``tag``, depth first."""
         if self.tag == tag:
             yield self
         for c in self.children:

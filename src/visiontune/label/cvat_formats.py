@@ -73,6 +73,7 @@ def _place(it: Item, dst: Path, images: str) -> None:
 
 
 def coco_document(ls: LabelSet, preannotate: str = "auto") -> dict[str, Any]:
+    """``ls`` as a COCO instances document (labels, else predictions per ``preannotate``)."""
     names = export_names(ls)
     images: list[dict[str, Any]] = []
     anns: list[dict[str, Any]] = []
@@ -170,6 +171,7 @@ def _write_yolo(ls: LabelSet, out: Path, preannotate: str, images: str) -> dict[
 
 # -- reading ----------------------------------------------------------------------------------------
 def unpacked(path: Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """(folder, temporary directory to clean up) of a CVAT export: a ``.zip`` is unpacked, a folder used as is."""
     if path.suffix != ".zip":
         return path, None
     tmp = tempfile.TemporaryDirectory(prefix="visiontune-cvat-")

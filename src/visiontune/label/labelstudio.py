@@ -133,6 +133,7 @@ def result_to_shape(r: dict[str, Any], width: int, height: int) -> tuple[list[Sh
 
 # -- export -------------------------------------------------------------------------------------------
 def image_url(item: Item, document_root: str, prefix: str = URL_PREFIX) -> str:
+    """The Label Studio local-files URL of ``item`` under ``document_root``; DatasetError when outside it."""
     rel = os.path.relpath(os.path.abspath(item.file), document_root)
     if rel.startswith(".."):
         raise DatasetError(f"{item.file} is not under the Label Studio document root {document_root}")

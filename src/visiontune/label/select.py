@@ -52,11 +52,13 @@ def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy of each row of class probabilities."""
     p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
     return -(p * np.log(p)).sum(axis=1)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows flattened and scaled to unit L2 norm (float32)."""
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -200,9 +202,11 @@ class SelectionResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """Selected images, pool size and near duplicates excluded."""
         return {"selected": len(self.paths), "pool": self.pool_size, "excluded_duplicates": self.excluded_duplicates}
 
     def to_dict(self) -> dict[str, Any]:
+        """Strategy, budget, selected paths and scores as JSON-ready values."""
         return {
             "strategy": self.strategy,
             "budget": self.budget,
@@ -214,6 +218,7 @@ class SelectionResult:
         }
 
     def summary(self) -> str:
+        """One line: how many images the strategy selected from the pool."""
         head = (
             f"{self.strategy}: {len(self.paths)} of {self.pool_size} pool images selected "
             f"({self.excluded_duplicates} excluded as near duplicates of labelled images)"
