@@ -62,9 +62,11 @@ class SegmentationAudit:
     record: SegmentationAuditRecord
 
     def to_dict(self) -> dict:
+        """The audit record as JSON-ready values."""
         return self.record.model_dump(mode="json")
 
     def summary(self) -> str:
+        """One line: mIoU and the worst images."""
         worst = self.images.head(3)
         items = ", ".join(f"{Path(p).name} {v:.3f}" for p, v in zip(worst["path"], worst["iou"]))
         return f"mIoU {self.metrics['mIoU']:.4f} over {len(self.images)} images; worst: {items}"

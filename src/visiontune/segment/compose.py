@@ -56,6 +56,8 @@ TORCHVISION_ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet
 
 
 class EncoderCfg(BaseModel):
+    """``encoder:`` of a composed segmenter: timm / torchvision backbone, weights and depth."""
+
     model_config = ConfigDict(extra="forbid")
     source: Literal["timm", "torchvision"] = "timm"
     name: str
@@ -65,12 +67,16 @@ class EncoderCfg(BaseModel):
 
 
 class DecoderCfg(BaseModel):
+    """``decoder:``: the decoder type (FPN, U-Net, DeepLabV3+ …) and its keyword arguments."""
+
     model_config = ConfigDict(extra="forbid")
     type: str = "fpn"
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class ImageCfg(BaseModel):
+    """``image:``: training size and normalisation."""
+
     model_config = ConfigDict(extra="forbid")
     size: tuple[int, int] = (256, 256)
     mean: tuple[float, float, float] | None = None
@@ -106,6 +112,7 @@ class SegmenterConfig(BaseModel):
 
     @property
     def class_names(self) -> list[str]:
+        """The class names (``class0``… when only ``num_classes`` is given)."""
         return list(self.classes) if self.classes is not None else [f"class{i}" for i in range(self.num_classes or 0)]
 
 
@@ -143,6 +150,7 @@ class PaddedSegmenter(nn.Module):
 
     @property
     def encoder(self) -> nn.Module:
+        """The wrapped segmenter's encoder."""
         return cast(nn.Module, self.net.encoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ class SegmentationEvaluation:
     dir: Path | None = None
 
     def to_dict(self) -> dict:
+        """Task, model, data and metrics as JSON-ready values."""
         return {
             "task": "segmentation",
             "model": self.model_id,
@@ -49,6 +50,7 @@ class SegmentationEvaluation:
         }
 
     def summary(self) -> str:
+        """One line: the model's mIoU, pixel accuracy, Dice (and AP) on the data."""
         m = self.metrics
         keys = ("mIoU", "pixel_accuracy", "dice", "AP", "AP50")
         return f"{self.model_id} on {self.data}: " + ", ".join(

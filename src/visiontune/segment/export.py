@@ -66,16 +66,20 @@ class SegmentationExport:
 
     @property
     def dir(self) -> Path:
+        """The folder the exported model is in."""
         return self.path.parent
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """The parity check's numbers."""
         return self.parity
 
     def to_dict(self) -> dict:
+        """Paths and parity as JSON-ready values."""
         return {"path": str(self.path), "sidecar": str(self.sidecar), "parity": self.parity}
 
     def summary(self) -> str:
+        """One line: the export and how closely it matches the eager model."""
         p = self.parity
         return f"{self.path}: parity on {p.get('images')} images, max |Δlogit| {p.get('max_abs_diff'):.2e}, class maps agree {p.get('pixel_agreement'):.4%}"
 
@@ -203,6 +207,7 @@ class SegmentationArtifact:
 
     @property
     def class_names(self) -> list[str]:
+        """The class names, in output order."""
         return list(self.sidecar.class_names)
 
     def predict(self, images: Any, *, probabilities: bool = False, batch_size: int = 4) -> list[Segmentation]:

@@ -46,9 +46,11 @@ class SegmentTrainResult:
 
     @property
     def dir(self) -> Path:
+        """The run folder."""
         return self.run_dir
 
     def to_dict(self) -> dict:
+        """Folders and metrics as JSON-ready values."""
         return {
             "dir": str(self.run_dir),
             "model_dir": str(self.model_dir) if self.model_dir else None,
@@ -56,6 +58,7 @@ class SegmentTrainResult:
         }
 
     def summary(self) -> str:
+        """One line: the run folder and its validation mIoU / pixel accuracy."""
         m = self.metrics
         parts = [f"{k} {m[k]:.4f}" for k in ("val/mIoU", "val/pixel_accuracy") if isinstance(m.get(k), float)]
         return f"{self.run_dir}: " + (", ".join(parts) or "no validation set")
