@@ -38,6 +38,7 @@ class RequestError(Exception):
         self.message = message
 
     def to_dict(self) -> dict:
+        """The error as the JSON body of a response."""
         return {"error": {"status": self.status, "message": self.message}}
 
 

@@ -183,6 +183,7 @@ class VisionLitAPI(ls.LitAPI):
         return list(inputs)
 
     def predict(self, inputs):
+        """Run the model on a batch of decoded requests (one request when LitServe does not batch)."""
         if self.max_batch_size == 1:  # LitServe's unbatched loop: one request, not a list
             return self._predict([inputs])[0]
         return self._predict(inputs)

@@ -267,10 +267,12 @@ class Runner:
 
     @property
     def class_names(self) -> list[str]:
+        """The class names of the model."""
         return self._task.class_names
 
     @property
     def options_model(self) -> type[BaseModel]:
+        """The pydantic model of the task's request options."""
         return self._task.options_model
 
     def to(self, device: Any) -> Runner:
