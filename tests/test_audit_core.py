@@ -301,6 +301,16 @@ def test_audit_refuses_a_folder_that_is_no_model(tmp_path):
         audit(tmp_path, "unused", quiet=True)
 
 
+def test_top_level_audit_takes_progress(tmp_path):
+    """``vt.audit(..., progress=False)`` reaches the audit (it passed ``progress`` through as an
+    unknown keyword: a TypeError on every call)."""
+    import visiontune as vt
+    from visiontune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="neither a run directory"):
+        vt.audit(tmp_path, "unused", progress=False)
+
+
 def test_tiny_images_are_not_perceptual_duplicates():
     """8x8 scans of the same digit are different images: only identical pixels may match."""
     import numpy as np

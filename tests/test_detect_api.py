@@ -206,3 +206,18 @@ def test_detection_example_builds(mobilenetv2_backbone_file):
 
     det = composed_detector(Path(__file__).resolve().parents[1] / "examples" / "detector-mobilenetv2.yaml")
     assert det.class_names[-3:] == ["person", "car", "dog"]
+
+
+def test_write_detections_reads_the_size_of_a_result_built_without_one(tmp_path):
+    """A `Detections` made by hand (no ``image_size``) still writes: the size comes from the header."""
+    import json
+
+    from visiontune.detect.io import write_detections
+
+    img = tmp_path / "wide.png"
+    Image.new("RGB", (48, 32)).save(img)
+    d = Detections(torch.tensor([[1.0, 2.0, 10.0, 12.0]]), torch.tensor([0.9]), torch.tensor([0]), ["cat"])
+    assert d.image_size is None
+    files = write_detections([img], [d], tmp_path / "out", class_names=["cat"], draw=False)
+    (entry,) = json.loads(files["images"].read_text())["images"]
+    assert (entry["width"], entry["height"]) == (48, 32)

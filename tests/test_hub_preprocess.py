@@ -51,6 +51,14 @@ def test_train_transform_keeps_size_and_normalisation(photo):
         p.train_transform("extreme")
 
 
+def test_train_transform_without_a_size_is_a_config_error():
+    """No resize and no crop: a typed error naming the fields, not a TypeError from list(None)."""
+    from visiontune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="resize or crop"):
+        Preprocess(resize=None, crop=None).train_transform()
+
+
 def test_preprocess_roundtrip_dict():
     pre = Preprocess(resize=(240, 320), crop=None, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
     again = Preprocess.from_dict(pre.to_dict())

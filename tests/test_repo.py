@@ -150,3 +150,77 @@ def test_no_private_name_is_imported_across_packages():
         if private_module or (private_names and target == (node.module or target)):
             bad.append(f"{importer}:{line} imports {target} {private_names or ''}")
     assert not bad, "\n".join(bad)
+
+
+# Methods a docstring would only repeat: framework hooks and overrides of torch / Lightning /
+# stdlib / LitServe base-class methods (their meaning is the framework's). Dunders are private.
+_DOC_EXEMPT_METHODS = {
+    "forward",  # torch.nn.Module
+    "extra_repr",
+    "state_dict",
+    "load_state_dict",
+    "training_step",  # lightning hooks (and every on_*)
+    "validation_step",
+    "test_step",
+    "predict_step",
+    "configure_optimizers",
+    "setup",
+    "teardown",
+    "emit",  # logging.Handler
+    "run",  # threading.Thread
+    "decode_request",  # litserve.LitAPI
+    "encode_response",
+    "batch",
+    "unbatch",
+}
+_VALIDATOR_DECORATORS = {"field_validator", "model_validator", "validator", "field_serializer", "model_serializer"}
+
+
+def test_public_functions_have_docstrings():
+    """Every public top-level function / class of a public module (or a name a package exports
+    from a private one) and every public method of those classes says what it does."""
+    import ast
+
+    pkg = ROOT / "src" / "visiontune"
+
+    exported = set()  # names in a package's __all__ (or its lazy-export table)
+    for init in pkg.rglob("__init__.py"):
+        for n in ast.parse(init.read_text()).body:
+            if isinstance(n, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id in ("__all__", "_LAZY") for t in n.targets
+            ):
+                exported |= {
+                    c.value for c in ast.walk(n.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                }
+
+    def decorators(node):
+        out = set()
+        for d in node.decorator_list:
+            d = d.func if isinstance(d, ast.Call) else d
+            out.add(d.attr if isinstance(d, ast.Attribute) else getattr(d, "id", ""))
+        return out
+
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    missing = []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        private = any(p.startswith("_") and p != "__init__.py" for p in path.relative_to(pkg).parts)
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, defs) or node.name.startswith("_") or "overload" in decorators(node):
+                continue
+            if private and node.name not in exported:
+                continue
+            if ast.get_docstring(node) is None:
+                missing.append(f"{rel}:{node.lineno} {node.name}")
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for m in node.body:
+                if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) or m.name.startswith("_"):
+                    continue
+                if m.name in _DOC_EXEMPT_METHODS or m.name.startswith("on_"):
+                    continue
+                if decorators(m) & (_VALIDATOR_DECORATORS | {"overload", "setter"}):
+                    continue
+                if ast.get_docstring(m) is None:
+                    missing.append(f"{rel}:{m.lineno} {node.name}.{m.name}")
+    assert not missing, f"{len(missing)} public definitions without a docstring:\n" + "\n".join(missing)

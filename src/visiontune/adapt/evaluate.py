@@ -57,8 +57,9 @@ class ClassifierEvaluation:
         from rich.table import Table
 
         t = Table(title=f"{self.split} per class")
-        for c, j in (("class", "left"), ("precision", "right"), ("recall", "right")):
-            t.add_column(c, justify=j)
+        t.add_column("class", justify="left")
+        t.add_column("precision", justify="right")
+        t.add_column("recall", justify="right")
         prec, rec = self.metrics[f"{self.split}/per_class_precision"], self.metrics[f"{self.split}/per_class_recall"]
         for c in self.classes:
             t.add_row(c, "-" if prec[c] is None else f"{prec[c]:.4f}", "-" if rec[c] is None else f"{rec[c]:.4f}")
@@ -201,6 +202,7 @@ def evaluate_classifier(
 
 
 def _write(result: ClassifierEvaluation, logits: torch.Tensor, ds: Any, data_classes: list[str]) -> dict[str, Path]:
+    assert result.dir is not None  # only written when evaluate() was given out=
     out = Path(result.dir)
     files = {"metrics": write_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1, default=str))}
     files["confusion_matrix"] = plot_confusion_matrix(

@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,6 +40,8 @@ _MEMORY_MAX = 8
 
 @dataclass
 class Features:
+    """Cached head inputs ``x`` and labels ``y`` of one dataset, with the cache key and extraction cost."""
+
     x: torch.Tensor  # (N, ...) float32, the head's input
     y: torch.Tensor  # (N,) int64 class indices, or (N, C) float32 0/1 for multi-label data
     key: str
@@ -122,7 +124,7 @@ def extract(
             hook.value = None
             done += len(y)
             if progress is not None:
-                progress(done, len(dataset))
+                progress(done, len(cast(Sized, dataset)))  # map-style: torch's Dataset stub has no __len__
     finally:
         handle.remove()
         model.train(was_training)
@@ -221,6 +223,7 @@ def default_cache_dir():
 
 
 def clear_memory_cache() -> None:
+    """Forget every feature set held in this process's memory cache."""
     _MEMORY.clear()
 
 

@@ -15,7 +15,9 @@ the model's own structure:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from torch import nn
 
@@ -34,9 +36,11 @@ class LayerGroups:
 
     @property
     def n_backbone(self) -> int:
+        """Number of backbone groups (every group but the head)."""
         return len(self.names) - 1
 
     def distance_from_head(self, i: int) -> int:
+        """How many groups group ``i`` sits below the head (the head itself is 0)."""
         return len(self.names) - 1 - i
 
     def lrs(self, lr: float, decay: float = 0.1, head_lr: float | None = None) -> list[float]:
@@ -66,7 +70,7 @@ def _is_hf(model: nn.Module) -> bool:
 
 
 def _module(model: nn.Module, path: str) -> nn.Module | None:
-    m = model
+    m: nn.Module | None = model
     for part in path.split("."):
         m = (
             getattr(m, part, None)
@@ -106,14 +110,15 @@ def _timm_groups(model: nn.Module, head_path: str) -> LayerGroups | None:
     try:
         from timm.models import group_parameters
 
-        matcher = model.group_matcher(coarse=True)
+        matcher = cast(Callable[..., Any], model.group_matcher)(coarse=True)  # timm models: a method
         grouped = group_parameters(model, matcher)
     except Exception:
         return None
-    names, params = [], []
+    names: list[str] = []
+    params: list[list[str]] = []
     head: list[str] = []
     for plist in grouped.values():
-        body = []
+        body: list[str] = []
         for pname in plist:
             (head if _under(pname, head_path) else body).append(pname)
         if body:

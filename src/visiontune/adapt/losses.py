@@ -35,8 +35,8 @@ def class_weights_from(spec: str | Sequence[float] | None, counts: np.ndarray) -
         if spec != "auto":
             raise ConfigError(f"key 'class_weights': expected 'auto' or a list of {c} numbers, got {spec!r}")
         total = counts.sum()
-        w = np.where(counts > 0, total / (c * np.maximum(counts, 1)), 0.0)
-        return [float(v) for v in w]
+        auto = np.where(counts > 0, total / (c * np.maximum(counts, 1)), 0.0)
+        return [float(v) for v in auto]
     w = [float(v) for v in spec]
     if len(w) != c:
         raise ConfigError(f"key 'class_weights': {len(w)} weights for {c} classes")
@@ -53,8 +53,8 @@ def pos_weight_from(spec: str | Sequence[float] | None, positives: np.ndarray, n
     if isinstance(spec, str):
         if spec != "auto":
             raise ConfigError(f"key 'class_weights': expected 'auto' or a list of {len(pos)} numbers, got {spec!r}")
-        w = np.where(pos > 0, np.clip((n - pos) / np.maximum(pos, 1), 1e-3, 100.0), 1.0)
-        return [float(v) for v in w]
+        auto = np.where(pos > 0, np.clip((n - pos) / np.maximum(pos, 1), 1e-3, 100.0), 1.0)
+        return [float(v) for v in auto]
     w = [float(v) for v in spec]
     if len(w) != len(pos):
         raise ConfigError(f"key 'class_weights': {len(w)} weights for {len(pos)} labels")
@@ -63,6 +63,9 @@ def pos_weight_from(spec: str | Sequence[float] | None, positives: np.ndarray, n
 
 class ClassificationLoss(nn.Module):
     """Cross-entropy with class weights, label smoothing, logit adjustment and soft targets."""
+
+    weight: torch.Tensor | None  # buffers (register_buffer): declared for the type checker
+    log_prior: torch.Tensor | None
 
     def __init__(
         self,
@@ -99,6 +102,8 @@ class ClassificationLoss(nn.Module):
 class MultiLabelLoss(nn.Module):
     """BCE (``gamma_neg = gamma_pos = clip = 0``) or the asymmetric loss, mean over labels and
     images; ``pos_weight`` scales the positive term per label."""
+
+    pos_weight: torch.Tensor | None  # a buffer (register_buffer): declared for the type checker
 
     def __init__(
         self,

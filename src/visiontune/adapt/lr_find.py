@@ -31,6 +31,8 @@ from visiontune.hub.classification import logits_of
 
 @dataclass
 class LRFindResult:
+    """The LR range test: the learning rates tried, their (smoothed and raw) losses and the suggestion."""
+
     lrs: list[float]  # head learning rate at each step
     losses: list[float]  # smoothed (bias-corrected EMA) loss
     raw_losses: list[float]
@@ -39,6 +41,7 @@ class LRFindResult:
     plot: Path | None = None
 
     def to_dict(self) -> dict:
+        """The suggestion and the curve as JSON-ready values."""
         return {
             "suggestion": self.suggestion,
             "min_loss_lr": self.min_loss_lr,
@@ -147,6 +150,7 @@ def lr_find(
 
 
 def plot_lr_find(res: LRFindResult, path: str | os.PathLike, title: str = "LR range test") -> Path:
+    """Plot loss against learning rate (log scale, suggestion marked) to the PNG ``path``; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

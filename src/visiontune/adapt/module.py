@@ -69,6 +69,7 @@ class AdaptModule(L.LightningModule):
 
     # -- strategy --------------------------------------------------------------------------------
     def n_trainable(self, epoch: int) -> int:
+        """How many backbone groups train at ``epoch`` under the strategy (gradual unfreezing schedule)."""
         return n_trainable_backbone(
             self.hp["strategy"], self.groups.n_backbone, epoch, self.hp.get("n_stages", 2), self.hp.get("milestones")
         )
@@ -79,6 +80,7 @@ class AdaptModule(L.LightningModule):
             self.train(True)
 
     def train(self, mode: bool = True):
+        """Switch train / eval mode, keeping frozen normalisation layers in eval mode while training."""
         super().train(mode)
         if mode:
             freeze_frozen_norms(self.model)

@@ -10,6 +10,9 @@ data has one) is scored with the validation thresholds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -57,7 +60,7 @@ def multilabel_metrics(
     targets: torch.Tensor,
     classes: list[str],
     prefix: str = "val",
-    thresholds: np.ndarray | None = None,
+    thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> dict:
     """mAP (macro over labels with positives), per-label AP, micro / macro F1 at ``thresholds``
     (default 0.5), per-label precision / recall / F1, exact-match ratio."""
@@ -117,7 +120,9 @@ class MultiLabelModule(AdaptModule):
         y = torch.cat([v[1] for v in self._val])
         self._val.clear()
         if self.trainer.world_size > 1:
-            logits, y = self.all_gather(logits).flatten(0, 1), self.all_gather(y).flatten(0, 1)
+            # all_gather of a tensor is a tensor (its stub covers dicts and sequences too)
+            logits = cast(torch.Tensor, self.all_gather(logits)).flatten(0, 1)
+            y = cast(torch.Tensor, self.all_gather(y)).flatten(0, 1)
         names = [str(i) for i in range(logits.shape[-1])]
         m = multilabel_metrics(logits.cpu(), y.cpu(), names)
         self.log("val/map", m["val/map"], prog_bar=True)

@@ -23,7 +23,7 @@ import torch
 from visiontune._atomic import write_text
 from visiontune.adapt.features import extract
 from visiontune.adapt.setup import head_path
-from visiontune.data.multilabel import load_multilabel
+from visiontune.data.multilabel import MultiLabelDataset, load_multilabel
 from visiontune.engine import device_for
 from visiontune.errors import DatasetError
 from visiontune.hub import Pretrained, load
@@ -104,7 +104,7 @@ def rank_multilabel_issues(
     for i, p in enumerate(paths):
         given = [classes[j] for j in labels[i]]
         missed = [j for j in range(len(classes)) if targets[i, j] == 0 and probs[i, j] >= 1 - threshold]
-        wrong = [j for j in labels[i] if probs[i, j] < threshold]
+        wrong = [int(j) for j in labels[i] if probs[i, j] < threshold]
         for j in missed:
             pairs.append(
                 {"path": p, "label": classes[j], "kind": "missed", "prob": probs[i, j], "score": per_class[i, j]}
@@ -153,6 +153,7 @@ def audit_multilabel(
     p.model.to(device)
     x, _ = extract(p.model, head_path(p), ds.with_transform(p.preprocess), batch_size=batch_size, device=device)
     feats = x.flatten(1).numpy() if x.ndim > 2 else x.numpy()
+    assert isinstance(ds, MultiLabelDataset)  # load_multilabel's splits hold MultiLabelDatasets
     targets = ds.targets_matrix.astype(np.int64)
     with torch.no_grad():
         probs = out_of_sample_multilabel(feats, targets, k_folds=k_folds, C=C, seed=seed)

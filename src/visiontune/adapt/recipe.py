@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
     parent_path, _, last = path.rpartition(".")
     parent = get_module(model, parent_path) if parent_path else model
     if last.lstrip("-").isdigit():
-        parent[int(last)] = new
+        cast(nn.Sequential, parent)[int(last)] = new
     else:
         setattr(parent, last, new)
 
@@ -189,8 +189,9 @@ def print_split_metrics(console: Any, split: str, m: dict, classes: list[str]) -
     from rich.table import Table
 
     t = Table(title=f"{split} per class")
-    for c, j in (("class", "left"), ("precision", "right"), ("recall", "right")):
-        t.add_column(c, justify=j)
+    t.add_column("class", justify="left")
+    t.add_column("precision", justify="right")
+    t.add_column("recall", justify="right")
     prec, rec = m[f"{split}/per_class_precision"], m[f"{split}/per_class_recall"]
     for c in classes:
         t.add_row(c, "-" if prec[c] is None else f"{prec[c]:.4f}", "-" if rec[c] is None else f"{rec[c]:.4f}")

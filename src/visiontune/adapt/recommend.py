@@ -52,12 +52,15 @@ GRID = {
 
 @dataclass
 class Recommendation:
+    """A suggested strategy with its options and the reasons behind it."""
+
     strategy: str
     options: dict[str, Any]
     reasons: list[str]
     measurements: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The recommendation as JSON-ready values."""
         return {
             "strategy": self.strategy,
             "options": self.options,
@@ -67,10 +70,12 @@ class Recommendation:
 
 
 def size_band(per_class: float) -> str:
+    """``small`` / ``medium`` / ``large`` for the number of images per class."""
     return "small" if per_class < SMALL else "large" if per_class >= LARGE else "medium"
 
 
 def similarity_band(separability: float) -> str:
+    """``low`` / ``medium`` / ``high`` for how separable the classes are in the pretrained features."""
     return "high" if separability >= HIGH else "low" if separability < LOW else "medium"
 
 
@@ -94,6 +99,7 @@ def separability(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> tup
 
 
 def decide(per_class: float, sep: float) -> tuple[str, dict, str, str]:
+    """(strategy, its options, size band, similarity band) for ``per_class`` images and separability ``sep``."""
     s, d = size_band(per_class), similarity_band(sep)
     strategy, opts = GRID[(s, d)]
     return strategy, dict(opts), s, d

@@ -4,7 +4,7 @@ layer groups — shared by ``train``, ``lr_find`` and ``recommend``."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -38,7 +38,8 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
     """The submodule at a dotted path (``classifier.1``; integer parts index sequences)."""
     m = model
     for part in path.split("."):
-        m = m[int(part)] if part.lstrip("-").isdigit() else getattr(m, part)
+        # an integer part indexes a Sequential / ModuleList (nn.Module itself has no __getitem__)
+        m = cast(nn.Sequential, m)[int(part)] if part.lstrip("-").isdigit() else getattr(m, part)
     return m
 
 
@@ -99,6 +100,7 @@ def skipped_files(splits: Any) -> list[dict[str, str]]:
 
 def load_teacher(cfg: TrainConfig, student: Pretrained, classes: list[str], trust_pickle: bool = False) -> tuple:
     """(frozen teacher model, input adapter from the student's preprocessing to the teacher's)."""
+    assert cfg.teacher is not None  # called only for a config that names a teacher
     t = load(cfg.teacher, weights=cfg.teacher_weights, trust_pickle=trust_pickle)
     n = t.card.num_classes
     if n is not None and n != len(classes):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -168,7 +168,7 @@ def train(
     val_ds = splits.val.with_transform(p.preprocess)
     use_cache = cfg.strategy == "linear" and cfg.feature_cache != "off" and cfg.teacher is None
     monitor = cfg.monitor_metric
-    mode = "min" if monitor == "val/loss" else "max"
+    mode: Literal["min", "max"] = "min" if monitor == "val/loss" else "max"
     counts, n_train = training_counts(cfg, splits)
     run_tags = {**(tags or {}), "tricks": cfg.tricks, "task": cfg.task}
     if skipped:

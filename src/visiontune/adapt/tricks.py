@@ -13,7 +13,7 @@ mixup / cutmix on training batches (torchvision.transforms.v2).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -34,10 +34,13 @@ class EMACallback(L.Callback):
 
     @property
     def state_key(self) -> str:
+        """The key under which the EMA weights are kept in Lightning checkpoints."""
         return "visiontune-ema"
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ema = AveragedModel(pl_module.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        self.ema = AveragedModel(
+            cast(nn.Module, pl_module.model), multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
+        )
         self.ema.requires_grad_(False)
         if self._pending is not None:
             self.ema.load_state_dict(self._pending)
@@ -45,7 +48,7 @@ class EMACallback(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         if self.ema is not None and (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) == 0:
-            self.ema.update_parameters(pl_module.model)
+            self.ema.update_parameters(cast(nn.Module, pl_module.model))
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "ema": self.ema.state_dict() if self.ema is not None else None}

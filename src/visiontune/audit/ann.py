@@ -41,9 +41,11 @@ class Vectors(Protocol):
 
     def __len__(self) -> int: ...
 
-    def take(self, index: np.ndarray) -> np.ndarray: ...
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` as a float32 array."""
 
-    def chunks(self, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]: ...
+    def chunks(self, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, block)`` pairs covering every row in blocks of ``chunk``."""
 
 
 class ArrayVectors:
@@ -57,12 +59,15 @@ class ArrayVectors:
 
     @property
     def dim(self) -> int:
+        """Width of a row (0 for an empty array)."""
         return int(self.x.shape[1]) if self.x.ndim == 2 else 0
 
     def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` as a float32 array."""
         return np.asarray(self.x[np.asarray(index, dtype=np.int64)], dtype=np.float32)
 
     def chunks(self, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, block)`` pairs covering every row in blocks of ``chunk``."""
         for s in range(0, len(self.x), chunk):
             yield s, np.asarray(self.x[s : s + chunk], dtype=np.float32)
 
@@ -78,6 +83,7 @@ class ConcatVectors:
         return int(self.offsets[-1])
 
     def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` (global row numbers across the parts) as a float32 array."""
         index = np.asarray(index, dtype=np.int64)
         part = np.searchsorted(self.offsets, index, side="right") - 1
         out = None
@@ -90,6 +96,7 @@ class ConcatVectors:
         return out if out is not None else np.zeros((0, 0), np.float32)
 
     def chunks(self, chunk: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+        """``(global first row, block)`` pairs over every part in turn."""
         for k, p in enumerate(self.parts):
             for s, x in p.chunks(chunk):
                 yield int(self.offsets[k]) + s, x
@@ -103,6 +110,7 @@ def as_vectors(x: Any) -> Any:
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32; zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -118,11 +126,13 @@ class Projection:
         return np.ascontiguousarray((normalise(x) - self.mean) @ self.components.T, dtype=np.float32)
 
     def save(self, path: Path) -> None:
+        """Write the mean and components to ``path`` (``.npz``, no pickle)."""
         with open(path, "wb") as f:
             np.savez(f, mean=self.mean, components=self.components)
 
     @classmethod
     def load(cls, path: Path) -> Projection:
+        """The projection saved at ``path`` by `save`."""
         with np.load(path, allow_pickle=False) as z:
             return cls(z["mean"], z["components"])
 
@@ -166,6 +176,7 @@ class NearIndex:
 
     @classmethod
     def build(cls, Z: np.ndarray, *, exact_rows: int = EXACT_ROWS, nprobe: int = NPROBE, seed: int = 0) -> NearIndex:
+        """An exact index up to ``exact_rows`` rows, else an IVF index searched with ``nprobe`` lists."""
         faiss = _faiss()
         n, d = Z.shape
         if n <= exact_rows:
@@ -212,10 +223,12 @@ class NearIndex:
         return D, indices.astype(np.int64)
 
     def save(self, path: Path) -> None:
+        """Write the faiss index to ``path``."""
         _faiss().write_index(self.index, str(path))
 
     @classmethod
     def load(cls, path: Path) -> NearIndex:
+        """The index saved at ``path`` by `save`."""
         faiss = _faiss()
         index = faiss.read_index(str(path))
         if hasattr(index, "nprobe"):

@@ -4,6 +4,7 @@ the files (tables, index, report, summary.json) and the console summary."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def audit(
     model_or_run: Any,
     data: Any = None,
     split: str = "val",
-    out: str | Path | None = None,
+    out: str | os.PathLike | None = None,
     *,
     k_folds: int = 5,
     topk: int = 5,
@@ -294,6 +295,7 @@ def _map(dups: st.Duplicates, table: pd.DataFrame, issues: pd.DataFrame | None, 
     score = table["outlier_score"].to_numpy(dtype=float)
     q = pd.Series(score).rank(pct=True).fillna(0).to_numpy()
     priority = (~table["correct"].to_numpy()) | issue | dup | (q >= 0.99)
+    assert dups.search is not None  # the caller maps only when the near-duplicate index exists
     m = embedding_map(dups.search, n, priority, method=method, max_points=points)
     pts = []
     for r, x, y in zip(m.points["row"], m.points["x"], m.points["y"]):

@@ -46,6 +46,7 @@ class CostMeter:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        """Context manager timing the step ``name`` and sampling its peak resident memory."""
         start = rss_bytes()
         peak = [start]
         stop = threading.Event()
@@ -72,6 +73,7 @@ class CostMeter:
             )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Seconds and peak RSS per step, as JSON-ready values."""
         return {k: asdict(v) for k, v in self.steps.items()}
 
     def table(self, console: Any = None) -> Any:

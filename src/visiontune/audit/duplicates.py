@@ -122,6 +122,7 @@ class NearSearch:
 
     @classmethod
     def build(cls, vec: Any, *, exact_rows: int = ann.EXACT_ROWS) -> NearSearch:
+        """Project the vectors ``vec`` (PCA) and index them for near-duplicate range searches."""
         t = [time.perf_counter()]
         proj = ann.fit_projection(vec)
         t.append(time.perf_counter())
@@ -215,6 +216,7 @@ def find_duplicates(
         lap("visual_s")
     if near and n_vec:
         if method == "index":
+            assert search is not None  # built above for method "index"
             i, j, s = _ordered(split_id, *search.pairs(float(threshold)))
         else:
             i, j, _ = _exhaustive(

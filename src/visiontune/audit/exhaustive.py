@@ -32,6 +32,7 @@ def similar_pairs(
 
 
 def popcount64(x: np.ndarray) -> np.ndarray:
+    """Number of set bits of each uint64 in ``x``."""
     x = x.astype(np.uint64)
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -115,7 +115,8 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
     """The submodule at dotted ``path`` (``"classifier"``, ``"head.fc"``, ``"blocks.3"``)."""
     m = model
     for part in path.split(".") if path else []:
-        m = m[int(part)] if part.lstrip("-").isdigit() else getattr(m, part)
+        # an integer part indexes a Sequential / ModuleList (nn.Module itself has no __getitem__)
+        m = cast(nn.Sequential, m)[int(part)] if part.lstrip("-").isdigit() else getattr(m, part)
     return m
 
 
@@ -125,7 +126,7 @@ def extract_to_store(
     head_path: str,
     samples: torch.utils.data.Dataset,
     keys: Sequence[str],
-    store_open: Callable[[int, Sequence[int]], FeatureStore],
+    store_open: Callable[[int, Sequence[int]], FeatureStore | None],
     store: FeatureStore | None = None,
     *,
     batch_size: int = 32,
@@ -148,7 +149,7 @@ def extract_to_store(
     n = len(keys)
     rows = store.lookup(keys) if store is not None else np.full(n, -1, dtype=np.int64)
     todo_keys: dict[str, int] = {}
-    for i in np.flatnonzero(rows < 0):
+    for i in np.flatnonzero(rows < 0).tolist():
         todo_keys.setdefault(keys[i], int(i))  # identical content is computed once
     todo = list(todo_keys.values())
     skipped: list[tuple[int, str]] = []
@@ -186,6 +187,7 @@ def extract_to_store(
         e = np.concatenate(buf_emb)
         if store is None:
             store = store_open(e.shape[1], shape)
+            assert store is not None, "FeatureStore.open creates the store when given its width"
         got = store.append(buf_keys, e, np.asarray(buf_dh, dtype=np.uint64))
         for k, r in zip(buf_keys, got):
             rows[np.asarray([i for i in same[k]])] = r
@@ -194,7 +196,7 @@ def extract_to_store(
         buf_dh.clear()
 
     same: dict[str, list[int]] = {}
-    for i in np.flatnonzero(rows < 0):
+    for i in np.flatnonzero(rows < 0).tolist():
         same.setdefault(keys[i], []).append(int(i))
     shape: list[int] = []
     pos = 0

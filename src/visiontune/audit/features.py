@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ def head_logits(head: nn.Module, embeddings: np.ndarray, batch_size: int = 4096)
         for i in range(0, len(embeddings), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(embeddings[i : i + batch_size]))
             out.append(head(x.to(next(head.parameters()).dtype)).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, head.out_features), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, cast(nn.Linear, head).out_features), np.float32)
 
 
 @dataclass
@@ -68,6 +68,7 @@ class ImageOutputs:
 
     @property
     def dim(self) -> int:
+        """Embedding width of the feature store (0 when nothing was extracted)."""
         return self.store.dim if self.store is not None else 0
 
     def embeddings_of(self, index: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -107,11 +108,13 @@ class StoreVectors:
         return len(self.rows)
 
     def take(self, index: np.ndarray) -> np.ndarray:
+        """The store rows of images ``index`` as a float32 array."""
         if self.store is None:
             return np.zeros((len(index), 0), np.float32)
         return self.store.read(self.rows[np.asarray(index, dtype=np.int64)])
 
     def chunks(self, chunk: int = 16384) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first image, block)`` pairs read from the store in blocks of ``chunk``."""
         if self.store is not None:
             yield from self.store.iter_chunks(self.rows, chunk)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ class ChunkedArray:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _window(self, start: int, stop: int, mode: str) -> np.memmap:
+    def _window(self, start: int, stop: int, mode: Literal["r", "r+"]) -> np.memmap:
         return np.memmap(
             self.path,
             dtype=np.float32,
@@ -137,6 +138,7 @@ class ChunkedArray:
         return out
 
     def write(self, start: int, values: np.ndarray) -> None:
+        """Write ``values`` at rows ``start``.. and flush them to disk."""
         m = self._window(start, start + len(values), "r+")
         m[:] = values
         m.flush()
@@ -186,9 +188,9 @@ def out_of_sample_probs_streaming(
     d = proj.components.shape[0]
     sums, sq = np.zeros(d), np.zeros(d)
     for _, x in vectors.chunks(chunk):
-        z = proj(x).astype(np.float64)
-        sums += z.sum(0)
-        sq += (z * z).sum(0)
+        zx = proj(x).astype(np.float64)
+        sums += zx.sum(0)
+        sq += (zx * zx).sum(0)
     mu = sums / n
     sd = np.sqrt(np.maximum(sq / n - mu * mu, 1e-12))
 
@@ -229,7 +231,7 @@ def out_of_sample_probs_streaming(
 
 def rank_label_issues_streaming(
     labels: np.ndarray,
-    probs: np.ndarray,
+    probs: np.ndarray | ChunkedArray,
     classes: list[str],
     paths: Sequence[str],
     *,

@@ -11,6 +11,7 @@ import pandas as pd
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``logits`` (NaN-safe maximum subtraction)."""
     z = logits - np.nanmax(logits, axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -67,6 +68,7 @@ def predictions_table(
 
 
 def topk_string(labels: list[str], probs: list[float]) -> str:
+    """``label:prob|label:prob…`` for the CSV's top-k column."""
     return "|".join(f"{lab}:{p:.4f}" for lab, p in zip(labels, probs))
 
 
@@ -77,11 +79,13 @@ def confident_mistakes(table: pd.DataFrame, n: int | None = None) -> pd.DataFram
 
 
 def top_losses(table: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
+    """The table sorted by loss, highest first (the first ``n`` rows when given)."""
     t = table.sort_values("loss", ascending=False, kind="stable")
     return t if n is None else t.head(n)
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n_classes`` × ``n_classes`` confusion counts (rows: label, columns: prediction)."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (np.asarray(labels, np.int64), np.asarray(pred, np.int64)), 1)
     return cm

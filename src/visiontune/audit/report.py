@@ -151,9 +151,9 @@ def thumbnail_uri(path: str, size: int = 96, quality: int = 75) -> str | None:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            im = ImageOps.exif_transpose(im).convert("RGB")
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+            im = ImageOps.exif_transpose(opened).convert("RGB")
             im.thumbnail((size, size), Image.Resampling.BILINEAR)
             if max(im.size) < size // 2:  # tiny images (e.g. 8x8 scans): enlarge, keep the pixels sharp
                 k = (size // 2) // max(im.size)
@@ -167,6 +167,8 @@ def thumbnail_uri(path: str, size: int = 96, quality: int = 75) -> str | None:
 
 @dataclass
 class Column:
+    """One column of a report table: its title, data key and how cells render."""
+
     title: str
     key: str
     kind: str = "text"  # text | num | pct | path | img | bool | link
@@ -175,6 +177,8 @@ class Column:
 
 @dataclass
 class Table:
+    """One sortable table of the HTML report."""
+
     id: str
     title: str
     df: pd.DataFrame
@@ -197,6 +201,8 @@ class MapData:
 
 @dataclass
 class ReportData:
+    """Everything the HTML report shows: title, metadata, headline cards, tables and images."""
+
     title: str
     meta: dict[str, Any]
     cards: list[tuple[str, str]]

@@ -27,10 +27,12 @@ class VersionComparison:
 
     @property
     def error_a(self) -> float:
+        """Error rate on version a (``1 - accuracy_a``)."""
         return 1.0 - self.accuracy_a
 
     @property
     def error_b(self) -> float:
+        """Error rate on version b (``1 - accuracy_b``)."""
         return 1.0 - self.accuracy_b
 
     @property
@@ -39,6 +41,7 @@ class VersionComparison:
         return self.error_a - self.error_b
 
     def to_dict(self) -> dict:
+        """The comparison as JSON-ready values, error rates included."""
         d = dict(self.__dict__)
         d.update(error_a=self.error_a, error_b=self.error_b, error_from_label_noise=self.error_from_label_noise)
         return d
@@ -73,14 +76,17 @@ class AuditResult:
 
     @property
     def dir(self) -> Path:
+        """The audit folder."""
         return self.out_dir
 
     @property
     def report_path(self) -> Path:
+        """Path of ``report.html``."""
         return self.files["report"]
 
     @property
     def accuracy(self) -> float:
+        """Top-1 accuracy of the model on the audited split."""
         return self.metrics["accuracy"]
 
     def similar(self, image: str | Path, k: int = 10) -> pd.DataFrame:
@@ -91,6 +97,7 @@ class AuditResult:
         return SimilarIndex.load(self.out_dir, cache_dir=self.cache_dir).similar(image, k, model=self.model)
 
     def to_dict(self) -> dict:
+        """Folder, split, metrics and files as JSON-ready values."""
         return {
             "dir": str(self.out_dir),
             "split": self.split,
@@ -101,6 +108,7 @@ class AuditResult:
         }
 
     def summary(self) -> str:
+        """One line: accuracy, images, mistakes, label issues and duplicates found."""
         m = self.metrics
         return (
             f"audit {self.split}: accuracy {100 * m['accuracy']:.2f}% on {m['n_images']} images, "
@@ -124,12 +132,12 @@ def print_summary(result: AuditResult, n: int = 10, console: Any = None) -> None
             t.add_row(str(i), str(r.path), str(r.label), str(r.pred), f"{r.confidence:.3f}", f"{r.loss:.3f}")
         console.print(t)
     if result.cost:
-        c = RichTable(title="cost per step")
+        cost = RichTable(title="cost per step")
         for col in ("step", "seconds", "peak RSS (MB)"):
-            c.add_column(col, justify="left" if col == "step" else "right")
+            cost.add_column(col, justify="left" if col == "step" else "right")
         for name, s in result.cost.items():
-            c.add_row(name, f"{s['seconds']:.2f}", f"{s['peak_rss_mb']:.0f}")
-        console.print(c)
+            cost.add_row(name, f"{s['seconds']:.2f}", f"{s['peak_rss_mb']:.0f}")
+        console.print(cost)
     for w in result.warnings:
         console.print("warning: " + w, style="yellow", highlight=False, markup=False)
     console.print(f"report: {result.report_path}", highlight=False)

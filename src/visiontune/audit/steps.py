@@ -59,12 +59,14 @@ def probs_for(src: ModelSource, o: ImageOutputs, classes: list[str]) -> np.ndarr
 
 
 def write_table(df: pd.DataFrame, path: Path) -> Path:
+    """Write ``df`` as CSV to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return path
 
 
 def csv_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the predictions table with the top-k columns joined into one CSV-friendly string."""
     t = table.copy()
     t["topk"] = [rk.topk_string(a, b) for a, b in zip(t["topk_labels"], t["topk_probs"])]
     return t.drop(columns=["topk_labels", "topk_probs"])
@@ -72,6 +74,8 @@ def csv_view(table: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Predictions:
+    """The predictions table of the audited split and the readable images it covers."""
+
     table: pd.DataFrame
     keep: np.ndarray  # indices of the readable images of the split
     labels: np.ndarray
@@ -81,6 +85,7 @@ class Predictions:
 def predictions_step(
     src: ModelSource, o: ImageOutputs, target: SplitData, classes: list[str], split: str, topk: int
 ) -> Predictions:
+    """Predictions, top-k and per-image loss of the readable images of ``split``."""
     keep = np.flatnonzero(o.ok)
     paths = [o.paths[i] for i in keep]
     labels = target.labels[keep]
@@ -93,6 +98,8 @@ def predictions_step(
 
 @dataclass
 class Rankings:
+    """Confusion matrix, confident mistakes, top losses and confused pairs."""
+
     confusion: np.ndarray
     mistakes: pd.DataFrame
     losses: pd.DataFrame
@@ -101,6 +108,7 @@ class Rankings:
 
 
 def rankings_step(pred: Predictions, classes: list[str]) -> Rankings:
+    """Confusion matrix and the rankings of mistakes, losses and confused class pairs."""
     cm = rk.confusion(pred.labels, pred.table["pred_idx"].to_numpy(), len(classes))
     return Rankings(
         cm,
@@ -113,6 +121,8 @@ def rankings_step(pred: Predictions, classes: list[str]) -> Rankings:
 
 @dataclass
 class LabelIssues:
+    """Likely label errors (None when skipped), the folds used and whether probabilities were streamed."""
+
     table: pd.DataFrame | None
     folds: int | None
     streamed: bool = False
@@ -149,6 +159,8 @@ def label_issues_step(
 
 @dataclass
 class Duplicates:
+    """Duplicate pairs, the near-duplicate threshold used, the index and the items searched."""
+
     table: pd.DataFrame
     threshold: float | None
     search: dup.NearSearch | None

@@ -160,16 +160,19 @@ class FeatureStore:
 
     @property
     def rows(self) -> int:
+        """Number of rows stored."""
         return self.info.rows
 
     @property
     def dim(self) -> int:
+        """Width of the stored embeddings."""
         return self.info.dim
 
     def __len__(self) -> int:
         return self.info.rows
 
     def nbytes(self) -> int:
+        """Bytes the store's files take on disk."""
         return sum((self.dir / f).stat().st_size for f in (*_FILES, "store.json") if (self.dir / f).exists())
 
     # -- lookups -------------------------------------------------------------------------------
@@ -256,10 +259,10 @@ class FeatureStore:
                 self._reload()
                 have = self.lookup(list(keys))
                 out = have.copy()
-                new = np.flatnonzero(have < 0)
+                new = np.flatnonzero(have < 0).tolist()
                 # the same content twice in one chunk is written once
                 first: dict[str, int] = {}
-                write = []
+                write: list[int] = []
                 for i in new:
                     if keys[i] in first:
                         continue

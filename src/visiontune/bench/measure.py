@@ -63,9 +63,11 @@ class BenchOptions:
 
     @property
     def torch_dtype(self) -> torch.dtype:
+        """The torch dtype named by ``dtype``."""
         return DTYPES[self.dtype]
 
     def to_dict(self) -> dict:
+        """The options as JSON-ready values."""
         return asdict(self)
 
 
@@ -219,6 +221,7 @@ def prepare(model: nn.Module, options: BenchOptions) -> tuple[nn.Module, Callabl
 
 
 def make_input(batch: int, input_size: tuple[int, int, int], options: BenchOptions) -> torch.Tensor:
+    """A random ``(batch, *input_size)`` input on the benchmark's device and dtype (channels-last when asked)."""
     x = torch.randn(batch, *input_size, device=options.device, dtype=options.torch_dtype)
     if options.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

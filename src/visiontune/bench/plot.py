@@ -61,10 +61,16 @@ def scatter(result: BenchResult, path: str | os.PathLike) -> Path:
             zorder=2,
         )
 
-    xmax = max([r.latency_p95_ms for r in ok] or [1.0]) * 1.5
+    # the `is not None` filters restate what `ok` / `with_acc` / `flops` hold, for the type checker
+    xmax = max([r.latency_p95_ms for r in ok if r.latency_p95_ms is not None] or [1.0]) * 1.5
     with_acc = [r for r in ok if r.top1 is not None]
-    accs = [r.top1 for r in with_acc]
-    offs = _label_offsets([r.latency_median_ms for r in with_acc], accs, xmax, (max(accs + [1]) - min(accs + [0])) + 4)
+    accs = [r.top1 for r in with_acc if r.top1 is not None]
+    offs = _label_offsets(
+        [r.latency_median_ms for r in with_acc if r.latency_median_ms is not None],
+        accs,
+        xmax,
+        (max(accs + [1]) - min(accs + [0])) + 4,
+    )
     for r, off in zip(with_acc, offs):
         point(ax_acc, r, r.top1)
         ax_acc.annotate(
@@ -79,7 +85,7 @@ def scatter(result: BenchResult, path: str | os.PathLike) -> Path:
     ax_acc.set_title("accuracy vs latency", fontsize=10)
     ax_acc.grid(True, alpha=0.3)
     if with_acc:
-        ys = [r.top1 for r in with_acc]
+        ys = [r.top1 for r in with_acc if r.top1 is not None]
         ax_acc.set_ylim(min(ys) - 2.0, max(ys) + 2.0)
     if not with_acc:
         ax_acc.text(
@@ -98,8 +104,10 @@ def scatter(result: BenchResult, path: str | os.PathLike) -> Path:
         )
 
     flops = [r for r in ok if r.gflops is not None]
-    gf = [r.gflops for r in flops]
-    offs = _label_offsets([r.latency_median_ms for r in flops], gf, xmax, max(gf + [1e-9]) * 1.2)
+    gf = [r.gflops for r in flops if r.gflops is not None]
+    offs = _label_offsets(
+        [r.latency_median_ms for r in flops if r.latency_median_ms is not None], gf, xmax, max(gf + [1e-9]) * 1.2
+    )
     for r, off in zip(flops, offs):
         point(ax_flops, r, r.gflops)
         ax_flops.annotate(
@@ -114,7 +122,7 @@ def scatter(result: BenchResult, path: str | os.PathLike) -> Path:
     ax_flops.set_title("compute vs latency (all measured models)", fontsize=10)
     ax_flops.grid(True, alpha=0.3)
     if flops:
-        ax_flops.set_ylim(0, max(r.gflops for r in flops) * 1.2)
+        ax_flops.set_ylim(0, max(gf) * 1.2)
 
     for ax in (ax_acc, ax_flops):
         ax.set_xlim(0, xmax)

@@ -36,6 +36,8 @@ COLUMNS = [
 
 @dataclass
 class BenchRow:
+    """One benchmarked model: ids, sizes, latency / throughput / memory, published accuracy or the error."""
+
     model_id: str
     weights: str
     input: str
@@ -57,6 +59,8 @@ class BenchRow:
 
 @dataclass
 class BenchResult:
+    """Every benchmarked row, the options used and the environment measured on."""
+
     rows: list[BenchRow]
     options: BenchOptions
     environment: dict[str, Any]
@@ -64,6 +68,8 @@ class BenchResult:
 
     # -- renderings ----------------------------------------------------------------------------
     def cells(self, row: BenchRow) -> list[str]:
+        """The formatted table cells of ``row`` (``n/a`` for missing values)."""
+
         def num(v: float | None, fmt: str) -> str:
             return "n/a" if v is None else format(v, fmt)
 
@@ -84,6 +90,7 @@ class BenchResult:
         ]
 
     def header_note(self) -> str:
+        """One line naming the device, dtype and flags the numbers were measured with."""
         e, o = self.environment, self.options
         flags = [
             f"device={o.device}",
@@ -99,6 +106,7 @@ class BenchResult:
         return f"{e['device_name']} · torch {e['torch']} · " + ", ".join(flags)
 
     def footnotes(self) -> list[str]:
+        """Footnotes explaining the memory methods and other caveats of the table."""
         notes = []
         methods = {r.memory_method for r in self.rows if r.memory_method}
         for m in sorted(methods):
@@ -117,6 +125,7 @@ class BenchResult:
         return notes
 
     def rich_table(self):
+        """The results as a rich Table (header note as caption)."""
         from rich.table import Table
 
         table = Table(title="visiontune bench", caption=self.header_note(), caption_justify="left")
@@ -127,6 +136,7 @@ class BenchResult:
         return table
 
     def markdown(self) -> str:
+        """The results as a Markdown table with the header note and footnotes."""
         head = [t for _, t in COLUMNS]
         lines = [
             f"<!-- {self.header_note()} -->",
@@ -141,6 +151,7 @@ class BenchResult:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
+        """Environment, options and rows as JSON-ready values."""
         return {
             "environment": self.environment,
             "options": self.options.to_dict(),
@@ -182,6 +193,7 @@ def _atomic_write(path: Path, writer) -> None:
 
 
 def environment(options: BenchOptions) -> dict[str, Any]:
+    """Device, library versions and host facts the benchmark ran on."""
     dev = torch.device(options.device)
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)

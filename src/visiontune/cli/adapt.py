@@ -50,6 +50,8 @@ def _config(config: Path | None, overrides: dict, resume: Path | None = None):
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``train``, ``lr-find`` and ``recommend`` commands to ``app``."""
+
     @app.command("train")
     def train_cmd(
         model: str | None = typer.Option(None, "--model", "-m", help="model id, e.g. timm:resnet18"),

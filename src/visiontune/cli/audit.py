@@ -8,6 +8,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``audit`` command to ``app``."""
+
     @app.command("audit")
     def audit_cmd(
         run_or_model: str = typer.Argument(

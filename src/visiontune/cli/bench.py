@@ -62,4 +62,5 @@ def bench_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command to ``app``."""
     app.command("bench")(bench_cmd)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -17,6 +17,7 @@ def _size(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``cache`` command group (feature cache) to ``app``."""
     cache_app = typer.Typer(help="The feature cache shared by `audit` and `train --strategy linear`.")
     app.add_typer(cache_app, name="cache")
 

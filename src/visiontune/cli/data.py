@@ -119,4 +119,5 @@ def apply_fixes_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``data`` command group to ``app``."""
     app.add_typer(data_app, name="data")

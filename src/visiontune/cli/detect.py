@@ -24,6 +24,9 @@ def _load(model_id: str, weights: str | None, pretrained: bool, device: str | No
 
 
 def register(app: typer.Typer) -> None:
+    """Add the detection commands to ``app``: ``detect``, ``val``, ``anchors``, ``detect-train``,
+    ``detect-convert`` and ``detect-audit``."""
+
     @app.command("detect")
     def detect_cmd(
         model: str = typer.Argument(..., help="torchvision:<arch>, hf:<repo>, yolo:<file>, or a saved detector dir"),

@@ -57,4 +57,5 @@ def evaluate_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``evaluate`` command to ``app``."""
     app.command("evaluate")(evaluate_cmd)

@@ -145,5 +145,6 @@ class _null:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``export`` and ``export-predict`` commands to ``app``."""
     app.command("export")(export_cmd)
     app.command("export-predict")(predict_cmd)

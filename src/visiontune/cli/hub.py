@@ -315,6 +315,8 @@ def compare_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``models list`` / ``models info``, ``predict``, ``license``, the preprocessing checks
+    (``check-preprocess``, ``diagnose normalization-sweep``) and ``compare`` to ``app``."""
     models_app.command("list")(models_list)
     models_app.command("info")(models_info)
     app.add_typer(models_app, name="models")

@@ -153,5 +153,6 @@ def select_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``label`` command group and ``select`` to ``app``."""
     app.add_typer(label_app, name="label")
     app.command("select")(select_cmd)

@@ -72,5 +72,6 @@ def demo_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``run`` and ``demo`` commands to ``app``."""
     app.command("run")(run_cmd)
     app.command("demo")(demo_cmd)

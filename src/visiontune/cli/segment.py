@@ -26,6 +26,9 @@ def _classes(text: str | None):
 
 
 def register(app: typer.Typer) -> None:
+    """Add the segmentation commands to ``app``: ``segment``, ``segment-train``, ``segment-check``,
+    ``segment-convert`` and ``segment-audit``."""
+
     @app.command("segment")
     def segment_cmd(
         model: str = typer.Argument(..., help="a segmenter id (torchvision:, hf:, yolo:), saved dir or run folder"),

@@ -60,6 +60,7 @@ def serve_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
     app.command("serve")(serve_cmd)
 
 

@@ -333,4 +333,5 @@ def selfcheck_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``runs`` command group to ``app``."""
     app.add_typer(runs_app, name="runs")

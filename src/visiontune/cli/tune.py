@@ -23,6 +23,8 @@ def _values(name: str, spec, points: int) -> list[float]:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``tune`` command to ``app``."""
+
     @app.command("tune")
     def tune_cmd(
         config: Path = typer.Argument(..., help="YAML with train:, search: and tune: sections"),

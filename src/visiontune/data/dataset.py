@@ -175,6 +175,7 @@ class ImageDataset(Dataset):
 
     @property
     def samples(self) -> list[tuple[str, int]]:
+        """``(path, label index)`` of every sample."""
         return list(zip(self._paths, self._labels.tolist()))
 
     @property
@@ -183,6 +184,7 @@ class ImageDataset(Dataset):
         return self._skips.items()
 
     def class_counts(self) -> dict[str, int]:
+        """Number of images per class name."""
         counts = np.bincount(self._labels, minlength=len(self.classes))
         return {c: int(k) for c, k in zip(self.classes, counts)}
 

@@ -90,11 +90,11 @@ def _scale_to_uint8(img: Image.Image) -> Image.Image:
             arr = (arr.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1))
     else:  # "F"
         arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if lo >= 0.0 and hi <= 1.0:
+        flo, fhi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if flo >= 0.0 and fhi <= 1.0:
             arr = arr * 255.0
         else:
-            arr = (arr - lo) * (255.0 / (hi - lo if hi > lo else 1.0))
+            arr = (arr - flo) * (255.0 / (fhi - flo if fhi > flo else 1.0))
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
 
 
@@ -156,11 +156,12 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)  # animated GIF / multi-page TIFF: the first frame
             img.load()
+            upright: Image.Image = img
             try:
-                img = ImageOps.exif_transpose(img) or img
+                upright = ImageOps.exif_transpose(img) or img
             except Exception:  # malformed EXIF block: keep the pixels as stored
                 pass
-            rgb = to_rgb(img)
+            rgb = to_rgb(upright)
             # closing the file destroys the opened image's pixels: detach them first
             return rgb.copy() if rgb is opened else rgb
     except ImageDecodeError:

@@ -35,6 +35,7 @@ def cache_dir() -> Path:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -102,6 +103,7 @@ class HashCache:
         return out
 
     def store(self, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Remember ``(path, size, mtime_ns, sha256)`` rows in the cache."""
         rows = list(rows)
         if not rows:
             return
@@ -116,6 +118,7 @@ class HashCache:
                 log.warning("hash cache write failed (%s); continuing without caching", e)
 
     def close(self) -> None:
+        """Close the cache's database connection."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

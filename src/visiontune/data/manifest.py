@@ -36,6 +36,7 @@ class Entry(NamedTuple):
     split: str | None = None
 
     def key(self) -> list[Any]:
+        """The fields that identify the entry, for comparing and hashing."""
         return [self.path, self.sha256, int(self.size), self.label, self.split]
 
 
@@ -106,9 +107,11 @@ class Manifest(Record):
 
     # -- lookups ---------------------------------------------------------------------------
     def by_path(self) -> dict[str, Entry]:
+        """Entries keyed by their path."""
         return {e.path: e for e in self.entries}
 
     def abspath(self, entry: Entry | str) -> str:
+        """Absolute path of ``entry`` (a path relative to the manifest root, or absolute as is)."""
         rel = entry.path if isinstance(entry, Entry) else entry
         if self.root is None or os.path.isabs(rel):
             return rel
@@ -258,6 +261,7 @@ def _index_lookup(prefix: str) -> list[Path]:
 
 
 def looks_like_version(ref: str) -> bool:
+    """True when ``ref`` looks like a version id (4–64 hex digits)."""
     return 4 <= len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref.lower())
 
 

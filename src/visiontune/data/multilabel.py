@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class MultiLabelDataset(ImageDataset):
     def subset(self, indices: Sequence[int] | np.ndarray) -> MultiLabelDataset:
         """A view holding only ``indices`` (in that order)."""
         idx = np.asarray(indices, dtype=np.int64)
-        new = super().subset(idx)
+        new = cast(MultiLabelDataset, super().subset(idx))  # the view keeps the class
         t = self._targets[idx]
         t.setflags(write=False)
         new._targets = t
@@ -117,7 +117,8 @@ def _collect_csv(path: Path, root: Path | None) -> list[tuple[str, str, list[str
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     base = (root or path.parent).resolve()
-    out, problems, seen = [], [], {}
+    out, problems = [], []
+    seen: dict[str, int] = {}
     with f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
@@ -212,6 +213,7 @@ def load_multilabel(
         groups["train"], groups["val"] = [pool[i] for i in tr], [pool[i] for i in va]
     else:
         for r in rows:
+            assert r[3] is not None  # every sample has a split here (checked above)
             groups[r[3]].append(r)
 
     def ds(split: str) -> MultiLabelDataset | None:
@@ -251,7 +253,7 @@ def labels_from_masks(
         keep = ~np.isin(a, list(ignore)) if ignore else np.ones(a.shape, bool)
         counts = np.bincount(a[keep].ravel(), minlength=len(classes))[: len(classes)]
         frac = counts / max(int(keep.sum()), 1)
-        out.append((str(img), [classes[k] for k in np.flatnonzero(frac >= min_fraction)]))
+        out.append((str(img), [classes[k] for k in np.flatnonzero(frac >= min_fraction).tolist()]))
     return out
 
 

@@ -27,6 +27,8 @@ from visiontune.errors import DatasetError, ImageDecodeError, OfflineError
 
 @dataclass(frozen=True)
 class TVSpec:
+    """How to read one torchvision dataset class: its splits' arguments and the files it expects."""
+
     name: str  # torchvision class name
     splits: dict[str, dict]  # our split -> kwargs for the torchvision class
     expect: str  # what must exist under root, for the error message
@@ -99,6 +101,7 @@ _SPECS = {
 
 
 def supported() -> list[str]:
+    """Names of the torchvision datasets visiontune reads."""
     return sorted(s.name for s in _SPECS.values())
 
 
@@ -138,6 +141,7 @@ class ArrayImages:
             raise ImageDecodeError(f"{sample_id}: no such sample in this in-memory dataset") from None
 
     def content(self, sample_id: str) -> bytes:
+        """The raw pixel bytes of sample ``sample_id`` (``<array>/<index>``), for content hashing."""
         prefix, _, idx = sample_id.rpartition("/")
         return np.ascontiguousarray(self.arrays[prefix][int(idx)]).tobytes()
 

@@ -86,9 +86,11 @@ class ManifestDiff:
 
     @property
     def empty(self) -> bool:
+        """True when the two versions hold the same samples and labels."""
         return not (self.added or self.removed or self.relabelled or self.modified or self.resplit)
 
     def to_dict(self) -> dict[str, Any]:
+        """The differences as JSON-ready values."""
         return {
             "a": self.a,
             "b": self.b,
@@ -246,6 +248,7 @@ def apply_fixes(
                 f"{fix[2]}: {e.path} already has label {e.label!r}; nothing to change", DatasetWarning, stacklevel=2
             )
         else:
+            assert fix[1] is not None  # a relabel without new_label is a problem raised above
             entries.append(Entry(e.path, e.sha256, e.size, fix[1], e.split))
             changes.append({"path": e.path, "action": "relabel", "old_label": e.label, "new_label": fix[1]})
     added = [rel for rel, fix in planned.items() if fix[0] == "add"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from visiontune.errors import ConfigError
 from visiontune.hub import load, load_state_dict_file, parse_model_id, sha256_file
@@ -20,6 +20,9 @@ from .config import DetectTrainConfig
 from .datasets import DetectionDataset
 from .detector import Detector
 from .models import TransferReport, build_from_recipe, default_anchors, freeze_backbone, transfer_weights
+
+if TYPE_CHECKING:
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 
 def recipe_and_state(
@@ -44,19 +47,24 @@ def recipe_and_state(
                 update={k: v for k, v in (("min_size", cfg.min_size), ("max_size", cfg.max_size)) if v}
             )
         c = c.model_copy(update=upd)
-        recipe = {"builder": "composed", "config": c.model_dump(mode="json"), "load_backbone_weights": True}
+        recipe: dict[str, Any] = {
+            "builder": "composed",
+            "config": c.model_dump(mode="json"),
+            "load_backbone_weights": True,
+        }
         weights = c.backbone.weights
         return recipe, None, src, sha256_file(resolve_weights_path(weights)) if weights else None
     mid = parse_model_id(src)
     local = Path(mid.name)
     if mid.source == "file" and is_saved_model(local):
         base = Detector.load(local, trust_pickle=trust_pickle)
-        recipe = copy.deepcopy(base.config) if base.config else None
-        if recipe is None and base.card.source == "torchvision":  # a saved torchvision hub detector
-            recipe = {"builder": "torchvision", "arch": parse_model_id(base.card.model_id).name, "num_classes": nc}
-        if recipe is None:
+        saved: dict[str, Any] | None = copy.deepcopy(base.config) if base.config else None
+        if saved is None and base.card.source == "torchvision":  # a saved torchvision hub detector
+            saved = {"builder": "torchvision", "arch": parse_model_id(base.card.model_id).name, "num_classes": nc}
+        if saved is None:
             raise ConfigError(f"model={src!r}: this saved {base.card.source} detector has no recipe to fine-tune from")
-        state = base.pretrained.model.state_dict()
+        recipe = saved
+        state: dict[str, Any] | None = base.pretrained.model.state_dict()
         if recipe["builder"] == "composed":
             recipe["config"]["classes"], recipe["config"]["num_classes"] = classes, None
             if cfg.trainable_backbone_layers is not None:
@@ -79,8 +87,8 @@ def recipe_and_state(
         state = load_state_dict_file(cfg.weights, trust_pickle=trust_pickle)
         sha = sha256_file(resolve_weights_path(cfg.weights))
     elif cfg.pretrained:
-        base = load(src, trust_pickle=trust_pickle)
-        state, sha = base.model.state_dict(), base.card.weights_sha256
+        pre = load(src, trust_pickle=trust_pickle)
+        state, sha = pre.model.state_dict(), pre.card.weights_sha256
     if state is not None:
         recipe["frozen_bn"] = True
     return recipe, state, src, sha
@@ -170,11 +178,13 @@ def adapt_detector_from_cfg(cfg: DetectTrainConfig, classes, anchor_sizes, ratio
 
 
 def auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
+    """(anchor sizes, aspect ratios, fit report) suggested for ``ds`` by k-means on its boxes."""
     mid = parse_model_id(cfg.model) if cfg.compose is None and not cfg.model.endswith((".yaml", ".yml")) else None
     if mid is not None and mid.source == "torchvision":
-        sizes, ratios = default_anchors(mid.name) or (None, None)
-        if sizes is None:
+        found = default_anchors(mid.name)
+        if found is None:
             raise ConfigError(f"{cfg.model} has no anchors to tune (anchor-free or SSD)")
+        sizes, ratios = found
         levels, nr = len(sizes), len(ratios[0])
         probe = build_from_recipe(
             {
@@ -184,11 +194,14 @@ def auto_anchors(cfg: DetectTrainConfig, ds: DetectionDataset):
                 **{k: getattr(cfg, k) for k in ("min_size", "max_size") if getattr(cfg, k)},
             }
         )
-        mn, mx = probe.transform.min_size[0], probe.transform.max_size
+        transform = cast("GeneralizedRCNNTransform", probe.transform)
+        mn, mx = int(transform.min_size[0]), int(transform.max_size)
     else:
         c = parse_compose(cfg.compose if cfg.compose is not None else cfg.model)
         probe = build_from_recipe({"builder": "composed", "config": c.model_dump(mode="json")})
-        sizes, ratios = default_anchors(probe)
+        found = default_anchors(probe)
+        assert found is not None, "composed detectors always carry an anchor generator (FCOS: one per level)"
+        sizes, ratios = found
         levels, nr = len(sizes), len(ratios[0])
         mn, mx = c.image.min_size, c.image.max_size
     s = suggest_anchors(

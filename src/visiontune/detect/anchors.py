@@ -21,6 +21,8 @@ from .datasets import DetectionDataset, load_detection
 
 @dataclass
 class AnchorSuggestion:
+    """Suggested anchor sizes and aspect ratios with how well they fit the boxes."""
+
     sizes: list[int]  # one per level, small to large
     aspect_ratios: list[float]  # h / w
     fit: dict  # {"mean_best_iou", "recall@0.5"} of the suggestion
@@ -28,6 +30,7 @@ class AnchorSuggestion:
     num_boxes: int
 
     def to_dict(self) -> dict:
+        """The suggestion and its fit as JSON-ready values."""
         return {
             "sizes": self.sizes,
             "aspect_ratios": self.aspect_ratios,
@@ -37,6 +40,7 @@ class AnchorSuggestion:
         }
 
     def yaml(self) -> str:
+        """The suggestion as an ``anchors:`` YAML block for a composed-detector config."""
         return f"anchors:\n  sizes: {self.sizes}\n  aspect_ratios: {self.aspect_ratios}\n"
 
 

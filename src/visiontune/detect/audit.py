@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from visiontune.results import Detections
 from .datasets import DetectionDataset, load_detection
 from .detector import Detector
 from .evaluate import label_mapping
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def match_image(
@@ -121,11 +125,14 @@ def _missed_names(r, d, mapping, iou, thr, classes) -> list[str]:
 
 @dataclass
 class DetectionAudit:
-    table: object  # pandas DataFrame
+    """The per-image detection audit table, its summary and the folder it was written to."""
+
+    table: pd.DataFrame
     summary: dict
     out: Path | None
 
     def html_section(self, limit: int = 50, image_links: bool = True) -> str:
+        """The audit as an HTML section (the worst ``limit`` images) for the audit report."""
         return html_section(
             self.table,
             self.summary,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -48,8 +48,13 @@ from .models import (
     normalise_anchors,
 )
 
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
+
 
 class BackboneCfg(BaseModel):
+    """``backbone:`` of a composed detector: timm / torchvision model, weights and trainable stages."""
+
     model_config = ConfigDict(extra="forbid")
     source: Literal["timm", "torchvision"] = "timm"
     name: str
@@ -61,24 +66,32 @@ class BackboneCfg(BaseModel):
 
 
 class NeckCfg(BaseModel):
+    """``neck:``: FPN channels and the extra levels."""
+
     model_config = ConfigDict(extra="forbid")
     channels: int = Field(128, gt=0)
     extra: Literal["auto", "none", "pool", "p6p7"] = "auto"
 
 
 class HeadCfg(BaseModel):
+    """``head:``: Faster R-CNN, RetinaNet or FCOS, with extra keyword arguments."""
+
     model_config = ConfigDict(extra="forbid")
     type: Literal["faster_rcnn", "retinanet", "fcos"] = "faster_rcnn"
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class AnchorsCfg(BaseModel):
+    """``anchors:``: sizes per level and aspect ratios (defaults from the head)."""
+
     model_config = ConfigDict(extra="forbid")
     sizes: list[int | float | list[int | float]] | None = None
     aspect_ratios: list[float | list[float]] | None = None
 
 
 class ImageCfg(BaseModel):
+    """``image:``: the detector's resize range and normalisation."""
+
     model_config = ConfigDict(extra="forbid")
     min_size: int = Field(512, gt=0)
     max_size: int = Field(683, gt=0)
@@ -108,7 +121,11 @@ class ComposeConfig(BaseModel):
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.classes) if self.classes is not None else [f"class{i}" for i in range(self.num_classes)]
+        """The class names (``class0``… when only ``num_classes`` is given)."""
+        if self.classes is not None:
+            return list(self.classes)
+        assert self.num_classes is not None  # the validator requires classes or num_classes
+        return [f"class{i}" for i in range(self.num_classes)]
 
 
 def parse_config(cfg) -> ComposeConfig:
@@ -196,7 +213,7 @@ def _timm_body(cfg: BackboneCfg, trust_pickle: bool = False):
     for attr in ("pretrained_cfg", "default_cfg"):  # do not keep a second copy of the weights
         if isinstance(getattr(model, attr, None), dict):
             getattr(model, attr).pop("state_dict", None)
-    info = model.feature_info
+    info = cast("FeatureInfo", model.feature_info)
     return TimmBody(model), info.channels(), info.reduction()
 
 
@@ -219,7 +236,8 @@ def _torchvision_stages(name: str) -> tuple[nn.Module, list[nn.Module]]:
         )
     # group blocks into stages that end where the resolution next halves
     x = torch.zeros(1, 3, 64, 64)
-    groups, cur = [], []
+    groups: list[list[nn.Module]] = []
+    cur: list[nn.Module] = []
     with torch.no_grad():
         feats.eval()
         for blk in feats:

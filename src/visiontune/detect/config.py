@@ -44,6 +44,7 @@ class DetectTrainConfig(EngineOptions):
     eval_backend: str = "pycocotools"
 
     def to_dict(self) -> dict:
+        """The config as JSON-ready values."""
         return self.model_dump(mode="json")
 
 

@@ -223,7 +223,7 @@ def convert(source, target, to: str, **kw) -> Path:
 
 
 # ----------------------------------------------------------------------------- torch
-class TorchDetectionDataset:
+class TorchDetectionDataset(torch.utils.data.Dataset):
     """``(image CHW float [0, 1], {"boxes", "labels"})`` pairs for torchvision detectors; labels are
     class index + 1 (0 is background). Crowd / difficult objects are left out of training targets."""
 

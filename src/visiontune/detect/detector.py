@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -32,6 +32,9 @@ from visiontune.hub.saved import IDENTITY_PREPROCESS
 from visiontune.hub.sources.hf import preprocess_from_processor
 from visiontune.hub.sources.yolo import from_ultralytics
 from visiontune.results import Detections
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 __all__ = ["DEFAULTS", "Detector", "names_list"]
 
@@ -120,7 +123,7 @@ class Detector:
     @classmethod
     def from_hf(cls, model: nn.Module, processor: Any, model_id: str = "hf") -> Detector:
         """Wrap a Hugging Face object-detection model and its image processor."""
-        names = names_list(model.config.id2label)
+        names = names_list(cast("PretrainedConfig", model.config).id2label)
         pre, fields = preprocess_from_processor(processor)
         fields.pop("input_size", None)
         return cls(Pretrained(model, _card("hf", model_id, names, model, **fields), pre, native=processor))
@@ -147,14 +150,17 @@ class Detector:
 
     @property
     def card(self) -> Card:
+        """The model card."""
         return self.pretrained.card
 
     @property
     def class_names(self) -> list[str]:
+        """The class names, in model output order."""
         return self.pretrained.class_names
 
     @property
     def model_id(self) -> str:
+        """The id the detector was loaded from."""
         return self.card.model_id
 
     @property
@@ -169,6 +175,7 @@ class Detector:
 
     @property
     def source(self) -> str:
+        """The library the detector comes from (torchvision, hf, yolo, callable)."""
         return self.adapter.source
 
     @property
@@ -177,6 +184,7 @@ class Detector:
         return detector_num_classes(self.pretrained.model)
 
     def to(self, device: str | torch.device) -> Detector:
+        """Move the model to ``device``; returns self."""
         self.pretrained.to(device)
         return self
 

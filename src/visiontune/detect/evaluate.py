@@ -38,6 +38,8 @@ STAT_NAMES = [
 
 @dataclass
 class EvalResult:
+    """COCO metrics, per-class AP and the evaluator backend used."""
+
     metrics: dict[str, float]
     per_class: list[dict] = field(default_factory=list)  # {"class", "AP", "AP50", "AP75", "gt", "dets"}
     backend: str = "pycocotools"
@@ -59,6 +61,7 @@ class EvalResult:
         return self.dir / "metrics.json"
 
     def table(self) -> str:
+        """The headline metrics and the per-class AP as a text table."""
         lines = [" ".join(f"{k}={v:.4f}" for k, v in self.metrics.items() if k in STAT_NAMES[:6])]
         lines.append(f"{'class':<24}{'AP':>8}{'AP50':>8}{'AP75':>8}{'gt':>7}{'dets':>7}")
         for r in self.per_class:
@@ -70,6 +73,7 @@ class EvalResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """Metrics and per-class rows as JSON-ready values."""
         return {
             "metrics": self.metrics,
             "per_class": self.per_class,
@@ -98,6 +102,7 @@ def label_mapping(detector_names: Sequence[str], classes: Sequence[str]) -> tupl
 
 
 def coco_ground_truth(ds: DetectionDataset) -> dict:
+    """``ds`` as an in-memory COCO ground-truth dict (category ids = class index + 1)."""
     images, anns = [], []
     aid = 1
     for i, r in enumerate(ds.images):

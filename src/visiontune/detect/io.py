@@ -47,7 +47,10 @@ def write_detections(
     coco, imgs, used, written = [], [], set(), set()
     for i, (p, d) in enumerate(zip(paths, results), 1):
         p = Path(p)
-        h, w = d.image_size
+        if d.image_size is not None:
+            h, w = d.image_size
+        else:  # a Detections built without its image size: read it from the file's header
+            w, h = image_size(p)
         imgs.append({"id": i, "file_name": str(p), "width": w, "height": h})
         coco += d.to_coco(i)
         used.update(d.labels.tolist())

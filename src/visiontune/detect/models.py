@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from visiontune.errors import ConfigError, ModelIdError
 from visiontune.hub import build_architecture
+
+if TYPE_CHECKING:
+    from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetRegressionHead
+    from torchvision.models.detection.rpn import RPNHead
 
 log = logging.getLogger("visiontune.detect")
 
@@ -132,23 +136,30 @@ def set_anchors(model: nn.Module, sizes, ratios=None) -> nn.Module:
     gen = _anchor_generator(sizes, ratios)
     setattr(gen_owner, attr, gen)
     a = gen.num_anchors_per_location()[0]
+    # nn.Module.__getattr__ is typed Tensor | Module: name the torchvision head classes instead
     if hasattr(model, "rpn"):
-        head = model.rpn.head
+        head = cast("RPNHead", cast(nn.Module, model.rpn).head)
         if head.cls_logits.out_channels != a:
             c = head.cls_logits.in_channels
             head.cls_logits, head.bbox_pred = nn.Conv2d(c, a, 1), nn.Conv2d(c, a * 4, 1)
             for layer in (head.cls_logits, head.bbox_pred):
+                assert layer.bias is not None
                 init.normal_(layer.weight, std=0.01)
                 init.constant_(layer.bias, 0)
     else:
-        cls, reg = model.head.classification_head, model.head.regression_head
+        retina = cast(nn.Module, model.head)
+        cls = cast("RetinaNetClassificationHead", retina.classification_head)
+        reg = cast("RetinaNetRegressionHead", retina.regression_head)
         if cls.num_anchors != a:
             c = cls.cls_logits.in_channels
+            assert cls.cls_logits.bias is not None
             prior = float(cls.cls_logits.bias.detach().flatten()[0])
             cls.cls_logits = nn.Conv2d(c, a * cls.num_classes, 3, padding=1)
+            assert cls.cls_logits.bias is not None
             init.normal_(cls.cls_logits.weight, std=0.01)
             init.constant_(cls.cls_logits.bias, prior)
             reg.bbox_reg = nn.Conv2d(c, a * 4, 3, padding=1)
+            assert reg.bbox_reg.bias is not None
             init.normal_(reg.bbox_reg.weight, std=0.01)
             init.zeros_(reg.bbox_reg.bias)
             cls.num_anchors = a
@@ -166,12 +177,14 @@ class TransferReport:
     unused: list[str] = field(default_factory=list)  # checkpoint tensors with no place
 
     def summary(self) -> str:
+        """One line: tensors kept, re-initialised, new and unused."""
         return (
             f"{len(self.kept)} pretrained tensors kept, {len(self.reinitialised)} re-initialised "
             f"(shape changed), {len(self.missing)} new, {len(self.unused)} unused"
         )
 
     def details(self, limit: int = 30) -> str:
+        """The summary and each re-initialised tensor's shapes (first ``limit``)."""
         lines = [self.summary()]
         for k, new, old in self.reinitialised[:limit]:
             lines.append(f"  re-initialised {k}: pretrained {tuple(old)} -> now {tuple(new)}")
@@ -181,6 +194,7 @@ class TransferReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """Counts and the re-initialised tensors as JSON-ready values."""
         return {
             "kept": len(self.kept),
             "reinitialised": [[k, list(a), list(b)] for k, a, b in self.reinitialised],

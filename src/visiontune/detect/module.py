@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
 from visiontune.engine import mix_seed, warmup_cosine
 from visiontune.results import Detections
@@ -93,7 +94,7 @@ class DetectionModule(L.LightningModule):
         self.best_table = state.get("best_table")
         self.history = list(state.get("history", []))
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hp
         params = [p for p in self.model.parameters() if p.requires_grad]
         if hp.get("optimizer", "sgd") == "sgd":

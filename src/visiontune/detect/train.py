@@ -148,8 +148,8 @@ def train_detector(
         collate_fn=collate,
     )
     has_val = val_ds is not None and len(val_ds) > 0
-    val_loader = None
-    if has_val:  # every rank evaluates the whole val set: mAP needs all predictions
+    val_loader: DataLoader | None = None
+    if val_ds is not None and has_val:  # every rank evaluates the whole val set: mAP needs all predictions
         val_loader = DataLoader(
             TorchDetectionDataset(val_ds), batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers
         )
@@ -169,7 +169,7 @@ def train_detector(
         "classes": classes,
         "transfer": report.to_dict() if report else None,
         "anchors": anchor_note,
-        "val_data_version": val_ds.version if has_val else None,
+        "val_data_version": val_ds.version if val_ds is not None and has_val else None,
     }
     monitor = "val/mAP" if has_val else None
     session = Session.open(
@@ -223,7 +223,8 @@ def train_detector(
                 "transfer": report.to_dict() if report else None,
             },
         )
-        if has_val:
+        if val_ds is not None and has_val:
+            assert session.run is not None  # rank 0 (the others returned above) owns the run
             first = val_ds.images[0]
             shown = det([first.path], score_threshold=0.3)[0]
             session.run.log_image("val/predictions", shown.draw(first.path), step=trainer.global_step)

@@ -23,6 +23,8 @@ from .datasets import load_detection
 
 @dataclass
 class YoloTrainResult:
+    """An Ultralytics training run: its folder, best weights and final metrics."""
+
     run_dir: Path
     weights: Path | None
     metrics: dict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,22 @@ class AtomicCheckpointIO(CheckpointIO):
         self.trust_pickle = trust_pickle
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically."""
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        """Read the checkpoint at ``path`` through the trust gate (CPU unless ``map_location``)."""
         return torch_load(
             path, trust_pickle=self.trust_pickle, what="training checkpoint", map_location=map_location or "cpu"
         )
 
     def remove_checkpoint(self, path) -> None:
+        """Delete the checkpoint at ``path`` (no error when it is gone)."""
         Path(path).unlink(missing_ok=True)
 
 
-def resume_target(resume: Any, run_root: str | Path, run_name: str | None) -> tuple[Path | None, Path | None]:
+def resume_target(resume: Any, run_root: str | os.PathLike, run_name: str | None) -> tuple[Path | None, Path | None]:
     """(run dir, checkpoint) from ``resume``: a run dir, a .ckpt file, or True (the named run)."""
     if resume in (None, False):
         return None, None

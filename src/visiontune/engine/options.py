@@ -46,7 +46,7 @@ def device_for(accelerator: str) -> torch.device:
     return torch.device("cuda") if on_gpu(accelerator) else torch.device("cpu")
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
+def resolve_precision(precision: str, accelerator: str) -> Literal["32-true", "16-mixed", "bf16-mixed"]:
     """Lightning's precision string: full precision on CPU, bf16 (else fp16) mixed on GPU."""
     gpu = on_gpu(accelerator)
     if precision == "32" or (precision == "auto" and not gpu):

@@ -145,7 +145,7 @@ def make_trainer(
     cbs: list[Any] = [best, last]
     if table_columns is not None:
         cbs.append(EpochTable(table_columns, console, table_extra))
-    if opts.early_stopping:
+    if opts.early_stopping and monitor is not None:  # None raised ConfigError above
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=opts.early_stopping))
     if progress:
         cbs.append(EpochBar(leave=False))

@@ -48,9 +48,11 @@ class ParityReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The report's set fields as JSON-ready values."""
         return {k: v for k, v in asdict(self).items() if v is not None and v != []}
 
     def summary(self) -> str:
+        """One line: the verdict and the differences between the exported and the eager model."""
         verdict = {True: "PASS", False: "FAIL", None: "report only"}[self.passed]
         if self.task == "detection":
             return (

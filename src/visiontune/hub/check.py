@@ -18,6 +18,8 @@ from visiontune.hub.pretrained import Pretrained, logits_of
 
 @dataclass
 class Mismatch:
+    """One preprocessing field where a transform disagrees with the model card, and why it matters."""
+
     field: str
     expected: Any
     got: Any
@@ -32,7 +34,7 @@ def describe_transform(t: Any) -> dict:
     """Read resize / crop / interpolation / value range / mean / std / channel order from a
     torchvision transform (v1 or v2 Compose), a `Preprocess`, or a dict (YAML description)."""
     if isinstance(t, Preprocess):
-        d = t.to_dict()
+        d: dict = t.to_dict()
         return {
             "resize": d["resize"],
             "crop": d["crop"],
@@ -54,7 +56,7 @@ def describe_transform(t: Any) -> dict:
         d.setdefault("value_range", [0.0, 1.0] if d.get("to_tensor", True) else [0.0, 255.0])
         return d
     ops = list(getattr(t, "transforms", [t]))
-    d: dict = {
+    d = {
         "resize": None,
         "crop": None,
         "interpolation": None,
@@ -189,9 +191,9 @@ def labelled_images(
             key = d.name.replace("_", " ").lower()
             if key not in lookup:
                 raise DatasetError(f"{d}: folder name is not one of the model's {len(class_names)} classes")
-            for f in sorted(d.iterdir()):
-                if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}:
-                    items.append((f, lookup[key]))
+            for img in sorted(d.iterdir()):
+                if img.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}:
+                    items.append((img, lookup[key]))
     else:
         raise DatasetError(f"{root}: not a folder or a labels CSV")
     if not items:
@@ -211,12 +213,14 @@ def prepare_images(p: Pretrained, items) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.inference_mode()
 def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_size: int = 50) -> tuple[float, float]:
-    top1 = top5 = 0
+    """(top-1, top-5) accuracy of ``p`` on prepared images ``x`` / labels ``y`` normalised with ``mean`` / ``std``."""
+    top1 = top5 = 0.0
     m = torch.tensor(mean).view(1, -1, 1, 1) if mean is not None else None
     s = torch.tensor(std).view(1, -1, 1, 1) if std is not None else None
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
         if m is not None:
+            assert s is not None, "mean without std"
             xb = (xb - m) / s
         logits = logits_of(p.model(xb))
         t5 = logits.topk(min(5, logits.shape[-1]), -1).indices
@@ -227,6 +231,7 @@ def accuracy(p: Pretrained, x: torch.Tensor, y: torch.Tensor, mean, std, batch_s
 
 
 def evaluate(p: Pretrained, data, limit: int | None = None) -> dict:
+    """``{"n", "top1", "top5"}`` of ``p`` on the labelled images of ``data`` (first ``limit``)."""
     items = labelled_images(data, p.card.class_names, limit)
     x, y = prepare_images(p, items)
     t1, t5 = accuracy(p, x, y, p.preprocess.mean, p.preprocess.std)
@@ -242,6 +247,7 @@ def sweep_prepared(
     """
     if p.preprocess.mean is None:
         raise VisiontuneError(f"{p.card.model_id} takes un-normalised input: nothing to sweep")
+    assert p.preprocess.std is not None, "Preprocess normalises with both mean and std"
     rows = []
     for a in scales:
         mean = [a * m for m in p.preprocess.mean]
@@ -252,6 +258,7 @@ def sweep_prepared(
 
 
 def plot_sweep(rows: list[dict], title: str, path: str | Path) -> Path:
+    """Plot top-1 / top-5 against the normalisation scale to the PNG ``path``; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")

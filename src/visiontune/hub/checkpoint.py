@@ -78,6 +78,8 @@ def load_state_dict_file(path: str | os.PathLike, trust_pickle: bool = False) ->
 
 @dataclass
 class LoadReport:
+    """How a state dict fitted a model: matched (by name or by order and shape), missing, unused, mismatched."""
+
     matched: list[tuple[str, str]] = field(default_factory=list)  # (model key, checkpoint key)
     remapped: int = 0  # how many of `matched` were matched by order and shape, not by name
     missing: list[str] = field(default_factory=list)  # model tensors the checkpoint lacks
@@ -88,9 +90,11 @@ class LoadReport:
 
     @property
     def complete(self) -> bool:
+        """True when every tensor matched: nothing missing, unused or of another shape."""
         return not self.missing and not self.unused and not self.shape_mismatch
 
     def summary(self) -> str:
+        """One line with the counts of matched, remapped, missing and unused tensors."""
         s = (
             f"{len(self.matched)} tensors matched ({self.remapped} by order and shape), "
             f"{len(self.missing)} missing, {len(self.unused)} unused"
@@ -102,6 +106,7 @@ class LoadReport:
         return s
 
     def details(self, limit: int = 20) -> str:
+        """The summary and the names of missing, unused and mismatched tensors (first ``limit`` each)."""
         lines = [self.summary()]
         for title, items in (("missing", self.missing), ("unused", self.unused)):
             if items:
@@ -112,6 +117,7 @@ class LoadReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """The counts and names as JSON-ready values."""
         return {
             "matched": len(self.matched),
             "remapped": self.remapped,

@@ -25,7 +25,7 @@ from visiontune.results import Detections, class_ids
 if TYPE_CHECKING:  # pragma: no cover
     from visiontune.hub.pretrained import Pretrained
 
-DEFAULTS = {"score_threshold": 0.25, "nms_iou": 0.45, "max_detections": 100}
+DEFAULTS: dict[str, Any] = {"score_threshold": 0.25, "nms_iou": 0.45, "max_detections": 100}
 DETECTION_TASKS = ("detection", "instance-segmentation")
 
 

@@ -54,10 +54,10 @@ def _set(model: nn.Module, path: str, new: nn.Module) -> None:
         setattr(parent, last, new)
 
 
-def _last_linear(mod: nn.Module, prefix: str) -> tuple[str, nn.Linear] | None:
+def _last_linear(mod: nn.Module, prefix: str) -> tuple[str, nn.Linear | nn.Conv2d] | None:
     if isinstance(mod, nn.Linear):
         return prefix, mod
-    found = None
+    found: tuple[str, nn.Linear | nn.Conv2d] | None = None
     for name, sub in mod.named_modules():
         if isinstance(sub, (nn.Linear, nn.Conv2d)) and name:
             if isinstance(sub, nn.Conv2d) and sub.kernel_size != (1, 1):
@@ -139,7 +139,7 @@ def replace_head(
     _set(model, path, new)
     if hasattr(model, "num_classes"):
         try:
-            model.num_classes = num_classes
+            setattr(model, "num_classes", num_classes)  # noqa: B010 - nn.Module's typed __setattr__ rejects an int
         except Exception:  # pragma: no cover - read-only property on some models
             pass
     config = getattr(model, "config", None)  # Hugging Face

@@ -39,6 +39,7 @@ EXPLAIN = {
 
 
 def explain(license_id: str | None) -> str:
+    """What the licence ``license_id`` allows, in a sentence (``unknown`` when not stated)."""
     if not license_id:
         return EXPLAIN["unknown"]
     key = license_id.strip().lower()
@@ -49,4 +50,5 @@ def explain(license_id: str | None) -> str:
 
 
 def is_copyleft(license_id: str | None) -> bool:
-    return bool(license_id) and license_id.lower().startswith(("agpl", "gpl", "lgpl"))
+    """True for GPL-family licences (AGPL, GPL, LGPL)."""
+    return license_id is not None and license_id.lower().startswith(("agpl", "gpl", "lgpl"))

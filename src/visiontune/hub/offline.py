@@ -46,6 +46,7 @@ def can_reach(host: str, port: int = 443) -> bool:
 
 
 def torch_home() -> Path:
+    """torch.hub's home folder (``TORCH_HOME``, else the parent of torch.hub's directory)."""
     import torch.hub
 
     return (
@@ -56,12 +57,14 @@ def torch_home() -> Path:
 
 
 def torch_checkpoints_dir() -> Path:
+    """Where torch.hub / torchvision keep downloaded checkpoints."""
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``)."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
     home = os.environ.get("HF_HOME") or os.path.join(

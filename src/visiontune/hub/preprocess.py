@@ -38,6 +38,7 @@ def _pair(x: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def interpolation_name(mode: Any) -> str:
+    """The interpolation name (``bilinear``, ``bicubic`` …) of a torchvision mode, PIL constant or string."""
     if isinstance(mode, InterpolationMode):
         return mode.value
     if isinstance(mode, int):
@@ -80,6 +81,7 @@ class Preprocess:
     # -- the transform -------------------------------------------------------------------------
     @property
     def input_size(self) -> tuple[int, int] | None:
+        """The ``(h, w)`` the model sees: the crop, else a two-sided resize (None when neither fixes it)."""
         if self.crop is not None:
             return self.crop
         if isinstance(self.resize, tuple):
@@ -99,15 +101,15 @@ class Preprocess:
             img = F.resize(img, size, interpolation=mode, antialias=self.antialias)
         if self.crop is not None:
             img = F.center_crop(img, list(self.crop))
-        if isinstance(img, Image.Image):
-            img = F.pil_to_tensor(img)
-        if img.dtype == torch.uint8:
-            img = img.float().div_(255.0)
-        elif not img.is_floating_point():
-            img = F.to_dtype(img, torch.float32, scale=True)
-        return img
+        x = F.pil_to_tensor(img) if isinstance(img, Image.Image) else img
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        elif not x.is_floating_point():
+            x = F.to_dtype(x, torch.float32, scale=True)
+        return x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` normalised with the mean / std (unchanged when the model takes un-normalised input)."""
         if self.mean is None or self.std is None:
             return x
         return F.normalize(x, list(self.mean), list(self.std))
@@ -123,6 +125,8 @@ class Preprocess:
         0.25–1, flip, mild colour jitter; ``strong``: scale 0.08–1, flip, TrivialAugmentWide.
         """
         size = self.input_size or _pair(self.resize)  # type: ignore[arg-type]
+        if size is None:
+            raise ConfigError("a training transform needs an output size: set resize or crop in the preprocessing")
         mode = INTERPOLATIONS[self.interpolation]
         scale = {"light": (0.5, 1.0), "default": (0.25, 1.0), "strong": (0.08, 1.0)}
         if strength not in scale:
@@ -141,6 +145,7 @@ class Preprocess:
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The preprocessing as JSON-ready values (what cards and sidecars store)."""
         d = asdict(self)
         d["resize"] = list(self.resize) if isinstance(self.resize, tuple) else self.resize
         d["crop"] = list(self.crop) if self.crop else None
@@ -152,10 +157,12 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocess:
+        """A `Preprocess` from `to_dict` output (unknown keys ignored)."""
         keys = {"resize", "crop", "interpolation", "mean", "std", "antialias", "extra"}
         return cls(**{k: v for k, v in d.items() if k in keys})
 
     def describe(self) -> str:
+        """One line: resize, crop, interpolation and normalisation."""
         r = self.resize if not isinstance(self.resize, tuple) else "x".join(map(str, self.resize))
         c = "x".join(map(str, self.crop)) if self.crop else "none"
         n = f"mean={self.mean} std={self.std}" if self.mean else "no normalisation"

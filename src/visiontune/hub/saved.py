@@ -25,7 +25,13 @@ CARD_FILE = "visiontune.json"
 WEIGHTS_FILE = "model.safetensors"
 
 #: what a saved detector without its own preprocessing uses: the model normalises inside
-IDENTITY_PREPROCESS = {"resize": None, "crop": None, "interpolation": "bilinear", "mean": None, "std": None}
+IDENTITY_PREPROCESS: dict[str, Any] = {
+    "resize": None,
+    "crop": None,
+    "interpolation": "bilinear",
+    "mean": None,
+    "std": None,
+}
 
 
 class SavedModel(Record):
@@ -46,6 +52,7 @@ class SavedModel(Record):
 
     @classmethod
     def upgrade(cls, doc: dict[str, Any]) -> dict[str, Any]:
+        """A saved-model document of an older format rewritten to the current one."""
         fmt = doc.get("format")
         if fmt == "visiontune.model" and int(doc.get("format_version", 1)) == 1:  # visiontune 0.1 classifiers
             doc = {k: v for k, v in doc.items() if k != "format_version"}

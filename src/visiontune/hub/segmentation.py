@@ -18,6 +18,7 @@ image, in the original image size:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,7 @@ def _hf_semantic(p: Pretrained, ims: list[Image.Image], probabilities: bool, mod
     sizes = [(im.height, im.width) for im in ims]
     if hasattr(out, "logits") and not hasattr(out, "class_queries_logits"):  # SegFormer, UperNet, DPT
         maps = proc.post_process_semantic_segmentation(out, target_sizes=sizes)
-        probs = [None] * len(ims)
+        probs: list[torch.Tensor | None] = [None] * len(ims)
         if probabilities:
             probs = [
                 F.interpolate(lg[None].float(), size=s, mode="bilinear", align_corners=False)[0].softmax(0)
@@ -165,6 +166,7 @@ def segment(
         for start in range(0, len(items), batch_size):
             chunk = [_pil(x) for x in items[start : start + batch_size]]
             ims = [c[0] for c in chunk]
+            rows: list[tuple[Any, Any, Any]]  # (class map, probabilities, instances): one set per image
             if p.task == "promptable-segmentation":
                 rows = []
                 for im in ims:
@@ -179,7 +181,7 @@ def segment(
                 if inst is None:
                     out.append(
                         Segmentation(
-                            torch.zeros(0, 4), [], [], names, None, size, path,
+                            torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), names, None, size, path,
                             class_map=cmap.cpu(), probabilities=None if prob is None else prob.cpu(),
                             ignore_index=conv["ignore_index"],
                         )
@@ -220,7 +222,7 @@ def segment_instances(
 
 
 #: task -> predictor, merged into ``Pretrained``'s table
-PREDICTORS = {
+PREDICTORS: dict[str, Callable[..., list]] = {
     "segmentation": segment,
     "promptable-segmentation": segment,
     "instance-segmentation": segment_instances,

@@ -41,11 +41,12 @@ def tta_logits(
     """Logits of the views' mean probability (``mode="none"``: ``forward(x)`` itself)."""
     if mode == "none":
         return forward(x)
-    probs = None
+    probs: torch.Tensor | None = None
     views = tta_views(x, mode)
     for v in views:
         out = forward(v).float()
         p = out.sigmoid() if multilabel else out.softmax(-1)
         probs = p if probs is None else probs + p
+    assert probs is not None, "tta_views returns at least one view"
     mean = (probs / len(views)).clamp(1e-7, 1 - 1e-7)
     return torch.logit(mean) if multilabel else mean.log()

@@ -38,12 +38,15 @@ class ExportResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """Images and classes exported."""
         return {"images": self.meta.images, "classes": len(self.meta.classes)}
 
     def to_dict(self) -> dict[str, Any]:
+        """Folder, files and export metadata as JSON-ready values."""
         return {"dir": str(self.dir), "files": {k: str(v) for k, v in self.files.items()}, "meta": self.meta.to_dict()}
 
     def summary(self) -> str:
+        """What was exported, from which version, and where."""
         m = self.meta
         lines = [f"{m.tool}: {m.images} {m.task} task(s) from version {m.base_version or '-'} in {self.dir}"]
         if m.model_version:
@@ -59,6 +62,8 @@ class ExportResult:
 
 @dataclass
 class PushResult:
+    """Tasks pushed to a Label Studio project: server URL, project id and task id per image."""
+
     url: str
     project: int
     tasks: dict[str, int] = field(default_factory=dict)  # dataset path -> task id
@@ -66,15 +71,19 @@ class PushResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """Number of tasks pushed."""
         return {"tasks": len(self.tasks)}
 
     def task_url(self, path: str) -> str:
+        """The Label Studio URL of the task of image ``path``."""
         return f"{self.url}/projects/{self.project}/data?task={self.tasks[path]}"
 
     def to_dict(self) -> dict[str, Any]:
+        """URL, project and tasks as JSON-ready values."""
         return {"url": self.url, "project": self.project, "tasks": self.tasks}
 
     def summary(self) -> str:
+        """One line: how many tasks, in which project."""
         return f"{len(self.tasks)} task(s) in {self.url}/projects/{self.project}"
 
 

@@ -105,6 +105,7 @@ class Item:
         return int(self.width), int(self.height)
 
     def tags(self, which: str = "labels") -> list[str]:
+        """The tag labels of the item (``which="predictions"``: of its predictions)."""
         shapes = self.labels if which == "labels" else self.predictions
         return [s.label for s in shapes or [] if s.kind == "tag"]
 
@@ -131,6 +132,7 @@ class LabelSet:
         return len(self.items)
 
     def by_path(self) -> dict[str, Item]:
+        """Items keyed by their path."""
         return {it.path: it for it in self.items}
 
     def subset(self, paths: Iterable[str]) -> LabelSet:
@@ -151,6 +153,7 @@ class LabelSet:
         )
 
     def summary(self) -> dict[str, Any]:
+        """Task, classes and counts of images, labelled images and shapes."""
         labelled = sum(it.labels is not None for it in self.items)
         return {
             "task": self.task,
@@ -201,6 +204,7 @@ def class_list(classes: list[str], n: int = 20) -> str:
 
 
 def label_index(classes: list[str]) -> dict[str, int]:
+    """Class name → index."""
     return {c: i for i, c in enumerate(classes)}
 
 

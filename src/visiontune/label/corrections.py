@@ -48,14 +48,17 @@ class ImportResult:
 
     @property
     def dir(self) -> Path:
+        """The folder the corrections file is in."""
         return self.file.parent
 
     @property
     def changed(self) -> bool:
+        """True when the import produced a new version."""
         return self.version != self.base
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """Counts of images reviewed and of labels changed, added and removed."""
         d = self.diff
         if isinstance(d, ManifestDiff):
             counts = {"relabelled": len(d.relabelled), "added": len(d.added), "removed": len(d.removed)}
@@ -65,6 +68,7 @@ class ImportResult:
         return {"reviewed": self.reviewed, "not_annotated": self.not_annotated, **counts}
 
     def to_dict(self) -> dict[str, Any]:
+        """Tool, task, versions, counts and diff as JSON-ready values."""
         return {
             "tool": self.tool,
             "task": self.task,
@@ -77,6 +81,7 @@ class ImportResult:
         }
 
     def summary(self) -> str:
+        """What the import changed and the version it produced (or that nothing changed)."""
         head = f"{self.tool}: {self.reviewed} annotated image(s), {self.not_annotated} not annotated"
         if not self.changed:
             return f"{head}; no label changed, version {self.base} stays current"

@@ -100,16 +100,17 @@ def _shape_element(img: ET.Element, s: Shape, source: str) -> ET.Element | None:
         return ET.SubElement(img, "tag", label=s.label, source=source)
     if s.kind == "box":
         x1, y1, x2, y2 = s.box  # type: ignore[misc]
-        return ET.SubElement(img, "box", **common, xtl=_fmt(x1), ytl=_fmt(y1), xbr=_fmt(x2), ybr=_fmt(y2))
+        return ET.SubElement(img, "box", common, xtl=_fmt(x1), ytl=_fmt(y1), xbr=_fmt(x2), ybr=_fmt(y2))
     if s.kind == "polygon":
         pts = ";".join(f"{_fmt(x)},{_fmt(y)}" for x, y in np.asarray(s.points))
-        return ET.SubElement(img, "polygon", **common, points=pts)
+        return ET.SubElement(img, "polygon", common, points=pts)
+    assert s.mask is not None  # a mask shape carries its mask
     enc = mk.mask_to_cvat(s.mask)
     if enc is None:
         return None
     rle, left, top, width, height = enc
     return ET.SubElement(
-        img, "mask", **common, rle=rle, left=str(left), top=str(top), width=str(width), height=str(height)
+        img, "mask", common, rle=rle, left=str(left), top=str(top), width=str(width), height=str(height)
     )
 
 
@@ -155,6 +156,8 @@ def write_export(
 # -- reading ----------------------------------------------------------------------------------------
 @dataclass
 class Node:
+    """One parsed XML element: tag, attributes, source line and children."""
+
     tag: str
     attrib: dict[str, str]
     line: int
@@ -162,9 +165,11 @@ class Node:
     text: str = ""
 
     def find(self, tag: str) -> Node | None:
+        """The first child with ``tag``, or None."""
         return next((c for c in self.children if c.tag == tag), None)
 
     def iter(self, tag: str):
+        """This node and its descendants with ``tag``, depth first."""
         if self.tag == tag:
             yield self
         for c in self.children:
@@ -230,7 +235,8 @@ def _read_shape(n: Node, w: int, h: int) -> tuple[Shape | None, str | None]:
     if n.tag == "tag":
         return Shape(a["label"], "tag"), None
     if n.tag == "box":
-        box = tuple(float(a[k]) for k in ("xtl", "ytl", "xbr", "ybr"))
+        x1, y1, x2, y2 = (float(a[k]) for k in ("xtl", "ytl", "xbr", "ybr"))
+        box = (x1, y1, x2, y2)
         rot = float(a.get("rotation", 0) or 0)
         if rot:
             cx, cy, bw, bh = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]

@@ -73,8 +73,10 @@ def _place(it: Item, dst: Path, images: str) -> None:
 
 
 def coco_document(ls: LabelSet, preannotate: str = "auto") -> dict[str, Any]:
+    """``ls`` as a COCO instances document (labels, else predictions per ``preannotate``)."""
     names = export_names(ls)
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, it in enumerate(ls.items, 1):
         w, h = it.ensure_size()
         images.append({"id": i, "file_name": names[it.path], "width": w, "height": h})
@@ -89,9 +91,11 @@ def coco_document(ls: LabelSet, preannotate: str = "auto") -> dict[str, Any]:
             ann["bbox"] = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
             ann["iscrowd"], ann["segmentation"], ann["area"] = 0, [], ann["bbox"][2] * ann["bbox"][3]
             if s.kind == "polygon":
+                assert s.points is not None  # a polygon shape carries its points
                 ann["segmentation"] = [np.asarray(s.points).reshape(-1).round(2).tolist()]
                 ann["area"] = float(mk.polygon_to_mask(s.points, h, w).sum())
             elif s.kind == "mask":
+                assert s.mask is not None  # a mask shape carries its mask
                 ann["iscrowd"], ann["segmentation"] = 1, mk.mask_to_coco_rle(s.mask)
                 ann["area"] = float(s.mask.sum())
             ann["attributes"] = {"occluded": False, "source": source}
@@ -167,6 +171,7 @@ def _write_yolo(ls: LabelSet, out: Path, preannotate: str, images: str) -> dict[
 
 # -- reading ----------------------------------------------------------------------------------------
 def unpacked(path: Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """(folder, temporary directory to clean up) of a CVAT export: a ``.zip`` is unpacked, a folder used as is."""
     if path.suffix != ".zip":
         return path, None
     tmp = tempfile.TemporaryDirectory(prefix="visiontune-cvat-")
@@ -306,9 +311,9 @@ def _read_yolo(folder: Path, base: LabelSet, label: str, paths: dict[str, str]) 
                 continue
             where = f"{txt.relative_to(folder)}, line {n}"
             try:
-                c, cx, cy, bw, bh = line.split()
+                c, *numbers = line.split()
                 ci = int(c)
-                cx, cy, bw, bh = (float(v) for v in (cx, cy, bw, bh))
+                cx, cy, bw, bh = (float(v) for v in numbers)
             except ValueError:
                 problems.append(f"{where}: expected 'class cx cy w h', found {line!r}")
                 continue

@@ -85,6 +85,7 @@ def shape_to_result(s: Shape, width: int, height: int, rid: str) -> dict[str, An
             pts = np.asarray(s.points) * [100.0 / width, 100.0 / height]
             r["value"] = {"points": pts.tolist(), "closed": True, typ: [s.label]}
         else:
+            assert s.mask is not None  # a mask shape carries its mask
             r["value"] = {"format": "rle", "rle": mk.mask_to_brush(s.mask), typ: [s.label]}
     if s.score is not None:
         r["score"] = float(s.score)
@@ -132,6 +133,7 @@ def result_to_shape(r: dict[str, Any], width: int, height: int) -> tuple[list[Sh
 
 # -- export -------------------------------------------------------------------------------------------
 def image_url(item: Item, document_root: str, prefix: str = URL_PREFIX) -> str:
+    """The Label Studio local-files URL of ``item`` under ``document_root``; DatasetError when outside it."""
     rel = os.path.relpath(os.path.abspath(item.file), document_root)
     if rel.startswith(".."):
         raise DatasetError(f"{item.file} is not under the Label Studio document root {document_root}")

@@ -54,6 +54,7 @@ class LabelStudio:
 
     # -- projects ------------------------------------------------------------------------------
     def whoami(self) -> dict:
+        """The current Label Studio user."""
         return self._call("GET", "/api/current-user/whoami")
 
     def create_project(self, title: str, label_config: str, **fields: Any) -> dict:
@@ -62,6 +63,7 @@ class LabelStudio:
         return self._call("POST", "/api/projects", json={"title": title, "label_config": label_config, **fields})
 
     def update_project(self, project: int, **fields: Any) -> dict:
+        """Update project ``project`` with ``fields``; returns the project."""
         return self._call("PATCH", f"/api/projects/{int(project)}", json=fields)
 
     def add_local_storage(self, project: int, path: str, title: str = "visiontune images") -> dict:
@@ -72,6 +74,7 @@ class LabelStudio:
         return self._call("POST", "/api/storages/localfiles", json=body)
 
     def import_tasks(self, project: int, tasks: list[dict]) -> dict:
+        """Import ``tasks`` into project ``project``."""
         return self._call("POST", f"/api/projects/{int(project)}/import", json=tasks)
 
     def tasks(self, project: int, page_size: int = 1000) -> list[dict]:
@@ -104,6 +107,7 @@ class LabelStudio:
         return self._call("POST", f"/api/tasks/{int(task)}/annotations", json={"result": result, **fields})
 
     def predictions(self, task: int) -> list[dict]:
+        """The predictions attached to task ``task``."""
         return self._call("GET", "/api/predictions", params={"task": int(task)})
 
     def file(self, url_path: str) -> bytes:
@@ -122,6 +126,7 @@ def find_executable(explicit: str | os.PathLike | None = None) -> str | None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -165,6 +170,7 @@ class LocalServer:
         self.start_seconds: float | None = None
 
     def start(self) -> LocalServer:
+        """Start the Label Studio server and wait until it answers; returns self."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(
@@ -208,9 +214,11 @@ class LocalServer:
             return "(no log)"
 
     def client(self) -> LabelStudio:
+        """An API client for this server."""
         return LabelStudio(self.url, self.token)
 
     def stop(self) -> None:
+        """Stop the server (terminate, then kill if it does not exit)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         try:

@@ -44,6 +44,7 @@ def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 
 
 def polygon_bbox(points: np.ndarray) -> tuple[float, float, float, float]:
+    """``x1, y1, x2, y2`` of the polygon ``points``."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
 
@@ -63,6 +64,7 @@ def masks_to_class_map(masks: Sequence[tuple[int, np.ndarray]], height: int, wid
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks (1.0 when both are empty)."""
     inter = np.logical_and(a, b).sum()
     union = np.logical_or(a, b).sum()
     return float(inter / union) if union else 1.0

@@ -52,11 +52,13 @@ def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy of each row of class probabilities."""
     p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
     return -(p * np.log(p)).sum(axis=1)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows flattened and scaled to unit L2 norm (float32)."""
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -139,6 +141,7 @@ def rank(
     if strategy == "random":
         score = rng.random(n)
     elif strategy == "entropy":
+        assert probs is not None  # needs_probs raised above
         score = entropy(probs)
     else:
         score = margin_uncertainty(probs) if probs is not None else np.zeros(n)
@@ -146,8 +149,10 @@ def rank(
         order = allowed[np.argsort(-score[allowed], kind="stable")]
         chosen = _dedupe_in_order(order, emb, budget, near_duplicate)
     elif strategy == "kcenter":
+        assert emb is not None  # "needs embeddings" raised above
         chosen = kcenter_greedy(emb, budget, lab, allowed, seed)
     else:
+        assert emb is not None
         top = allowed[np.argsort(-score[allowed], kind="stable")][: max(budget, hybrid_factor * budget)]
         chosen = kcenter_greedy(emb, budget, lab, top, seed)
     return chosen, score, int(excluded.sum())
@@ -197,9 +202,11 @@ class SelectionResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """Selected images, pool size and near duplicates excluded."""
         return {"selected": len(self.paths), "pool": self.pool_size, "excluded_duplicates": self.excluded_duplicates}
 
     def to_dict(self) -> dict[str, Any]:
+        """Strategy, budget, selected paths and scores as JSON-ready values."""
         return {
             "strategy": self.strategy,
             "budget": self.budget,
@@ -211,6 +218,7 @@ class SelectionResult:
         }
 
     def summary(self) -> str:
+        """One line: how many images the strategy selected from the pool."""
         head = (
             f"{self.strategy}: {len(self.paths)} of {self.pool_size} pool images selected "
             f"({self.excluded_duplicates} excluded as near duplicates of labelled images)"

@@ -149,6 +149,7 @@ def from_images(
     root: str | os.PathLike | None = None,
 ) -> LabelSet:
     """An unlabelled pool: every image under a folder (or the given files), no labels yet."""
+    files: Sequence[str | Path]
     if isinstance(images, (str, os.PathLike)):
         files = list_images(images)
         root = root if root is not None else images

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from pydantic import BaseModel
@@ -34,6 +34,8 @@ MATCH_IOU = 0.5
 
 
 class ObjectDoc(BaseModel):
+    """One object of an annotation version: label, kind and its box, points or RLE mask."""
+
     label: str
     kind: str
     box: list[float] | None = None
@@ -42,6 +44,8 @@ class ObjectDoc(BaseModel):
 
 
 class ImageDoc(BaseModel):
+    """One image of an annotation version: path, content hash, size and objects."""
+
     path: str
     sha256: str
     size: int
@@ -68,17 +72,21 @@ class AnnotationVersion(Record):
     images: list[ImageDoc] = []
 
     def content_hash(self) -> str:
+        """SHA-256 of the task, classes and images (the version id is derived from it)."""
         doc = {"task": self.task, "classes": self.classes, "images": [i.model_dump() for i in self.sorted_images()]}
         blob = json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def sorted_images(self) -> list[ImageDoc]:
+        """Images sorted by path."""
         return sorted(self.images, key=lambda i: i.path)
 
     def by_path(self) -> dict[str, ImageDoc]:
+        """Images keyed by their path."""
         return {i.path: i for i in self.images}
 
     def default_store(self) -> Path:
+        """The default store under the dataset root."""
         return Path(self.root) / STORE_SUBDIR
 
     def save(self, store: str | os.PathLike | None = None) -> Path:
@@ -103,6 +111,7 @@ class AnnotationVersion(Record):
         )
 
     def summary(self) -> str:
+        """One line: version, images, objects and classes."""
         n = sum(len(i.objects) for i in self.images)
         return f"annotations {self.version}: {len(self.images)} images, {n} objects, {len(self.classes)} classes"
 
@@ -116,18 +125,22 @@ def _r(v: float) -> float:
 
 
 def shape_to_doc(s: Shape) -> ObjectDoc:
+    """The stored form of a `Shape`."""
     if s.kind == "box":
         return ObjectDoc(label=s.label, kind="box", box=[_r(v) for v in s.box or ()])
     if s.kind == "polygon":
         return ObjectDoc(label=s.label, kind="polygon", points=[[_r(x), _r(y)] for x, y in np.asarray(s.points)])
     if s.kind == "mask":
+        assert s.mask is not None  # a mask shape carries its mask
         return ObjectDoc(label=s.label, kind="mask", rle=mk.mask_to_coco_rle(s.mask))
     return ObjectDoc(label=s.label, kind="tag")
 
 
 def doc_to_shape(o: ObjectDoc, height: int, width: int) -> Shape:
+    """The `Shape` of a stored object (masks decoded at ``height`` × ``width``)."""
     if o.kind == "box":
-        return Shape(o.label, "box", box=tuple(o.box or ()))
+        box = cast("tuple[float, float, float, float]", tuple(o.box or ()))  # shape_to_doc writes 4 numbers
+        return Shape(o.label, "box", box=box)
     if o.kind == "polygon":
         return Shape(o.label, "polygon", points=np.asarray(o.points or [], np.float64))
     if o.kind == "mask":
@@ -216,12 +229,15 @@ class AnnotationDiff:
 
     @property
     def empty(self) -> bool:
+        """True when the versions hold the same images and objects."""
         return not (self.added_images or self.removed_images or self.objects)
 
     def count(self, change: str) -> int:
+        """Number of object changes of kind ``change``."""
         return sum(o["change"] == change for o in self.objects)
 
     def to_dict(self) -> dict[str, Any]:
+        """The differences as JSON-ready values."""
         return {
             "a": self.a,
             "b": self.b,

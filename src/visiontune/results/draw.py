@@ -68,8 +68,8 @@ def draw_legend(
     w, h = img.size
     font = _font(font_size or max(10, round(min(w, h) / 30)))
     probe = ImageDraw.Draw(img)
-    row = max(probe.textbbox((0, 0), "Ag", font=font)[3] + 6, 14)
-    text_w = max(probe.textbbox((0, 0), name, font=font)[2] for name, _ in entries)
+    row = int(max(probe.textbbox((0, 0), "Ag", font=font)[3] + 6, 14))  # pixel boxes: ints, typed float
+    text_w = int(max(probe.textbbox((0, 0), name, font=font)[2] for name, _ in entries))
     cols = max(1, -(-len(entries) * row // max(h - 8, row)))
     per_col = -(-len(entries) // cols)
     col_w = row + 8 + text_w + 10
@@ -103,7 +103,7 @@ def draw_segmentation(
     if seg.class_map is not None:
         cm = seg.class_map.numpy()
         if cm.shape != (img.size[1], img.size[0]):
-            img = img.resize((cm.shape[1], cm.shape[0]), Image.BILINEAR)
+            img = img.resize((cm.shape[1], cm.shape[0]), Image.Resampling.BILINEAR)
         base = np.asarray(img, np.float32)
         overlay = base.copy()
         valid = np.ones(cm.shape, bool) if seg.ignore_index is None else cm != seg.ignore_index

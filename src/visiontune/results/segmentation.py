@@ -132,7 +132,7 @@ class Segmentation(Detections):
     ) -> Segmentation:
         """Instances from COCO RLEs (boxes derived from the masks)."""
         masks = torch.from_numpy(np.stack([decode_rle(r) for r in rles])) if len(rles) else None
-        size = tuple(int(v) for v in rles[0]["size"]) if len(rles) else None
+        size = (int(rles[0]["size"][0]), int(rles[0]["size"][1])) if len(rles) else None
         boxes = boxes_of_masks(masks) if masks is not None else torch.zeros(0, 4)
         sc = torch.ones(len(rles)) if scores is None else torch.as_tensor(scores, dtype=torch.float32)
         return cls(boxes, sc, torch.as_tensor(list(labels), dtype=torch.int64), class_names, masks, size, path)
@@ -192,6 +192,7 @@ class Segmentation(Detections):
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path else ""
         if self.kind == "semantic":
+            assert self.class_map is not None  # what makes it semantic
             top = sorted(self.class_areas().items(), key=lambda kv: -kv[1])[:4]
             items = ", ".join(f"{k} {v:.0%}" for k, v in top)
             return f"Segmentation(semantic{where} {tuple(self.class_map.shape)}: [{items}])"

@@ -62,9 +62,11 @@ class SegmentationAudit:
     record: SegmentationAuditRecord
 
     def to_dict(self) -> dict:
+        """The audit record as JSON-ready values."""
         return self.record.model_dump(mode="json")
 
     def summary(self) -> str:
+        """One line: mIoU and the worst images."""
         worst = self.images.head(3)
         items = ", ".join(f"{Path(p).name} {v:.3f}" for p, v in zip(worst["path"], worst["iou"]))
         return f"mIoU {self.metrics['mIoU']:.4f} over {len(self.images)} images; worst: {items}"
@@ -79,14 +81,16 @@ def overlay_pair(
     width: int = 720,
 ) -> Image.Image:
     """Truth | prediction side by side (class colours, void left clear) with one legend."""
-    t = Segmentation(torch.zeros(0, 4), [], [], class_names, class_map=truth, ignore_index=ignore)
-    p = Segmentation(torch.zeros(0, 4), [], [], class_names, class_map=pred.semantic(), ignore_index=ignore)
+    none, no_labels = torch.zeros(0), torch.zeros(0, dtype=torch.int64)  # no instances: class maps only
+    t = Segmentation(torch.zeros(0, 4), none, no_labels, class_names, class_map=truth, ignore_index=ignore)
+    p = Segmentation(torch.zeros(0, 4), none, no_labels, class_names, class_map=pred.semantic(), ignore_index=ignore)
     a, b = t.draw(image, legend=False), p.draw(image, legend=False)
     pair = Image.new("RGB", (a.width * 2 + 6, a.height), (255, 255, 255))
     pair.paste(a, (0, 0))
     pair.paste(b, (a.width + 6, 0))
     scale = width / pair.width
-    pair = pair.resize((width, max(1, round(pair.height * scale))), Image.BILINEAR)
+    pair = pair.resize((width, max(1, round(pair.height * scale))), Image.Resampling.BILINEAR)
+    assert p.class_map is not None  # set just above
     present = sorted({*np.unique(truth.numpy()).tolist(), *np.unique(p.class_map.numpy()).tolist()} - {ignore})
     entries = [(class_names[c] if 0 <= c < len(class_names) else str(c), class_color(c)) for c in present]
     return draw_legend(pair, entries)

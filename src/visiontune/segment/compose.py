@@ -27,7 +27,7 @@ A saved composed segmenter carries the config as its recipe (``builder: segmente
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,8 @@ TORCHVISION_ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet
 
 
 class EncoderCfg(BaseModel):
+    """``encoder:`` of a composed segmenter: timm / torchvision backbone, weights and depth."""
+
     model_config = ConfigDict(extra="forbid")
     source: Literal["timm", "torchvision"] = "timm"
     name: str
@@ -65,12 +67,16 @@ class EncoderCfg(BaseModel):
 
 
 class DecoderCfg(BaseModel):
+    """``decoder:``: the decoder type (FPN, U-Net, DeepLabV3+ …) and its keyword arguments."""
+
     model_config = ConfigDict(extra="forbid")
     type: str = "fpn"
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class ImageCfg(BaseModel):
+    """``image:``: training size and normalisation."""
+
     model_config = ConfigDict(extra="forbid")
     size: tuple[int, int] = (256, 256)
     mean: tuple[float, float, float] | None = None
@@ -106,6 +112,7 @@ class SegmenterConfig(BaseModel):
 
     @property
     def class_names(self) -> list[str]:
+        """The class names (``class0``… when only ``num_classes`` is given)."""
         return list(self.classes) if self.classes is not None else [f"class{i}" for i in range(self.num_classes or 0)]
 
 
@@ -122,7 +129,7 @@ class LRASPPSegmenter(nn.Module):
         from torchvision.models.segmentation.lraspp import LRASPPHead
 
         self.encoder = encoder
-        ch = encoder.out_channels
+        ch = cast(list[int], encoder.out_channels)  # smp encoders: the width of each stage
         self.low, self.high = len(ch) - 3, len(ch) - 1  # stride 8 and the last stage
         self.segmentation_head = LRASPPHead(ch[self.low], ch[self.high], num_classes, inter_channels)
 
@@ -143,7 +150,8 @@ class PaddedSegmenter(nn.Module):
 
     @property
     def encoder(self) -> nn.Module:
-        return self.net.encoder
+        """The wrapped segmenter's encoder."""
+        return cast(nn.Module, self.net.encoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -168,7 +176,7 @@ def _encoder_state(cfg: EncoderCfg, trust_pickle: bool) -> tuple[dict[str, torch
 
 
 def _load_encoder(encoder: nn.Module, cfg: EncoderCfg, state: dict[str, torch.Tensor]) -> None:
-    target = encoder.model if cfg.source == "timm" else encoder  # smp TimmUniversalEncoder.model
+    target = cast(nn.Module, encoder.model) if cfg.source == "timm" else encoder  # smp TimmUniversalEncoder.model
     own = target.state_dict()
     missing = [k for k in own if k not in state or state[k].shape != own[k].shape]
     if missing:
@@ -195,7 +203,9 @@ def build_segmenter(
             encoder = smp.encoders.get_encoder(enc_name, in_channels=3, depth=e.depth, weights=None)
             model: nn.Module = LRASPPSegmenter(encoder, n, **cfg.decoder.kwargs)
         else:
-            arch = getattr(smp, DECODERS[kind])
+            decoder = DECODERS[kind]
+            assert decoder is not None  # only lraspp (handled above) has no smp class
+            arch = getattr(smp, decoder)
             kw = dict(cfg.decoder.kwargs)
             if kind in ("unet", "unetplusplus", "manet") and "decoder_channels" not in kw:
                 kw["decoder_channels"] = (256, 128, 64, 32, 16)[5 - e.depth :]  # one per encoder stage
@@ -209,7 +219,7 @@ def build_segmenter(
             raise ConfigError(f"encoder.name: {e.source} has no usable encoder {e.name!r} ({err})") from err
         raise
     if hasattr(model, "requires_divisible_input_shape"):
-        model.requires_divisible_input_shape = False  # PaddedSegmenter pads
+        setattr(model, "requires_divisible_input_shape", False)  # noqa: B010 - PaddedSegmenter pads
     model = PaddedSegmenter(model, 2**e.depth)
     card = None
     if load_encoder_weights and (e.pretrained or e.weights is not None):

@@ -47,6 +47,7 @@ class SegmentTrainConfig(EngineOptions):
     name: str | None = Field(None, description="run name (default: generated)")
 
     def to_dict(self) -> dict:
+        """The config as JSON-ready values."""
         return self.model_dump(mode="json")
 
 

@@ -158,6 +158,7 @@ class SegmentationDataset:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes."""
         return len(self.classes)
 
     def size(self, i: int) -> tuple[int, int]:

@@ -38,6 +38,7 @@ class SegmentationEvaluation:
     dir: Path | None = None
 
     def to_dict(self) -> dict:
+        """Task, model, data and metrics as JSON-ready values."""
         return {
             "task": "segmentation",
             "model": self.model_id,
@@ -49,6 +50,7 @@ class SegmentationEvaluation:
         }
 
     def summary(self) -> str:
+        """One line: the model's mIoU, pixel accuracy, Dice (and AP) on the data."""
         m = self.metrics
         keys = ("mIoU", "pixel_accuracy", "dice", "AP", "AP50")
         return f"{self.model_id} on {self.data}: " + ", ".join(
@@ -139,7 +141,8 @@ def evaluate_semantic(
 def coco_truth(ds: SegmentationDataset) -> dict:
     """``ds`` as an in-memory COCO instances dict (RLE masks), category ids = class index + 1."""
     mask_util = require("pycocotools.mask", "dev", "COCO masks")
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i in range(len(ds)):
         h, w = ds.size(i)
         images.append({"id": i + 1, "file_name": str(ds.samples[i].image), "height": h, "width": w})

@@ -66,16 +66,20 @@ class SegmentationExport:
 
     @property
     def dir(self) -> Path:
+        """The folder the exported model is in."""
         return self.path.parent
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """The parity check's numbers."""
         return self.parity
 
     def to_dict(self) -> dict:
+        """Paths and parity as JSON-ready values."""
         return {"path": str(self.path), "sidecar": str(self.sidecar), "parity": self.parity}
 
     def summary(self) -> str:
+        """One line: the export and how closely it matches the eager model."""
         p = self.parity
         return f"{self.path}: parity on {p.get('images')} images, max |Δlogit| {p.get('max_abs_diff'):.2e}, class maps agree {p.get('pixel_agreement'):.4%}"
 
@@ -203,6 +207,7 @@ class SegmentationArtifact:
 
     @property
     def class_names(self) -> list[str]:
+        """The class names, in output order."""
         return list(self.sidecar.class_names)
 
     def predict(self, images: Any, *, probabilities: bool = False, batch_size: int = 4) -> list[Segmentation]:
@@ -228,7 +233,7 @@ class SegmentationArtifact:
                 lg = F.interpolate(lg[None], size=(im.height, im.width), mode="bilinear", align_corners=False)[0]
                 out.append(
                     Segmentation(
-                        torch.zeros(0, 4), [], [], self.class_names, None, (im.height, im.width), path,
+                        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), self.class_names, None, (im.height, im.width), path,
                         class_map=lg.argmax(0), probabilities=lg.softmax(0) if probabilities else None,
                         ignore_index=self.sidecar.ignore_index,
                     )

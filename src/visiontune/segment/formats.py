@@ -124,7 +124,7 @@ def load_mask_folder(
         if not lst.is_file():
             raise DatasetError(f"{lst}: no such split list in the VOC folder {root}")
         stems = [s.strip() for s in lst.read_text().split() if s.strip()]
-        names = _classes(classes, root) or list(VOC_CLASSES)
+        names: list[str] | None = _classes(classes, root) or list(VOC_CLASSES)
         bg = True if background is None else background
         source = "voc"
     else:
@@ -152,6 +152,7 @@ def load_mask_folder(
         source,
         bg,
     )
+    assert ds.samples[0].mask is not None  # a mask-folder dataset: every sample has its mask
     with Image.open(ds.samples[0].mask) as im:
         if im.mode == "P":
             ds.palette = list(im.getpalette() or [])[: 3 * 256]
@@ -331,7 +332,8 @@ def write_coco_seg(ds: SegmentationDataset, path: str | os.PathLike, *, mode: st
     if mode not in ("polygon", "rle"):
         raise ConfigError(f"mode must be 'polygon' or 'rle', got {mode!r}")
     mask_util = require("pycocotools.mask", "dev", "COCO masks")
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, s in enumerate(ds.samples):
         h, w = ds.size(i)
         iid = s.image_id or i + 1

@@ -28,6 +28,7 @@ class ConfusionMatrix:
         self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
 
     def reset(self) -> None:
+        """Zero the accumulated counts."""
         self.matrix.zero_()
 
     @staticmethod

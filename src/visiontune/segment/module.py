@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from visiontune.adapt.groups import LayerGroups, param_groups
@@ -68,6 +69,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | No
 class SegmentationModule(L.LightningModule):
     """Trains ``model`` (images → N×C×H×W logits). Validation accumulates one confusion matrix
     (all-reduced over DDP ranks), so every process logs the same ``val/mIoU``."""
+
+    class_weights: torch.Tensor  # a buffer (register_buffer): declared for the type checker
 
     def __init__(
         self,
@@ -150,10 +153,10 @@ class SegmentationModule(L.LightningModule):
             return
         res = self.cm.compute()
         self.cm.reset()
-        m = {"val/mIoU": res["mIoU"], "val/pixel_accuracy": res["pixel_accuracy"], "val/dice": res["dice"]}
-        for k, v in m.items():
+        row = {"val/mIoU": res["mIoU"], "val/pixel_accuracy": res["pixel_accuracy"], "val/dice": res["dice"]}
+        for k, v in row.items():
             self.log(k, v if v == v else 0.0, prog_bar=k == "val/mIoU", sync_dist=False)
-        self.history.append({"epoch": self.current_epoch + 1, **m})
+        self.history.append({"epoch": self.current_epoch + 1, **row})
         if self.best is None or res["mIoU"] > self.best["mIoU"]:
             self.best = {"epoch": self.current_epoch + 1, **res}
 
@@ -165,7 +168,7 @@ class SegmentationModule(L.LightningModule):
         self.history = list(state.get("history", []))
         self.best = state.get("best")
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hp
         head_lr = float(hp["lr"])
         enc_lr = head_lr * float(hp.get("encoder_lr_scale", 0.1))

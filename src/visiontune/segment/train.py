@@ -7,6 +7,7 @@ one saved-model format (``model.safetensors`` + ``visiontune.json``, reloaded by
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,11 @@ class SegmentTrainResult:
 
     @property
     def dir(self) -> Path:
+        """The run folder."""
         return self.run_dir
 
     def to_dict(self) -> dict:
+        """Folders and metrics as JSON-ready values."""
         return {
             "dir": str(self.run_dir),
             "model_dir": str(self.model_dir) if self.model_dir else None,
@@ -55,6 +58,7 @@ class SegmentTrainResult:
         }
 
     def summary(self) -> str:
+        """One line: the run folder and its validation mIoU / pixel accuracy."""
         m = self.metrics
         parts = [f"{k} {m[k]:.4f}" for k in ("val/mIoU", "val/pixel_accuracy") if isinstance(m.get(k), float)]
         return f"{self.run_dir}: " + (", ".join(parts) or "no validation set")
@@ -62,7 +66,7 @@ class SegmentTrainResult:
 
 def load_train_val(cfg: SegmentTrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
     """The training and validation datasets a config names (a val split carved out if none)."""
-    kw = {"classes": cfg.classes, "ignore_index": cfg.ignore_index}
+    kw: dict[str, Any] = {"classes": cfg.classes, "ignore_index": cfg.ignore_index}
     train = load_segmentation(cfg.data, cfg.train_split, **kw)
     val = None
     if cfg.val_data:
@@ -127,7 +131,7 @@ def _collate(batch: list) -> tuple[torch.Tensor, Any]:
 
 def train_segmenter(
     cfg: SegmentTrainConfig | dict | str,
-    run_root: str | Path = "runs",
+    run_root: str | os.PathLike = "runs",
     run_name: str | None = None,
     progress: bool = True,
     resume: str | Path | bool | None = None,
@@ -153,7 +157,9 @@ def train_segmenter(
         val_ds.validate()
     classes, ignore = list(train_ds.classes), train_ds.ignore_index
     p = build_model(cfg, classes, ignore, trust_pickle)
-    size = tuple(cfg.image_size or p.preprocess.resize)
+    resize = cfg.image_size or p.preprocess.resize
+    assert isinstance(resize, tuple), "composed segmenters resize to an (H, W) pair"
+    size = tuple(resize)
     mean, std = p.preprocess.mean, p.preprocess.std
     fill = ignore if ignore is not None else 255
     train_tf = joint_transform(size, mean, std, train=True, augment=cfg.augment, ignore_index=fill)
@@ -163,7 +169,7 @@ def train_segmenter(
     )
     has_val = val_ds is not None and len(val_ds) > 0
     val_loader = None
-    if has_val:  # images at the training size, masks at their own: mIoU at label resolution
+    if val_ds is not None and has_val:  # images at the training size, masks at their own: mIoU at label resolution
         val_loader = seeded_loader(
             SegTorchDataset(val_ds, _ImageOnly(val_tf)), cfg.batch_size, shuffle=False, seed=cfg.seed,
             num_workers=cfg.num_workers, train=False, seeded=False, collate_fn=_collate,
@@ -184,7 +190,7 @@ def train_segmenter(
         "task": "segmentation",
         "classes": classes,
         "ignore_index": ignore,
-        "val_data_version": val_ds.version if has_val else None,
+        "val_data_version": val_ds.version if val_ds is not None and has_val else None,
         "strategy": cfg.strategy,
         "params": {"trainable_at_start": trainable, "total": total},
         "encoder": p.card.extra.get("encoder"),

@@ -71,6 +71,7 @@ def predict_openapi(options_schema: dict | None = None) -> dict:
 
 
 def error_schema() -> dict:
+    """The JSON schema of the server's error responses."""
     return {
         "type": "object",
         "properties": {

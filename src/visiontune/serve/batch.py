@@ -57,9 +57,11 @@ class BatchPredictResult:
         self.failed = failed
 
     def to_dict(self) -> dict:
+        """Folder, metrics and failed images as JSON-ready values."""
         return {"dir": str(self.dir), "metrics": self.metrics, "failed": [list(f) for f in self.failed]}
 
     def summary(self) -> str:
+        """One line: images predicted, unreadable and how fast."""
         m = self.metrics
         text = (
             f"{m['predicted']:,} of {m['images']:,} images predicted, {m['failed']:,} unreadable, "

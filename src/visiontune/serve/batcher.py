@@ -33,6 +33,7 @@ class BatchStats:
     busy_s: float = 0.0
 
     def add(self, n: int, seconds: float) -> None:
+        """Count one batch of ``n`` items that took ``seconds``."""
         self.batches += 1
         self.items += n
         self.sizes[n] = self.sizes.get(n, 0) + 1
@@ -40,6 +41,7 @@ class BatchStats:
 
     @property
     def mean_size(self) -> float:
+        """Mean items per batch (0 before the first)."""
         return self.items / self.batches if self.batches else 0.0
 
 

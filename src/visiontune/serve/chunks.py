@@ -65,15 +65,17 @@ def _collate(samples: list) -> tuple[list[int], Any, list[tuple[int, str]]]:
     good = [(i, x) for i, x, err in samples if err is None]
     bad = [(i, err) for i, _, err in samples if err is not None]
     items = [x for _, x in good]
+    batch: Any = items  # stacked into one tensor / array when every item has the same shape
     if items and len({getattr(x, "shape", None) for x in items}) == 1:
         if all(isinstance(x, torch.Tensor) for x in items):
-            items = torch.stack(items)
+            batch = torch.stack(items)
         elif all(isinstance(x, np.ndarray) for x in items):
-            items = np.stack(items)
-    return [i for i, _ in good], items, bad
+            batch = np.stack(items)
+    return [i for i, _ in good], batch, bad
 
 
 def chunk_ranges(n: int, chunk_size: int) -> list[range]:
+    """Consecutive index ranges of ``chunk_size`` covering ``0..n``."""
     return [range(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
 
@@ -100,6 +102,7 @@ class BatchList(Sampler):
 
 
 def make_loader(paths: list[str], prepare: Callable, batches: list[list[int]], num_workers: int) -> DataLoader:
+    """A DataLoader that prepares ``paths`` in the given index ``batches`` with ``num_workers`` workers."""
     return DataLoader(
         _Images(paths, prepare),
         batch_sampler=BatchList(batches),
@@ -163,6 +166,7 @@ def write_part(out: Path, chunk: int, task: str, rows: list[dict]) -> Path:
 
 
 def done_chunks(out: Path, num_chunks: int) -> set[int]:
+    """Indices of the chunks whose part file is already written in ``out``."""
     return {c for c in range(num_chunks) if (out / PART_PATTERN.format(c)).is_file()}
 
 
@@ -175,6 +179,7 @@ class ChunkWriter:
         self.written = 0
 
     def add(self, paths: list[str], indices: list[int], results: list[dict], bad: list[tuple[int, str]]) -> None:
+        """Buffer the results of ``indices`` and the errors of ``bad`` images as rows."""
         for i, r in zip(indices, results):
             self._add({"index": i, "path": paths[i], "result": r, "error": None})
         for i, err in bad:
@@ -190,6 +195,7 @@ class ChunkWriter:
 
 
 def process_batch(runner: Runner, options: Any, batch: tuple) -> tuple[list[int], list[dict], list]:
+    """(indices, results, failures) of one prepared batch run through ``runner``."""
     indices, items, bad = batch
     results = runner.run(items, options) if len(indices) else []
     return indices, results, bad

@@ -59,6 +59,7 @@ class Client:
         self._http = httpx.Client(base_url=self.url, timeout=timeout, limits=httpx.Limits(max_connections=64))
 
     def close(self) -> None:
+        """Close the HTTP connection pool."""
         self._http.close()
 
     def __enter__(self) -> Client:

@@ -38,6 +38,7 @@ class RequestError(Exception):
         self.message = message
 
     def to_dict(self) -> dict:
+        """The error as the JSON body of a response."""
         return {"error": {"status": self.status, "message": self.message}}
 
 
@@ -69,7 +70,7 @@ def decode_image(data: bytes, name: str = "image", limit: int | None = None) -> 
             if getattr(opened, "n_frames", 1) > 1:
                 opened.seek(0)
             opened.load()
-            img = opened
+            img: Image.Image = opened
             try:
                 img = ImageOps.exif_transpose(img) or img
             except Exception:  # a malformed EXIF block: keep the pixels as stored

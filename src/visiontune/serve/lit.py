@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visiontune.errors import require
 from visiontune.serve.app import PREDICT_PATH, error_schema, predict_openapi, read_form
@@ -31,7 +31,10 @@ from visiontune.serve.inputs import (
 from visiontune.serve.metrics import metrics, multiprocess_dir, render
 from visiontune.serve.runner import TASKS, Runner
 
-ls = require("litserve", "serve", "The LitServe backend")  # this module is the LitServe backend
+if TYPE_CHECKING:
+    import litserve as ls
+else:
+    ls = require("litserve", "serve", "The LitServe backend")  # this module is the LitServe backend
 
 
 class RequestGuard:
@@ -180,6 +183,7 @@ class VisionLitAPI(ls.LitAPI):
         return list(inputs)
 
     def predict(self, inputs):
+        """Run the model on a batch of decoded requests (one request when LitServe does not batch)."""
         if self.max_batch_size == 1:  # LitServe's unbatched loop: one request, not a list
             return self._predict([inputs])[0]
         return self._predict(inputs)

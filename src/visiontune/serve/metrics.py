@@ -47,6 +47,7 @@ class Metrics:
         self.ready = prom.Gauge("visiontune_serve_ready", "1 when the model is loaded.", multiprocess_mode="livemax")
 
     def observe_batch(self, size: int, seconds: float) -> None:
+        """Record one batch: its size and its seconds."""
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
 

@@ -267,10 +267,12 @@ class Runner:
 
     @property
     def class_names(self) -> list[str]:
+        """The class names of the model."""
         return self._task.class_names
 
     @property
     def options_model(self) -> type[BaseModel]:
+        """The pydantic model of the task's request options."""
         return self._task.options_model
 
     def to(self, device: Any) -> Runner:
@@ -340,4 +342,4 @@ def pow2_parts(n: int) -> list[int]:
 
 
 #: Tasks that can be served; each maps to its options model.
-TASKS = {"classification": ClassifyOptions, "detection": DetectOptions}
+TASKS: dict[str, type[BaseModel]] = {"classification": ClassifyOptions, "detection": DetectOptions}

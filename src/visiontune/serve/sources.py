@@ -69,6 +69,7 @@ def _read_manifest(p: Path) -> list[str]:
 
 
 def inputs_digest(paths: list[str]) -> str:
+    """SHA-256 over the ordered input paths (identifies a batch prediction's inputs)."""
     h = hashlib.sha256()
     for s in paths:
         h.update(s.encode("utf-8", "surrogateescape") + b"\n")

@@ -101,6 +101,7 @@ def device_info() -> dict[str, Any]:
 
 
 def deterministic_enabled() -> bool:
+    """True when torch's deterministic algorithms are switched on."""
     try:
         import torch
 

@@ -9,7 +9,8 @@ import atexit
 import signal
 import sys
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 
 class ProcessHooks:
@@ -19,6 +20,23 @@ class ProcessHooks:
     _prev_excepthook: Any
     _finished: bool
     _interrupt_reason: str | None
+    # provided by Run
+    record: dict[str, Any]
+    _lock: threading.RLock
+    _csv: Any
+
+    if TYPE_CHECKING:
+
+        def finish(
+            self,
+            status: str = "completed",
+            summary: Mapping[str, Any] | None = None,
+            *,
+            error: BaseException | None = None,
+            reason: str | None = None,
+        ) -> None: ...
+
+        def _write_record(self) -> None: ...
 
     def _install_hooks(self, handle_signals: bool) -> None:
         if handle_signals and threading.current_thread() is threading.main_thread():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def plot_run_curves(rows: list[dict[str, Any]], out: str | Path, title: str | No
 
 
 def plot_compare_curves(
-    runs: dict[str, list[dict[str, Any]]], out: str | Path, metrics: list[str] | None = None
+    runs: dict[str, list[dict[str, Any]]], out: str | os.PathLike, metrics: list[str] | None = None
 ) -> Path:
     """Several runs overlaid: a panel per metric shared by the runs (or the given ``metrics``),
     one line per run."""

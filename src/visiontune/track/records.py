@@ -77,6 +77,7 @@ class RunRecord:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> RunRecord:
+        """The run record in ``directory`` (its ``run.json``)."""
         d = Path(directory)
         rj = d / "run.json"
         if not rj.is_file():
@@ -91,22 +92,27 @@ class RunRecord:
 
     @property
     def name(self) -> str:
+        """The run's name (its folder name when not recorded)."""
         return self.data.get("name") or self.dir.name
 
     @property
     def model_id(self) -> str | None:
+        """The model id the run trained, if recorded."""
         return (self.data.get("model") or {}).get("id")
 
     @property
     def data_version(self) -> str | None:
+        """The data version the run trained on, if recorded."""
         return (self.data.get("data") or {}).get("version")
 
     @property
     def strategy(self) -> str | None:
+        """The training strategy, if recorded."""
         return self.data.get("strategy") or self.config.get("strategy")
 
     @property
     def duration_s(self) -> float | None:
+        """Run time in seconds (from the record, else start to end time)."""
         if self.data.get("duration_s") is not None:
             return float(self.data["duration_s"])
         start = _parse_time(self.data.get("start_time"))
@@ -119,9 +125,11 @@ class RunRecord:
 
     @property
     def best(self) -> dict[str, Any] | None:
+        """The best monitored metric and its step, if recorded."""
         return self.data.get("best")
 
     def metric_rows(self) -> list[dict[str, Any]]:
+        """Every row of ``metrics.csv``."""
         return _io.read_metrics_rows(self.dir / "metrics.csv")
 
     def final_metrics(self) -> dict[str, dict[str, float]]:
@@ -147,10 +155,12 @@ class RunRecord:
         return pd.DataFrame(self.metric_rows(), columns=["step", "epoch", "wall_time", "metric", "value"])
 
     def start_timestamp(self) -> float:
+        """Start time as a POSIX timestamp (0 when unknown)."""
         return _parse_time(self.data.get("start_time")) or 0.0
 
 
 def resolve_run_dir(name_or_path: str | os.PathLike, root: str | os.PathLike = "runs") -> Path:
+    """The folder of a run given by path or by name under ``root``."""
     p = Path(name_or_path)
     if (p / "run.json").is_file():
         return p
@@ -208,6 +218,8 @@ def update_record(directory: str | os.PathLike, **fields: Any) -> dict[str, Any]
 
 @dataclass
 class Comparison:
+    """How runs differ: config keys, record fields and final metrics, one value per run."""
+
     names: list[str]
     config_diff: dict[str, list[Any]]  # flattened key -> value per run (only differing keys)
     record_diff: dict[str, list[Any]]  # model / data version / seed / env differences

@@ -47,11 +47,13 @@ def register_runner(kind: str, fn: Runner) -> None:
 
 
 def registered_runners() -> list[str]:
+    """Kinds of runs that can be reproduced (registered, built in and entry points)."""
     eps = [ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
     return sorted({*_RUNNERS, *_BUILTIN_RUNNERS, *eps})
 
 
 def get_runner(kind: str) -> Runner:
+    """The runner that re-runs a run of ``kind``."""
     if kind in _RUNNERS:
         return _RUNNERS[kind]
     ref = _BUILTIN_RUNNERS.get(kind)
@@ -115,6 +117,8 @@ def environment_warnings(record: RunRecord) -> list[str]:
 
 @dataclass
 class Reproduction:
+    """A re-run next to its original: warnings and (original, new) of each metric."""
+
     original: RunRecord
     new: RunRecord
     warnings: list[str] = field(default_factory=list)
@@ -128,6 +132,7 @@ class Reproduction:
 
     @property
     def mismatches(self) -> dict[str, tuple[float | None, float | None]]:
+        """The metrics whose original and new values differ (NaN equals NaN)."""
         return {k: v for k, v in self.metrics.items() if not (v[0] == v[1] or (v[0] != v[0] and v[1] != v[1]))}
 
 
@@ -181,7 +186,7 @@ def reproduce(
             notes.append(line)
             warnings.warn(line, RuntimeWarning, stacklevel=2)
     a, b = original.final_metrics(), new.final_metrics()
-    metrics = {m: (a[m]["final"], b.get(m, {}).get("final")) for m in a}
+    metrics: dict[str, tuple[float | None, float | None]] = {m: (a[m]["final"], b.get(m, {}).get("final")) for m in a}
     for k, v in (original.data.get("summary") or {}).items():
         nv = (new.data.get("summary") or {}).get(k)
         if isinstance(v, (int, float)) and not isinstance(v, bool):

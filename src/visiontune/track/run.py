@@ -11,7 +11,7 @@ import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from visiontune import _atomic
 from visiontune.errors import ConfigError
@@ -161,10 +161,12 @@ class Run(ProcessHooks):
     # ------------------------------------------------------------------------------ logging
     @property
     def status(self) -> str:
+        """The run's status (running, completed, interrupted, failed)."""
         return self.record["status"]
 
     @property
     def finished(self) -> bool:
+        """True once the run has been finished."""
         return self._finished
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, epoch: int | None = None) -> None:
@@ -260,6 +262,7 @@ class Run(ProcessHooks):
             self._write_record()
 
     def set_tags(self, **tags: Any) -> None:
+        """Add ``tags`` to the run record."""
         with self._lock:
             self.record["tags"].update(_io.to_jsonable(tags))
             self._write_record()
@@ -273,6 +276,7 @@ class Run(ProcessHooks):
         return [RunCallback(self, log_every_n_steps=log_every_n_steps)]
 
     def flush(self) -> None:
+        """Flush the trackers and write the run record."""
         with self._lock:
             self._dispatch("flush")
             self._write_record()
@@ -340,7 +344,7 @@ class Run(ProcessHooks):
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if self._finished:
             return False
         if exc is None:

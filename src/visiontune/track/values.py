@@ -13,6 +13,7 @@ from visiontune.errors import ConfigError
 
 
 def to_float(v: Any) -> float:
+    """A float from a Python number, numpy scalar or one-element tensor."""
     if hasattr(v, "detach"):
         v = v.detach()
         if v.numel() != 1:
@@ -64,10 +65,19 @@ class Stat:
 
     __slots__ = ("last", "min", "max", "count", "last_step", "min_step", "max_step", "last_epoch")
 
+    last: float
+    min: float
+    max: float
+    last_step: int
+    min_step: int
+    max_step: int
+    last_epoch: int | None
+
     def __init__(self):
         self.count = 0
 
     def add(self, v: float, step: int, epoch: int | None):
+        """Update last / min / max with value ``v`` at ``step``."""
         if self.count == 0 or (not math.isnan(v) and (math.isnan(self.min) or v < self.min)):
             self.min, self.min_step = v, step
         if self.count == 0 or (not math.isnan(v) and (math.isnan(self.max) or v > self.max)):
@@ -76,6 +86,7 @@ class Stat:
         self.count += 1
 
     def as_dict(self) -> dict[str, Any]:
+        """Last, min, max, their steps and the count as a dict."""
         return {
             "last": self.last,
             "min": self.min,

@@ -25,6 +25,7 @@ def load_local_weights(model: nn.Module, opts: LoadOptions, *, source: str) -> t
     When a new head will be put on afterwards (``num_classes``), the old head's tensors may be
     missing from the file without failing the strict check.
     """
+    assert opts.weights is not None, "callers load local weights only when opts.weights is set"
     path = resolve_weights_path(opts.weights)
     sd = load_state_dict_file(path, trust_pickle=opts.trust_pickle)
     allow: tuple[str, ...] = ()

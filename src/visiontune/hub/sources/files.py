@@ -103,6 +103,7 @@ class FileSource(Source):
     name = "file"
 
     def parse(self, rest: str, text: str) -> tuple[str, str | None]:
+        """``(path, None)``: a file id is the path, taken whole."""
         return rest, None  # a path, taken whole
 
     build = staticmethod(build)

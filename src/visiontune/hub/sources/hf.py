@@ -46,6 +46,7 @@ def task_of(architectures) -> tuple[str, str]:
 
 
 def task_for(config) -> tuple[str, str]:
+    """(task, architecture) of a Hugging Face ``config``."""
     return task_of(getattr(config, "architectures", None))
 
 
@@ -72,7 +73,7 @@ def _hub_license(name: str, revision: str | None) -> str | None:
     """The licence the repo's model card states (YAML front matter of README.md), if cached."""
     try:
         if os.path.isdir(name):
-            readme = Path(name) / "README.md"
+            readme: Path | None = Path(name) / "README.md"
         else:
             from huggingface_hub import try_to_load_from_cache
 
@@ -102,11 +103,13 @@ def _as_dict(size) -> dict:
     if not isinstance(size, dict):
         import dataclasses
 
-        size = dataclasses.asdict(size) if dataclasses.is_dataclass(size) else dict(vars(size))
+        is_instance = dataclasses.is_dataclass(size) and not isinstance(size, type)
+        size = dataclasses.asdict(size) if is_instance else dict(vars(size))
     return {k: v for k, v in size.items() if v is not None}
 
 
 def preprocess_from_processor(proc) -> tuple[Preprocess, dict]:
+    """(`Preprocess`, card fields) read from a Hugging Face image processor."""
     size = _as_dict(getattr(proc, "size", None))
     crop = _as_dict(getattr(proc, "crop_size", None)) if getattr(proc, "do_center_crop", False) else None
     crop_pct = getattr(proc, "crop_pct", None)
@@ -190,6 +193,7 @@ def gate_pickled_weights(name: str, revision: str | None, opts: LoadOptions) -> 
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``hf:<repo>`` (classifier, detector or segmenter) as a `Pretrained`."""
     transformers = require("transformers", "hf", "Loading Hugging Face models")
     name, rev = mid.name, mid.weights
     rev_kw: dict = {"revision": rev} if rev else {}
@@ -258,7 +262,9 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         card.extra.update(
             ignore_index=int(getattr(config, "semantic_loss_ignore_index", 255)),
             reduce_labels=bool(getattr(proc, "do_reduce_labels", False) or getattr(proc, "reduce_labels", False)),
-            background=bool(names) and names[0].lower() in ("background", "__background__", "unlabeled"),
+            background=names is not None
+            and len(names) > 0
+            and names[0].lower() in ("background", "__background__", "unlabeled"),
         )
     if loaded and card.license_weights is None:
         card.license_notes.append("The model repo states no licence in its card; treat as all rights reserved.")
@@ -312,4 +318,5 @@ class HuggingFaceSource(Source):
     build = staticmethod(build)
 
     def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        """Cached Hugging Face repos matching ``pattern`` (all of them unless ``pretrained``: cached only)."""
         return [r for r in list_cached(pattern) if r["cached"] or not pretrained]

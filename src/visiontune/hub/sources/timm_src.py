@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import cast
 
 from visiontune.data.hashing import cached_sha256 as file_sha256
 from visiontune.errors import ModelIdError, WeightsNotCachedError
@@ -52,6 +53,7 @@ def preprocess_from_cfg(cfg: dict) -> tuple[Preprocess, dict]:
 
 
 def imagenet_class_names(model, num_classes: int | None) -> list[str] | None:
+    """ImageNet class names for ``model``'s label space of ``num_classes``, when timm knows it."""
     try:
         from timm.data import ImageNetInfo, infer_imagenet_subset
 
@@ -126,6 +128,7 @@ def _split(mid: ModelId) -> tuple[str, str]:
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``timm:<name>`` as a `Pretrained` (weights from the cache, a file or none)."""
     import timm
 
     name, arch = _split(mid)
@@ -148,7 +151,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         weights_file, loaded = str(opts.weights), True
     elif opts.pretrained and opts.describe:
         model = timm.create_model(name, pretrained=False, **opts.model_kwargs)  # card only: no weights loaded
-        path = _cached_weights(dict(model.pretrained_cfg))
+        path = _cached_weights(dict(cast(dict, model.pretrained_cfg)))
         weights_file, loaded = (str(path) if path else None), True
     elif opts.pretrained:
         pcfg = timm.models.get_pretrained_cfg(name)  # no model built just to read the config
@@ -169,7 +172,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     else:
         model = timm.create_model(name, pretrained=False, **opts.model_kwargs)
 
-    cfg = dict(model.pretrained_cfg)
+    cfg = dict(cast(dict, model.pretrained_cfg))
     from timm.data import resolve_model_data_config
 
     data_cfg = resolve_model_data_config(model)
@@ -205,6 +208,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[dict]:
+    """timm models matching ``pattern`` (with ``pretrained``: those with pretrained weights), one dict each."""
     import timm
 
     pat = glob_pattern(pattern)
@@ -232,6 +236,7 @@ class TimmSource(Source):
     list_models = staticmethod(list_models)
 
     def names(self) -> list[str]:
+        """Every model name timm knows."""
         import timm
 
         return list(timm.list_models())

@@ -29,6 +29,7 @@ def _hub_dir() -> Path:
 
 
 def cached_repo(owner: str, repo: str, ref: str | None) -> Path | None:
+    """The cached torch.hub checkout of ``owner/repo`` at ``ref`` (None when not cached)."""
     d = _hub_dir()
     if ref:
         p = d / f"{owner}_{repo}_{ref.replace('/', '_')}"
@@ -49,6 +50,7 @@ def _trusted(owner: str, repo: str) -> bool:
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``torchhub:<owner>/<repo>:<entry>`` from the cached checkout as a `Pretrained`."""
     import torch.hub
 
     repo_part, entry = mid.name.split(":")
@@ -182,6 +184,7 @@ class TorchHubSource(Source):
     listable = True
 
     def parse(self, rest: str, text: str) -> tuple[str, str | None]:
+        """``(owner/repo:entry, weights)`` of an id; a ModelIdError names the expected form."""
         name, weights = split_weights(rest, text, self.name)
         if name.count(":") != 1:
             raise ModelIdError(
@@ -192,4 +195,5 @@ class TorchHubSource(Source):
     build = staticmethod(build)
 
     def list_models(self, pattern: str | None, pretrained: bool) -> list[dict]:
+        """Cached torch.hub entry points matching ``pattern``."""
         return list_cached(pattern)

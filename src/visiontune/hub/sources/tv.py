@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 from torch import nn
 
@@ -63,6 +64,7 @@ def resolve_weights(name: str, tag: str | None):
 
 
 def cached_file(w) -> Path:
+    """Where torchvision caches the file of weights enum ``w``."""
     return offline.torch_checkpoints_dir() / os.path.basename(w.url)
 
 
@@ -86,6 +88,7 @@ def ensure_cached(w, enum_name: str) -> None:
 
 
 def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
+    """(`Preprocess`, card fields) from the transforms of torchvision weights ``w`` for ``task``."""
     t = w.transforms()
     if task == "classification" and hasattr(t, "crop_size"):
         interp = interpolation_name(t.interpolation)
@@ -97,6 +100,7 @@ def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
             std=tuple(t.std),
             antialias=bool(getattr(t, "antialias", True)),
         )
+        assert pre.crop is not None  # built from crop_size just above
         fields = dict(
             resize_size=pre.resize,
             crop_size=pre.crop[0] if pre.crop[0] == pre.crop[1] else pre.crop,
@@ -122,6 +126,7 @@ def preprocess_from(w, task: str) -> tuple[Preprocess, dict]:
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``torchvision:<arch>[@weights]`` as a `Pretrained`."""
     import torchvision.models as tvm
 
     name = mid.name
@@ -222,7 +227,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
         if card.num_classes is None:
             head = getattr(model, "classifier", None)
             head = getattr(head, "high_classifier", None) or (head[-1] if isinstance(head, nn.Sequential) else None)
-            card.num_classes = int(head.out_channels) if head is not None else None
+            card.num_classes = int(cast(nn.Conv2d, head).out_channels) if head is not None else None
             cats = list(meta_w.meta.get("categories") or []) if meta_w is not None else []
             if card.class_names is None and cats and len(cats) == card.num_classes:
                 card.class_names = cats  # the architecture's label space (its weights' categories)
@@ -236,6 +241,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[dict]:
+    """torchvision models matching ``pattern`` (with ``pretrained``: those that have weights), one dict each."""
     import fnmatch
 
     import torchvision.models as tvm
@@ -269,6 +275,7 @@ class TorchvisionSource(Source):
     list_models = staticmethod(list_models)
 
     def names(self) -> list[str]:
+        """Every model name torchvision knows."""
         import torchvision.models as tvm
 
         return list(tvm.list_models())

@@ -48,6 +48,7 @@ def _weights_dir() -> Path | None:
 
 
 def locate(name: str) -> Path | None:
+    """The file for Ultralytics id ``name``: the path itself, else the one in Ultralytics' weights folder, else None."""
     p = Path(name).expanduser()
     if p.is_file():
         return p
@@ -58,6 +59,7 @@ def locate(name: str) -> Path | None:
 
 
 def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
+    """Load ``yolo:<file>`` through the trust gate as a `Pretrained` (Ultralytics, AGPL-3.0)."""
     if offline.offline_forced():
         os.environ.setdefault("YOLO_OFFLINE", "1")  # no DNS lookups at import
     ultralytics = require("ultralytics", "yolo", "Loading Ultralytics YOLO models (AGPL-3.0)")
@@ -139,6 +141,7 @@ class UltralyticsSource(Source):
     aliases = ("ultralytics",)
 
     def parse(self, rest: str, text: str) -> tuple[str, str | None]:
+        """``(id, None)``: Ultralytics ids are kept whole (file names may contain ``@``)."""
         return rest, None  # file names may contain '@': keep yolo ids whole
 
     build = staticmethod(build)

@@ -23,6 +23,7 @@ def register_tracker(name: str, factory) -> None:
 
 
 def available_trackers() -> list[str]:
+    """Names of the trackers ``make_tracker`` can build."""
     return sorted({*(_BUILTIN), *(_REGISTRY)} - {"tb"})
 
 

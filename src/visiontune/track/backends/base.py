@@ -25,15 +25,18 @@ class Tracker:
         return {}
 
     def log_metrics(self, metrics: dict[str, float], step: int, epoch: int | None) -> None:
+        """Record ``metrics`` at ``step`` (and ``epoch``)."""
         pass
 
     def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
         """``image`` is an HxWx3 uint8 array."""
 
     def log_artifact(self, path: Path, name: str) -> None:
+        """Store the file or folder ``path`` under ``name``."""
         pass
 
     def flush(self) -> None:
+        """Push buffered data to the backend."""
         pass
 
     def finish(self, status: str, summary: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ def _key(k: str) -> str:
 
 
 class MLflowTracker(Tracker):
+    """Logs a run to MLflow (``tracking_uri``, ``experiment``): params, metrics, images, artifacts."""
+
     name = "mlflow"
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "visiontune"):
@@ -41,6 +43,7 @@ class MLflowTracker(Tracker):
         return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
 
     def start(self, run, params):
+        """Open the MLflow run of ``run`` and log ``params`` and tags."""
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         require("mlflow", "mlflow", "The MLflow tracker")
         from mlflow.entities import Param, RunTag
@@ -81,6 +84,7 @@ class MLflowTracker(Tracker):
         return {"tracking_uri": uri, "experiment": self.experiment, "experiment_id": exp_id, "run_id": self.run_id}
 
     def log_metrics(self, metrics, step, epoch):
+        """Log ``metrics`` at ``step`` in one batch."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -89,9 +93,11 @@ class MLflowTracker(Tracker):
             self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
     def log_image(self, tag, image, step):
+        """Log ``image`` under ``tag`` at ``step``."""
         self.client.log_image(self.run_id, image, key=_key(tag), step=int(step))
 
     def log_artifact(self, path, name):
+        """Log the file or folder ``path`` as artifact ``name``."""
         path = Path(path)
         if path.is_dir():
             self.client.log_artifacts(self.run_id, str(path), artifact_path=name)
@@ -99,6 +105,7 @@ class MLflowTracker(Tracker):
             self.client.log_artifact(self.run_id, str(path), artifact_path=None)
 
     def finish(self, status, summary):
+        """Log the summary, end the MLflow run with ``status``; returns what to record about it."""
         from mlflow.entities import Metric, RunTag
 
         if self.client is None:

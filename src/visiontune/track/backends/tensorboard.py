@@ -15,6 +15,8 @@ def _hparam_value(v: Any) -> Any:
 
 
 class TensorBoardTracker(Tracker):
+    """Writes scalars, images and hyperparameters to TensorBoard event files in the run folder."""
+
     name = "tensorboard"
 
     def __init__(self, subdir: str = "tb", flush_secs: int = 10):
@@ -25,6 +27,7 @@ class TensorBoardTracker(Tracker):
         self._last_step = 0
 
     def start(self, run, params):
+        """Open the event writer under the run folder."""
         from torch.utils.tensorboard import SummaryWriter
 
         log_dir = Path(run.dir) / self.subdir
@@ -38,18 +41,22 @@ class TensorBoardTracker(Tracker):
         return {"log_dir": self.subdir}
 
     def log_metrics(self, metrics, step, epoch):
+        """Write ``metrics`` as scalars at ``step``."""
         self._last_step = max(self._last_step, step)
         for k, v in metrics.items():
             self._writer.add_scalar(k, v, step)
 
     def log_image(self, tag, image, step):
+        """Write the HWC ``image`` under ``tag`` at ``step``."""
         self._writer.add_image(tag, image, step, dataformats="HWC")
 
     def flush(self):
+        """Flush the event file."""
         if self._writer is not None:
             self._writer.flush()
 
     def finish(self, status, summary):
+        """Write the hyperparameters with the final metrics and close the writer; returns what to record."""
         from torch.utils.tensorboard.summary import hparams
 
         if self._writer is None:

@@ -22,6 +22,8 @@ def _has_wandb_key() -> bool:
 
 
 class WandbTracker(Tracker):
+    """Logs a run to Weights & Biases (offline unless a key is configured)."""
+
     name = "wandb"
 
     def __init__(self, project: str | None = None, entity: str | None = None, mode: str | None = None):
@@ -32,6 +34,7 @@ class WandbTracker(Tracker):
         self._wandb = None
 
     def start(self, run, params):
+        """Start the W&B run of ``run`` with ``params`` as its config."""
         wandb = require("wandb", "wandb", "The Weights & Biases tracker")
         self._wandb = wandb
         mode = self.mode or os.environ.get("WANDB_MODE") or ("online" if _has_wandb_key() else "offline")
@@ -51,15 +54,18 @@ class WandbTracker(Tracker):
         return out
 
     def log_metrics(self, metrics, step, epoch):
+        """Log ``metrics`` (and ``epoch``) at ``step``."""
         payload = dict(metrics)
         if epoch is not None:
             payload["epoch"] = epoch
         self._run.log(payload, step=int(step))
 
     def log_image(self, tag, image, step):
+        """Log ``image`` under ``tag`` at ``step``."""
         self._run.log({tag: self._wandb.Image(image)}, step=int(step))
 
     def log_artifact(self, path, name):
+        """Log the file or folder ``path`` as a model artifact named ``name``."""
         path = Path(path)
         art = self._wandb.Artifact(name=f"{self._run.name}-{name}".replace("/", "-"), type="model")
         if path.is_dir():
@@ -69,6 +75,7 @@ class WandbTracker(Tracker):
         self._run.log_artifact(art)
 
     def finish(self, status, summary):
+        """Write the summary and finish the W&B run; returns what to record about it."""
         if self._run is None:
             return {}
         for k, v in summary.items():
