@@ -7,6 +7,8 @@ import logging
 import pytest
 import torch
 
+import visiontune as vt
+
 
 def test_yolo_yaml_predictions_through_detections(assets, tmp_path, monkeypatch, caplog):
     pytest.importorskip("ultralytics")
@@ -89,3 +91,18 @@ def test_train_yolo_hands_a_visiontune_dataset_to_ultralytics_and_records_the_ru
     assert (res.run_dir / "data").is_dir()  # the converted dataset Ultralytics read
     # Ultralytics' own MLflow / W&B callbacks were switched off: no mlruns folder appeared
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "wandb").exists()
+
+
+def test_a_yolo_load_leaves_pil_image_open_alone(tmp_path, monkeypatch):
+    """Ultralytics patches PIL.Image.open at import (an unidentified file triggers `pip install
+    pi-heif`); after a yolo: load an undecodable file is still PIL's UnidentifiedImageError."""
+    pytest.importorskip("ultralytics")
+    from PIL import Image, UnidentifiedImageError
+
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "cfg"))
+    vt.load("yolo:yolov8n.yaml")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    assert Image.open.__module__.startswith("PIL")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(bad)

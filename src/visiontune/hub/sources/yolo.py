@@ -38,8 +38,26 @@ AGPL_NOTICE = (
 )
 
 
+def _import_ultralytics() -> Any:
+    """Import Ultralytics and undo its process-wide patch of ``PIL.Image.open``: that patch turns
+    every undecodable file into a ``pip install pi-heif`` attempt (offline: ModuleNotFoundError),
+    which would break visiontune's decode-error policy for every image read after a yolo: load."""
+    from PIL import Image
+
+    before = Image.open
+    ultralytics = require("ultralytics", "yolo", "Loading Ultralytics YOLO models (AGPL-3.0)")
+    try:
+        from ultralytics.utils import patches
+
+        Image.open = getattr(patches, "_image_open", before)
+    except ImportError:  # an Ultralytics without the patch module: nothing to undo
+        Image.open = before
+    return ultralytics
+
+
 def _weights_dir() -> Path | None:
     try:
+        _import_ultralytics()
         from ultralytics.utils import SETTINGS
 
         return Path(SETTINGS["weights_dir"])
@@ -62,7 +80,7 @@ def build(mid: ModelId, opts: LoadOptions) -> Pretrained:
     """Load ``yolo:<file>`` through the trust gate as a `Pretrained` (Ultralytics, AGPL-3.0)."""
     if offline.offline_forced():
         os.environ.setdefault("YOLO_OFFLINE", "1")  # no DNS lookups at import
-    ultralytics = require("ultralytics", "yolo", "Loading Ultralytics YOLO models (AGPL-3.0)")
+    ultralytics = _import_ultralytics()
     name = str(opts.weights or mid.name)
     is_cfg = name.endswith((".yaml", ".yml"))
     if is_cfg:
