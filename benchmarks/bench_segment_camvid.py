@@ -93,6 +93,7 @@ def plain_loop(cfg: dict, train, val, epochs: int, batch_size: int) -> dict:
             opt.step()
         res = val_miou()  # every epoch, as visiontune's run does
         history.append({"val/mIoU": res["mIoU"]})
+        print(f"    plain epoch {epoch + 1}: val mIoU {res['mIoU']:.4f} ({time.time() - t0:.0f} s)", flush=True)
         if best is None or res["mIoU"] > best["mIoU"]:
             best = {**res, "epoch": epoch + 1}
     return {**best, "train_seconds": round(time.time() - t0, 1), "history": history}
