@@ -59,7 +59,12 @@ def test_predict_and_segment_commands_run_the_onnx_export(tmp_path):
     data = make_mask_folder(tmp_path / "d", n=3)
     img = sorted((data / "val" / "images").glob("*.jpg"))[0]
     p = composed_segmenter(TINY_SEGMENTER)
-    res = vt.export(p, out=tmp_path / "seg.onnx", parity_images=[img])
+    saved = p.save(tmp_path / "model")
+    onnx = tmp_path / "seg.onnx"
+    run = CliRunner().invoke(app, ["export", str(saved), "--out", str(onnx), "--images", str(img), "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.output)["parity"]["pixel_agreement"] > 0.999
+    res = SegmentationArtifact(onnx)
     want = p.predict([img])[0].class_areas()
     run = CliRunner().invoke(app, ["predict", str(res.path), str(img), "--json"], catch_exceptions=False)
     assert run.exit_code == 0, run.output
@@ -67,8 +72,9 @@ def test_predict_and_segment_commands_run_the_onnx_export(tmp_path):
     assert rows[0]["path"] == str(img) and rows[0]["size"] == [48, 64]
     assert rows[0]["classes"].keys() == want.keys()
     assert all(abs(rows[0]["classes"][k] - v) < 0.01 for k, v in want.items())
-    text = CliRunner().invoke(app, ["predict", str(res.path), str(img)], env={"COLUMNS": "300"}, catch_exceptions=False)
-    assert text.exit_code == 0 and f"{img}: " in text.output and "%" in text.output
+    for cmd in ("predict", "export-predict"):
+        text = CliRunner().invoke(app, [cmd, str(res.path), str(img)], env={"COLUMNS": "300"}, catch_exceptions=False)
+        assert text.exit_code == 0 and f"{img}: " in text.output and "%" in text.output, (cmd, text.output)
     seg = CliRunner().invoke(app, ["segment", str(res.path), str(img), "-o", str(tmp_path / "out")])
     assert seg.exit_code == 0, seg.output
     doc = json.loads((tmp_path / "out" / "predictions.json").read_text())

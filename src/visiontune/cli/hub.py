@@ -149,7 +149,7 @@ def predict(
         from visiontune.segment.export import SegmentationArtifact
 
         segs = SegmentationArtifact(model_id).predict(files, batch_size=min(batch_size, 8))
-        _print_segmentations(segs, as_json)
+        print_segmentations(segs, as_json)
         return
     if is_exported_artifact(model_id):  # an exported model: ONNX Runtime / TorchScript path
         preds = load_artifact(model_id).predict(files, topk=topk, score_threshold=score_threshold)
@@ -192,7 +192,7 @@ def decode_each(files: list[str]) -> tuple[list[str], list, list[tuple[str, str]
     return ok, imgs, bad
 
 
-def _print_segmentations(segs, as_json: bool) -> None:
+def print_segmentations(segs, as_json: bool) -> None:
     """Semantic results: each image's class shares (largest first), or JSON records."""
     if as_json:
         rows = [{"path": s.path, "size": list(s.image_size or ()), "classes": s.class_areas()} for s in segs]
