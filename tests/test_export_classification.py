@@ -206,3 +206,24 @@ def test_cli_export_and_export_predict(tmp_path, bees, isolated_caches):
     assert all(len(line["top"]) == 3 for line in lines)
     r = runner.invoke(app, ["export-predict", str(tmp_path / "missing.onnx"), str(bees[0])])
     assert r.exit_code != 0
+
+
+def test_export_of_a_saved_model_goes_beside_it_and_predict_reads_it(tmp_path, small_model, bees, monkeypatch):
+    """`visiontune export runs/x/model` writes runs/x/model.onnx (not into the current folder),
+    and `visiontune predict runs/x/model.onnx` routes to the exported artifact."""
+    from visiontune.cli.main import app
+
+    saved = small_model.save(tmp_path / "runs" / "x" / "model")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    runner = CliRunner()
+    r = runner.invoke(app, ["export", str(saved), "--format", "onnx", "--input-size", "64", "--json"])
+    assert r.exit_code == 0, r.output
+    art = tmp_path / "runs" / "x" / "model.onnx"
+    assert art.is_file() and sidecar_path(art).is_file() and not list(elsewhere.iterdir())
+    r = runner.invoke(app, ["predict", str(art), str(bees[0]), "--topk", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    (pred,) = json.loads(r.output)
+    assert pred["source"] == str(bees[0]) and len(pred["top"]) == 1
+    assert pred["top"][0]["label"] in small_model.card.class_names

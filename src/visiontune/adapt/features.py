@@ -140,6 +140,7 @@ def _content(dataset: Any, key: str, head_path: str, model: nn.Module) -> tuple[
     paths = getattr(dataset, "paths", None)
     transform = getattr(dataset, "transform", None)
     labels = getattr(dataset, "labels", None)
+    multi_hot = getattr(dataset, "targets_matrix", None)  # multi-label: (N, C) 0/1 targets
     if paths is not None and labels is not None and transform is not None:
         loader = getattr(dataset, "loader", None)
         if loader is None:
@@ -150,7 +151,7 @@ def _content(dataset: Any, key: str, head_path: str, model: nn.Module) -> tuple[
             store_key(model, head_path, transform),
             ImageFiles(paths, transform, loader),
             keys,
-            np.asarray(labels, dtype=np.int64),
+            np.asarray(multi_hot, dtype=np.float32) if multi_hot is not None else np.asarray(labels, dtype=np.int64),
         )
     n = len(dataset)
     if labels is None:

@@ -40,8 +40,10 @@ def export_cmd(
     """Export a classifier or a torchvision detector to ONNX or TorchScript, with a sidecar JSON
     (preprocessing, class names, input/output format, licence) and a parity check on real images."""
     import visiontune as vt
-    from visiontune.export import export
+    from visiontune.export import default_output, export
 
+    if output is None:  # beside a saved model directory, else in the current folder
+        output = default_output(model, format_, "int8" if int8 else None, model)
     src = vt.load(model, weights=weights, pretrained=not random_init, trust_pickle=trust_pickle)
     if src.task == "segmentation":  # segmenters have their own exporter and sidecar record
         _export_segmenter(src, format_, output, opset, input_size, images if parity else None, parity_images, as_json)

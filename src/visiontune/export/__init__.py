@@ -15,7 +15,7 @@ format, registry ``BACKENDS``), `quantize`, `parity`, `sidecar` (the `Sidecar` r
 
 from visiontune.export.backends import BACKENDS, Backend, ExportOptions, get_backend, register_backend
 from visiontune.export.backends.base import unsupported_operator
-from visiontune.export.core import ExportResult, export
+from visiontune.export.core import ExportResult, default_output, export
 from visiontune.export.parity import ParityReport, classification_parity, detection_parity
 from visiontune.export.preprocess import preprocess_array
 from visiontune.export.runtime import ExportedModel, is_exported_artifact, load_artifact
@@ -32,6 +32,7 @@ __all__ = [
     "Sidecar",
     "classification_parity",
     "detection_parity",
+    "default_output",
     "export",
     "get_backend",
     "is_exported_artifact",

@@ -64,15 +64,21 @@ class ExportResult:
         return s
 
 
-def default_output(model_id: str, fmt: str, quantize: str | None) -> Path:
-    """``<model name>[.int8]<suffix>`` in the current folder."""
+def default_output(model_id: str, fmt: str, quantize: str | None, model: Any = None) -> Path:
+    """Where an export goes without ``output``: beside a saved model directory
+    (``runs/x/model`` → ``runs/x/model[.int8].onnx``), else ``<model name>[.int8]<suffix>`` in
+    the current folder."""
+    suffix = f"{'.int8' if quantize else ''}{get_backend(fmt).suffixes[0]}"
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
+        folder = Path(model) if Path(model).name else Path(model).resolve()
+        return folder.parent / f"{folder.name}{suffix}"
     stem = (
         re.sub(
             r"[^A-Za-z0-9_.-]+", "_", model_id.split("/")[-1] if "/" in model_id and ":" not in model_id else model_id
         ).strip("_")
         or "model"
     )
-    return Path(f"{stem}{'.int8' if quantize else ''}{get_backend(fmt).suffixes[0]}")
+    return Path(f"{stem}{suffix}")
 
 
 def export(
@@ -126,7 +132,7 @@ def export(
     src = resolve_source(model, preprocess=preprocess, class_names=class_names, model_id=model_id)
     options = ExportOptions(src.task, src.model_id, opset=opset, exporter=exporter, dynamic_batch=dynamic_batch)
     backend.prepare(options)
-    out = Path(output) if output is not None else default_output(src.model_id, fmt, quantize)
+    out = Path(output) if output is not None else default_output(src.model_id, fmt, quantize, model)
     backend.check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
 

@@ -159,7 +159,7 @@ class ExportedModel:
         from visiontune.hub.classification import MultiLabelPrediction
 
         names, out = self.class_names, []
-        cuts = self.sidecar.output.thresholds or [0.5] * len(names)
+        cuts = getattr(self.sidecar.output, "thresholds", None) or [0.5] * len(names)
         if self.sidecar.output.batch == 1:
             batch_size = 1
         for start in range(0, len(items), batch_size):

@@ -68,7 +68,6 @@ class SidecarOutput(_Part):
     names: list[str]
     shape: Shape | None = None
     batch: int | None = None
-    thresholds: list[float] | None = None  # multi-label: a label is present at probability >= its cut
 
 
 class Sidecar(Record):
