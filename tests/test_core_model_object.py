@@ -198,6 +198,7 @@ def test_no_model_id_parsing_cache_lookup_or_unguarded_load_outside_hub():
         ("track/reproduce.py", "model-id parsing"),
         ("pipeline.py", "model-id parsing"),
         ("label/audit_tasks.py", "model-id parsing"),  # "torchvision:<dataset>" data ids
+        ("segment/formats.py", "model-id parsing"),  # labelmap.txt lines "name:r,g,b::"
     }
     found = []
     for path in sorted((REPO / "src" / "visiontune").rglob("*.py")):

@@ -99,6 +99,12 @@ def test_examples_validate(example):
     text = example.read_text()
     if text.lstrip("#").find("backbone:") >= 0 and "train:" not in text:
         pytest.skip("detection example: validated by the detect tests")
+    if "segment_train:" in text:  # a `visiontune segment-train --config` file
+        from visiontune.segment.config import parse_config
+
+        cfg = parse_config(example)
+        assert cfg.data and cfg.segmenter and cfg.ignore_index == 11
+        return
     rc, tc = load_config(example)
     assert tc.model and tc.data and rc.name
 

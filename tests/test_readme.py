@@ -128,8 +128,14 @@ def _fill_caches(ws: Path) -> dict[str, str]:
             torchvision.models.detection.fasterrcnn_resnet50_fpn_v2,
             torchvision.models.detection.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
         ),
+        (
+            torchvision.models.segmentation.deeplabv3_mobilenet_v3_large,
+            torchvision.models.segmentation.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        ),
     ):
         kw = {"weights_backbone": None} if "fasterrcnn" in builder.__name__ else {}
+        if "deeplab" in builder.__name__:
+            kw = {"weights_backbone": None, "aux_loss": True}  # the COCO-VOC weights carry the aux head
         torch.save(builder(**kw).state_dict(), ck / Path(weights.url).name)
     for name, tag in (("resnet18", "a1_in1k"), ("efficientnet_b0", "ra_in1k"), ("resnet50", "a1_in1k")):
         src = ws / ".cache/src" / name
@@ -178,6 +184,15 @@ def _workspace(ws: Path, assets: Path, lite0: Path) -> None:
     (ws / "data.yaml").write_text(f"path: {coco8}\ntrain: images/train\nval: images/val\nnames: {json.dumps(names)}\n")
     (ws / "train.yaml").write_text("model: timm:resnet18\ndata: data/pets\nepochs: 1\nimage_size: 96\nbatch_size: 8\n")
     (ws / "examples").symlink_to(ROOT / "examples")
+    street = ws / "data/street"  # a CamVid slice as a mask folder (11 = void)
+    for split, n in (("train", 8), ("val", 4)):
+        _link_images(assets / "camvid" / split / "images", street / split / "images", n)
+        (street / split / "masks").mkdir(parents=True)
+        for img in (street / split / "images").iterdir():
+            (street / split / "masks" / f"{img.stem}.png").symlink_to(
+                assets / "camvid" / split / "masks" / f"{img.stem}.png"
+            )
+    shutil.copy(assets / "camvid" / "classes.txt", street / "classes.txt")
 
 
 def _runs(ws: Path, detector: bool) -> list[Path]:
@@ -185,6 +200,8 @@ def _runs(ws: Path, detector: bool) -> list[Path]:
     out = []
     for p in (ws / "runs").glob("*/run.json"):
         kind = json.loads(p.read_text()).get("kind", "")
+        if kind.startswith("segment"):  # the segment quickstart names its run (runs/street)
+            continue
         if kind.startswith("detect") == detector:
             out.append(p.parent)
     return sorted(out, key=lambda p: p.stat().st_mtime)

@@ -48,3 +48,38 @@ def test_torchvision_segmenter_needs_an_input_size(tmp_path):
     seg = SegmentationArtifact(res.path).predict(Image.new("RGB", (70, 50)))
     assert seg[0].class_map.shape == (50, 70) and res.parity["max_abs_diff"] < 1e-3
     assert seg[0].class_names[0] == "__background__" and not torch.is_floating_point(seg[0].class_map)
+
+
+def test_predict_and_segment_commands_run_the_onnx_export(tmp_path):
+    from typer.testing import CliRunner
+
+    from visiontune.cli.main import app
+    from visiontune.export import load_artifact
+
+    data = make_mask_folder(tmp_path / "d", n=3)
+    img = sorted((data / "val" / "images").glob("*.jpg"))[0]
+    p = composed_segmenter(TINY_SEGMENTER)
+    saved = p.save(tmp_path / "model")
+    onnx = tmp_path / "seg.onnx"
+    run = CliRunner().invoke(app, ["export", str(saved), "--out", str(onnx), "--images", str(img), "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.output)["parity"]["pixel_agreement"] > 0.999
+    res = SegmentationArtifact(onnx)
+    want = p.predict([img])[0].class_areas()
+    run = CliRunner().invoke(app, ["predict", str(res.path), str(img), "--json"], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    rows = json.loads(run.output)
+    assert rows[0]["path"] == str(img) and rows[0]["size"] == [48, 64]
+    assert rows[0]["classes"].keys() == want.keys()
+    assert all(abs(rows[0]["classes"][k] - v) < 0.01 for k, v in want.items())
+    for cmd in ("predict", "export-predict"):
+        text = CliRunner().invoke(app, [cmd, str(res.path), str(img)], env={"COLUMNS": "300"}, catch_exceptions=False)
+        assert text.exit_code == 0 and f"{img}: " in text.output and "%" in text.output, (cmd, text.output)
+    seg = CliRunner().invoke(app, ["segment", str(res.path), str(img), "-o", str(tmp_path / "out")])
+    assert seg.exit_code == 0, seg.output
+    doc = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert doc["model"] == p.card.model_id and doc["classes"] == p.class_names
+    assert (tmp_path / "out" / f"{img.stem}.overlay.png").is_file()
+    # the classification / detection reader names the reader that opens it
+    with pytest.raises(ConfigError, match="segmentation export.*SegmentationArtifact"):
+        load_artifact(res.path)

@@ -135,8 +135,12 @@ def per_class_metrics(cm: np.ndarray, classes: list[str]) -> pd.DataFrame:
     )
 
 
-def plot_confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix with counts, as PNG (written atomically)."""
+def plot_confusion_matrix(
+    cm: np.ndarray, classes: list[str], path: str | Path, title: str = "", cells: str = "counts", unit: str = ""
+) -> Path:
+    """Row-normalised confusion matrix (``cm``: counts) as PNG (written atomically); each cell
+    shows its count, or with ``cells="percent"`` its share of the row (pixel counts are too long
+    to print); ``unit`` names what is counted in the title (e.g. "pixels")."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -165,11 +169,11 @@ def plot_confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, 
     if k <= 30:
         for i in range(k):
             for j in range(k):
-                if cm[i, j]:
+                if cm[i, j] and (cells == "counts" or norm[i, j] >= 0.005):
                     ax.text(
                         j,
                         i,
-                        str(cm[i, j]),
+                        str(cm[i, j]) if cells == "counts" else f"{100 * norm[i, j]:.0f}",
                         ha="center",
                         va="center",
                         fontsize=9 if k <= 12 else 6,
@@ -178,7 +182,11 @@ def plot_confusion_matrix(cm: np.ndarray, classes: list[str], path: str | Path, 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true label")
     acc = np.trace(cm) / max(cm.sum(), 1)
-    ax.set_title((title + "  " if title else "") + f"accuracy {acc:.3f} (n={int(cm.sum())})")
+    ax.set_title(
+        (title + "  " if title else "")
+        + f"accuracy {acc:.3f} (n={int(cm.sum())}{' ' + unit if unit else ''})"
+        + ("\ncells: % of the true class" if cells == "percent" else "")
+    )
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

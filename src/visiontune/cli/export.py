@@ -45,6 +45,9 @@ def export_cmd(
     if output is None:  # beside a saved model directory, else in the current folder
         output = default_output(model, format_, "int8" if int8 else None, model)
     src = vt.load(model, weights=weights, pretrained=not random_init, trust_pickle=trust_pickle)
+    if src.task == "segmentation":  # segmenters have their own exporter and sidecar record
+        _export_segmenter(src, format_, output, opset, input_size, images if parity else None, parity_images, as_json)
+        return
     with console.status(f"exporting {model} to {format_}…", spinner="dots") if not as_json else _null():
         res = export(
             src,
@@ -85,6 +88,22 @@ def export_cmd(
             raise typer.Exit(1)
 
 
+def _export_segmenter(src, format_, output, opset, input_size, images, parity_limit, as_json) -> None:
+    from visiontune.errors import ConfigError
+    from visiontune.segment.export import export_segmenter
+
+    if format_ != "onnx":
+        raise ConfigError(f"segmenters export to onnx; got --format {format_}")
+    res = export_segmenter(
+        src, output, input_size=input_size, opset=opset, parity_images=images, parity_limit=parity_limit
+    )
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=1, default=str))
+    else:
+        note = "" if res.parity.get("real_images") else " (a synthetic image: pass --images for real ones)"
+        console.print(f"[green]exported[/] {res.summary()}{note}", highlight=False)
+
+
 def predict_cmd(
     artifact: Path = typer.Argument(..., help="An exported .onnx / .pt with its .visiontune.json sidecar."),
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
@@ -95,8 +114,13 @@ def predict_cmd(
 ):
     """Predict with an exported artifact alone (ONNX Runtime or TorchScript), using the sidecar's
     preprocessing, to check that the deployed path gives the same labels as the PyTorch model."""
-    from visiontune.export import load_artifact
+    from visiontune.cli.hub import print_segmentations
+    from visiontune.export import is_segmentation_sidecar, load_artifact
+    from visiontune.segment.export import SegmentationArtifact
 
+    if is_segmentation_sidecar(artifact):
+        print_segmentations(SegmentationArtifact(artifact).predict([str(p) for p in images]), as_json)
+        return
     rt = load_artifact(artifact, threads=threads)
     preds = rt.predict([str(p) for p in images], topk=topk, score_threshold=score_threshold)
     if rt.task == "detection":

@@ -143,8 +143,14 @@ def predict(
     from visiontune.data import list_images
 
     files = [str(f) for f in list_images(images)]
-    from visiontune.export import is_exported_artifact, load_artifact
+    from visiontune.export import is_exported_artifact, is_segmentation_sidecar, load_artifact
 
+    if is_exported_artifact(model_id) and is_segmentation_sidecar(model_id):  # an exported segmenter
+        from visiontune.segment.export import SegmentationArtifact
+
+        segs = SegmentationArtifact(model_id).predict(files, batch_size=min(batch_size, 8))
+        print_segmentations(segs, as_json)
+        return
     if is_exported_artifact(model_id):  # an exported model: ONNX Runtime / TorchScript path
         preds = load_artifact(model_id).predict(files, topk=topk, score_threshold=score_threshold)
         _print_preds(preds, as_json)
@@ -184,6 +190,17 @@ def decode_each(files: list[str]) -> tuple[list[str], list, list[tuple[str, str]
             msg = str(e)
             bad.append((f, msg[len(f) + 2 :] if msg.startswith(f + ": ") else msg))
     return ok, imgs, bad
+
+
+def print_segmentations(segs, as_json: bool) -> None:
+    """Semantic results: each image's class shares (largest first), or JSON records."""
+    if as_json:
+        rows = [{"path": s.path, "size": list(s.image_size or ()), "classes": s.class_areas()} for s in segs]
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for s in segs:
+        areas = sorted(s.class_areas().items(), key=lambda kv: -kv[1])
+        console.print(f"{s.path}: " + ", ".join(f"{n} {v:.1%}" for n, v in areas[:6]), highlight=False)
 
 
 def _print_preds(preds, as_json: bool) -> None:

@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("segment")
     def segment_cmd(
-        model: str = typer.Argument(..., help="a segmenter id (torchvision:, hf:, yolo:), saved dir or run folder"),
+        model: str = typer.Argument(
+            ..., help="a segmenter id (torchvision:, hf:, yolo:), saved dir, run folder or .onnx export"
+        ),
         images: list[Path] = typer.Argument(..., help="image files and/or folders"),
         out: Path = typer.Option(Path("segmentations"), "--out", "-o"),
         mode: str = typer.Option("semantic", "--mode", help="HF universal segmenters: semantic | instance | panoptic"),
@@ -49,16 +51,26 @@ def register(app: typer.Typer) -> None:
         from visiontune._atomic import write_text
         from visiontune.cli.hub import warn_if_random
         from visiontune.data import list_images
+        from visiontune.export import is_exported_artifact, is_segmentation_sidecar
+        from visiontune.segment.export import SegmentationArtifact
 
-        p = vt.load(model, pretrained=pretrained, trust_pickle=trust_pickle)
-        warn_if_random(p)
         paths = list_images(images)
-        kw: dict = {}
-        if p.task == "promptable-segmentation":
-            kw = {"points": _floats(points), "boxes": _floats(boxes)}
-        elif p.task == "segmentation" and p.card.source == "hf":
-            kw = {"mode": mode}
-        results = p.predict(paths, progress=True, **kw)
+        if is_exported_artifact(model) and is_segmentation_sidecar(model):  # an ONNX export + its sidecar
+            p = SegmentationArtifact(model)
+            model_id, class_names = p.sidecar.model_id, p.class_names
+        else:
+            p = vt.load(model, pretrained=pretrained, trust_pickle=trust_pickle)
+            warn_if_random(p)
+            model_id, class_names = p.card.model_id, p.class_names
+        if isinstance(p, SegmentationArtifact):
+            results = p.predict(paths)
+        else:
+            kw: dict = {}
+            if p.task == "promptable-segmentation":
+                kw = {"points": _floats(points), "boxes": _floats(boxes)}
+            elif p.task == "segmentation" and p.card.source == "hf":
+                kw = {"mode": mode}
+            results = p.predict(paths, progress=True, **kw)
         out.mkdir(parents=True, exist_ok=True)
         rows = []
         for path, seg in zip(paths, results):
@@ -66,9 +78,7 @@ def register(app: typer.Typer) -> None:
             if seg.class_map is not None:
                 Image.fromarray(seg.class_map.numpy().astype(np.uint8)).save(out / f"{Path(path).stem}.mask.png")
             rows.append({"image": str(path), "kind": seg.kind, "instances": seg.to_records()})
-        write_text(
-            out / "predictions.json", json.dumps({"model": p.card.model_id, "classes": p.class_names, "images": rows})
-        )
+        write_text(out / "predictions.json", json.dumps({"model": model_id, "classes": class_names, "images": rows}))
         Console().print(f"{len(paths)} images -> {out}/ (overlays, masks, predictions.json)", highlight=False)
 
     @app.command("segment-train")

@@ -19,7 +19,7 @@ from visiontune.export.core import ExportResult, default_output, export
 from visiontune.export.parity import ParityReport, classification_parity, detection_parity
 from visiontune.export.preprocess import preprocess_array
 from visiontune.export.runtime import ExportedModel, is_exported_artifact, load_artifact
-from visiontune.export.sidecar import Sidecar, read_sidecar, sidecar_path
+from visiontune.export.sidecar import Sidecar, is_segmentation_sidecar, read_sidecar, sidecar_path
 from visiontune.export.source import resolve_source
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "export",
     "get_backend",
     "is_exported_artifact",
+    "is_segmentation_sidecar",
     "load_artifact",
     "preprocess_array",
     "read_sidecar",

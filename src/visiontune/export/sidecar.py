@@ -20,6 +20,8 @@ from visiontune.errors import ConfigError
 from visiontune.export.preprocess import PIL_RESAMPLE
 from visiontune.records import Record
 
+SEGMENT_FORMAT_PREFIX = "visiontune.segment-export/"  # segmentation exports have their own record
+
 SIDECAR_SUFFIX = ".visiontune.json"
 #: the convention of sidecars written before `Sidecar` (read, never written)
 LEGACY_FORMAT = "visiontune.export"
@@ -133,6 +135,11 @@ class Sidecar(Record):
             raise ConfigError(f"{path}: expected a JSON object, found {type(doc).__name__}; re-export the model")
         if not doc.get("format"):
             raise ConfigError(f"{path}: no key 'format' (expected {cls.format_id()!r}); is this a visiontune sidecar?")
+        if str(doc["format"]).startswith(SEGMENT_FORMAT_PREFIX):
+            raise ConfigError(
+                f"{path}: format is {doc['format']!r}, a segmentation export: open it with "
+                "visiontune.segment.SegmentationArtifact (CLI: `visiontune predict` or `visiontune segment`)"
+            )
         try:
             return cls.model_validate(doc)
         except ValidationError as e:
@@ -153,6 +160,21 @@ def _explain(e: ValidationError) -> str:
             msg = str(err.get("msg")).removeprefix("Value error, ")
             parts.append(f"key {loc!r}: {msg}" if loc else msg)
     return "; ".join(parts[:6])
+
+
+def sidecar_format(artifact: str | os.PathLike) -> str | None:
+    """The ``format`` string of ``artifact``'s sidecar (e.g. ``visiontune.segment-export/1``), or
+    None when there is no readable sidecar: which reader opens the artifact."""
+    try:
+        doc = json.loads(sidecar_path(artifact).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return str(doc.get("format")) if isinstance(doc, dict) and doc.get("format") else None
+
+
+def is_segmentation_sidecar(artifact: str | os.PathLike) -> bool:
+    """True when ``artifact``'s sidecar is a segmentation export's (`visiontune.segment.export`)."""
+    return (sidecar_format(artifact) or "").startswith(SEGMENT_FORMAT_PREFIX)
 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:

@@ -32,8 +32,7 @@ from visiontune.data.decode import read_image
 from visiontune.errors import require
 from visiontune.records import Record
 from visiontune.results import Segmentation, class_color, draw_legend
-from visiontune.segment.evaluate import _as_pretrained, evaluate_semantic
-from visiontune.segment.formats import load_segmentation
+from visiontune.segment.evaluate import _as_pretrained, evaluate_semantic, labelled_split
 from visiontune.segment.metrics import ConfusionMatrix, image_iou
 
 
@@ -119,7 +118,7 @@ def audit_segmenter(
 ) -> SegmentationAudit:
     """Audit ``model`` on a labelled split (see the module docstring); writes ``out`` unless None."""
     p = _as_pretrained(model, trust_pickle)
-    ds = load_segmentation(data, split, classes=classes, ignore_index=ignore_index)
+    ds = labelled_split(p, data, split, classes=classes, ignore_index=ignore_index)
     names, ign = list(ds.classes), ds.ignore_index
     heap: list[tuple[float, int, Segmentation, torch.Tensor]] = []
     small_labels: list[np.ndarray] = []
@@ -247,8 +246,10 @@ def _write(
         )
     res.images.to_csv(out / "segmentation_audit.csv", index=False)
     res.record.write(out / "audit.json")
-    norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    cm_png = plot_confusion_matrix(norm, names, out / "confusion_matrix.png", title="row-normalised pixel confusion")
+    cm_png = plot_confusion_matrix(
+        matrix.astype(np.int64), names, out / "confusion_matrix.png", title="pixel confusion", cells="percent",
+        unit="pixels",
+    )  # fmt: skip
     tables = [
         Table(
             "worst",

@@ -43,7 +43,9 @@ class SegmentTrainConfig(EngineOptions):
     schedule: Literal["cosine", "constant"] = "cosine"
     loss: Literal["ce", "dice", "ce+dice"] = "ce+dice"
     dice_weight: float = Field(0.5, ge=0)
-    class_weights: Literal["none", "inverse_sqrt"] | list[float] = "none"
+    # mIoU averages classes, not pixels: weight CE by 1/sqrt(class pixel frequency) (mean 1) so
+    # thin rare classes (poles, signs, people) are learnt; CamVid: 0.422 -> 0.503 mIoU (docs/segment.md)
+    class_weights: Literal["none", "inverse_sqrt"] | list[float] = "inverse_sqrt"
     name: str | None = Field(None, description="run name (default: generated)")
 
     def to_dict(self) -> dict:

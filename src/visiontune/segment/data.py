@@ -131,7 +131,7 @@ def read_mask(path: str | Path) -> np.ndarray:
                     )
                 return arr[..., 0].astype(np.int64)
             return np.asarray(im if im.mode in ("L", "P", "I", "I;16") else im.convert("L")).astype(np.int64)
-    except OSError as e:
+    except (OSError, ImportError) as e:  # ImportError: a decoder plugin patched into PIL.Image.open (ultralytics)
         raise DatasetError(f"{path}: cannot read the mask ({e})") from e
 
 

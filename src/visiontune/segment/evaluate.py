@@ -20,7 +20,7 @@ from visiontune.hub.segmentation import label_conventions
 from visiontune.progress import progress as progress_bar
 from visiontune.results.segmentation import encode_rle
 from visiontune.segment.data import SegmentationDataset
-from visiontune.segment.formats import load_segmentation
+from visiontune.segment.formats import detect_format, load_segmentation
 from visiontune.segment.metrics import ConfusionMatrix, image_iou, mask_ap
 
 
@@ -86,6 +86,22 @@ def _as_pretrained(model: Any, trust_pickle: bool) -> Pretrained:
     if path.is_dir() and (path / "model").is_dir() and (path / "run.json").is_file():
         path = path / "model"  # a run folder
     return load(str(path) if path.exists() else str(model), trust_pickle=trust_pickle)
+
+
+def labelled_split(
+    p: Pretrained, data: Any, split: str | None, *, classes: Any = None, ignore_index: int | None = None
+) -> SegmentationDataset:
+    """The split ``p`` is scored on. A mask folder says nothing about its void label, so without
+    an explicit ``ignore_index`` the model's own convention (its card's ``ignore_index``, e.g. 11
+    for a CamVid-trained run) is used, else the folder default (255)."""
+    if ignore_index is None and not isinstance(data, SegmentationDataset) and detect_format(data) == "masks":
+        card_ignore = p.card.extra.get("ignore_index")
+        if card_ignore is not None:
+            ignore_index = int(card_ignore)
+    ds = load_segmentation(data, split, classes=classes, ignore_index=ignore_index)
+    if ds.ignore_index is None and ds.kind == "semantic":
+        ds.ignore_index = label_conventions(p)["ignore_index"]
+    return ds
 
 
 def _check_classes(p: Pretrained, ds: SegmentationDataset) -> None:
@@ -209,11 +225,7 @@ def evaluate_segmenter(
     """Evaluate a segmenter on a labelled split: semantic metrics for semantic segmenters, COCO
     mask AP (+ the semantic metrics of the painted masks) for instance segmenters."""
     p = _as_pretrained(model, trust_pickle)
-    ds = load_segmentation(data, split, classes=classes, ignore_index=ignore_index)
-    if ignore_index is None and ds.kind == "semantic" and ds.source != "voc":
-        conv = label_conventions(p)
-        if ds.ignore_index is None:
-            ds.ignore_index = conv["ignore_index"]
+    ds = labelled_split(p, data, split, classes=classes, ignore_index=ignore_index)
     if p.task == "instance-segmentation":
         metrics = evaluate_instances(p, ds, batch_size=batch_size, progress=progress)
         res = SegmentationEvaluation(p.card.model_id, str(data), split, metrics, [], list(ds.classes))

@@ -161,7 +161,7 @@ def export_segmenter(
     side_file = sidecar_path(path)
     side.write(side_file)
     art = SegmentationArtifact(path)
-    images = list_images(parity_images)[:parity_limit] if parity_images is not None else []
+    images = list_images(parity_images)[:parity_limit] if parity_images not in (None, [], ()) else []
     side.parity = parity(model, art, images)
     side.write(side_file)
     return SegmentationExport(path, side_file, side.parity)
