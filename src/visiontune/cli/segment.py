@@ -55,16 +55,15 @@ def register(app: typer.Typer) -> None:
         from visiontune.segment.export import SegmentationArtifact
 
         paths = list_images(images)
+        results: list
         if is_exported_artifact(model) and is_segmentation_sidecar(model):  # an ONNX export + its sidecar
-            p = SegmentationArtifact(model)
-            model_id, class_names = p.sidecar.model_id, p.class_names
+            art = SegmentationArtifact(model)
+            model_id, class_names = art.sidecar.model_id, art.class_names
+            results = art.predict(paths)
         else:
             p = vt.load(model, pretrained=pretrained, trust_pickle=trust_pickle)
             warn_if_random(p)
             model_id, class_names = p.card.model_id, p.class_names
-        if isinstance(p, SegmentationArtifact):
-            results = p.predict(paths)
-        else:
             kw: dict = {}
             if p.task == "promptable-segmentation":
                 kw = {"points": _floats(points), "boxes": _floats(boxes)}
