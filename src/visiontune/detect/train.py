@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from visiontune._atomic import write_text
-from visiontune.engine import Session, fit, global_rank, load_weights, make_trainer, seeded_loader
+from visiontune.engine import Session, fit_best, global_rank, make_trainer, seeded_loader
 from visiontune.errors import ConfigError
 
 from .adapt import adapt_detector_from_cfg, auto_anchors
@@ -201,19 +200,12 @@ def train_detector(
             table_columns=["train/loss", "val/mAP", "val/mAP50"] if progress else None,
             trust_pickle=trust_pickle,
         )
-        t0 = time.time()
-        fit(trainer, module, loader, val_loader, session.ckpt_path)
-        train_s = time.time() - t0
-        if not trainer.is_global_zero:
+        metrics = fit_best(
+            trainer, best_cb, module, loader, val_loader, session.ckpt_path, metric="val/mAP", trust_pickle=trust_pickle
+        )
+        if metrics is None:  # not rank 0
             return DetectTrainResult(session.dir, None, {}, det, report)
-        best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-        if best is not None and best.is_file():
-            module.load_state_dict(load_weights(best, trust_pickle=trust_pickle))
         det.pretrained.model.eval().cpu()
-        metrics: dict[str, Any] = {"train_seconds": round(train_s, 1), "epochs": trainer.current_epoch}
-        if module.history:
-            top = max(module.history, key=lambda h: h["val/mAP"])
-            metrics.update({k: float(v) for k, v in top.items()})
         model_dir = det.save(
             session.dir / "model",
             metrics=metrics,

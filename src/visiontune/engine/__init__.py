@@ -32,6 +32,7 @@ _LAZY = {
     "device_for": "visiontune.engine.options",
     "make_trainer": "visiontune.engine.trainer",
     "fit": "visiontune.engine.trainer",
+    "fit_best": "visiontune.engine.trainer",
     "on_gpu": "visiontune.engine.options",
     "quiet_lightning": "visiontune.engine.trainer",
     "resolve_precision": "visiontune.engine.options",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from visiontune.engine.schedules import warmup_cosine
     from visiontune.engine.seeding import EpochSampler, SeededDataset, mix_seed, rank_world, seeded_loader
     from visiontune.engine.session import RUN_DIR_ENV, Session, global_rank
-    from visiontune.engine.trainer import EpochTable, fit, make_trainer, quiet_lightning
+    from visiontune.engine.trainer import EpochTable, fit, fit_best, make_trainer, quiet_lightning
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from rich.console import Console
 
-from visiontune.engine.checkpoints import AtomicCheckpointIO
+from visiontune.engine.checkpoints import AtomicCheckpointIO, load_weights
 from visiontune.engine.options import EngineOptions, resolve_precision
 from visiontune.errors import ConfigError
 
@@ -191,3 +191,32 @@ def fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, ck
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt
+
+
+def fit_best(
+    trainer: Any,
+    best_cb: Any,
+    module: Any,
+    train_loader: Any,
+    val_loader: Any,
+    ckpt_path: Any,
+    *,
+    metric: str,
+    trust_pickle: bool = False,
+) -> dict[str, Any] | None:
+    """`fit`, then on rank 0 reload the best checkpoint into ``module`` and return the run's
+    metrics: ``train_seconds``, ``epochs`` and the row of ``module.history`` (one dict per
+    validation) with the highest ``metric``. None on the other ranks (they have nothing to save)."""
+    t0 = time.time()
+    fit(trainer, module, train_loader, val_loader, ckpt_path)
+    train_s = time.time() - t0
+    if not trainer.is_global_zero:
+        return None
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
+    if best is not None and best.is_file():
+        module.load_state_dict(load_weights(best, trust_pickle=trust_pickle))
+    metrics: dict[str, Any] = {"train_seconds": round(train_s, 1), "epochs": trainer.current_epoch}
+    history = getattr(module, "history", None) or []
+    if history:
+        metrics.update({k: float(v) for k, v in max(history, key=lambda h: h[metric]).items()})
+    return metrics

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from rich.console import Console
 
 from visiontune._atomic import write_text
 from visiontune.adapt.strategies import default_milestones, param_counts
-from visiontune.engine import Session, fit, global_rank, load_weights, make_trainer, seeded_loader
+from visiontune.engine import Session, fit_best, global_rank, make_trainer, seeded_loader
 from visiontune.errors import ConfigError
 from visiontune.hub import Pretrained, load
 from visiontune.segment.compose import composed_segmenter
@@ -225,19 +224,19 @@ def train_segmenter(
             table_extra=lambda m: {"training": f"{len(m.training_groups)}/{len(m.groups.names)} groups"},
             trust_pickle=trust_pickle,
         )
-        t0 = time.time()
-        fit(trainer, module, loader, val_loader, session.ckpt_path)
-        train_s = time.time() - t0
-        if not trainer.is_global_zero:
+        metrics = fit_best(
+            trainer,
+            best_cb,
+            module,
+            loader,
+            val_loader,
+            session.ckpt_path,
+            metric="val/mIoU",
+            trust_pickle=trust_pickle,
+        )
+        if metrics is None:  # not rank 0
             return SegmentTrainResult(session.dir, None, {}, p)
-        best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-        if best is not None and best.is_file():
-            module.load_state_dict(load_weights(best, trust_pickle=trust_pickle))
         p.model.eval().cpu()
-        metrics: dict[str, Any] = {"train_seconds": round(train_s, 1), "epochs": trainer.current_epoch}
-        if module.history:
-            top = max(module.history, key=lambda h: h["val/mIoU"])
-            metrics.update({k: float(v) for k, v in top.items()})
         if module.best is not None:
             metrics["val/iou"] = module.best["iou"]
             write_text(
