@@ -177,7 +177,11 @@ def _workspace(ws: Path, assets: Path, lite0: Path) -> None:
         f = row.split(",")[-1]
         (sample / f).symlink_to(imagenet / f)
     (ws / "images.txt").write_text("".join(f"{p}\n" for p in photos[:6]))
-    _link_images(hym / "val" / "bees", ws / "pool", 10)
+    # the unlabelled pool is the reader's own files (copies: `select --out` writes Label Studio tasks,
+    # whose images must lie under the document root, the working folder)
+    (ws / "pool").mkdir()
+    for f in sorted((hym / "val" / "bees").iterdir())[:10]:
+        shutil.copy(f, ws / "pool" / f.name)
     (ws / "lite0.pth").symlink_to(lite0)
     coco8 = assets / "coco8"
     names = _coco_names()

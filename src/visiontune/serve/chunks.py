@@ -3,7 +3,9 @@ and their batches, the DataLoader, Parquet parts and the writer that completes t
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -218,7 +220,12 @@ def open_plan(out: Path, runner: Runner, options: Any, paths: list[str], chunk_s
         inputs_sha256=inputs_digest(paths),
     )
     file = out / PLAN_FILE
+    started = time.time()
     if file.is_file():
+        for stale in out.glob(".part-*.tmp.parquet"):  # a part a killed run was writing (never renamed)
+            with contextlib.suppress(OSError):  # older than this call: not another rank's write in flight
+                if stale.stat().st_mtime < started - 1.0:
+                    stale.unlink()
         old = BatchPlan.read(file)
         keys = ("model", "task", "options", "num_images", "chunk_size", "inputs_sha256")
         diff = [k for k in keys if getattr(old, k) != getattr(plan, k)]
