@@ -12,6 +12,20 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
+
+def _split_cores_between_workers() -> None:
+    """Under pytest-xdist (``-n``), each worker — and every process it starts — gets its share of
+    the cores as its thread count: two workers each running a team of as many OpenMP threads as
+    the machine has cores make every parallel region wait on a descheduled thread (measured here:
+    a conv model 4x slower with two 2-thread processes on 2 cores than with one)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(share)
+
+
+_split_cores_between_workers()
+
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,3 +113,14 @@ def tiny_detr():
         label2id={"a": 0, "b": 1, "c": 2},
     )
     return tr.DetrForObjectDetection(cfg), tr.DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+
+
+# Longest files first (their durations in CI's --durations report): under pytest-xdist's
+# ``--dist loadfile`` a long file that starts last is the run's long pole; started first, the
+# other workers work through the short files meanwhile.
+LONG_FIRST = ("test_readme.py", "test_hub_real_weights.py", "test_audit_hymenoptera.py", "test_label_server.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))

@@ -57,7 +57,7 @@ def main() -> None:
 
     from visiontune.errors import VisiontuneError
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error stays one line (paths unbroken, grep-able)
     try:
         app()
     except VisiontuneError as e:
