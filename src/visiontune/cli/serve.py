@@ -91,12 +91,18 @@ def predict_extended(
 
         files = [str(f) for f in list_images([Path(model_id), *(images or [])])]  # with --server MODEL is an image
         with Client(server) as client:
-            results = client.predict(files, topk=topk)
+            task = (client.info().get("model") or {}).get("task")  # None: a server that does not say
+            results = client.predict(files, **({"topk": topk} if task in (None, "classification") else {}))
         if as_json:
             typer.echo(json.dumps(results, indent=1))
             return
         for r in results:
-            if r.get("task") == "detection":
+            if r.get("task") == "segmentation":
+                areas = sorted(r["class_areas"].items(), key=lambda kv: -kv[1])
+                shown = ", ".join(f"{n} {v:.1%}" for n, v in areas[:6])
+                inst = f"{len(r['instances'])} instances " if r["instances"] else ""
+                console.print(f"{r['source']}: {inst}{shown}", highlight=False)
+            elif r.get("task") == "detection":
                 dets = ", ".join(f"{d['name']} {d['score']:.2f}" for d in r["detections"])
                 console.print(f"{r['source']}: {len(r['detections'])} objects {dets}", highlight=False)
             else:

@@ -3,6 +3,7 @@ and their batches, the DataLoader, Parquet parts and the writer that completes t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import time
@@ -139,6 +140,8 @@ def _table(task: str, rows: list[dict]) -> pa.Table:
             ("top_label", pa.list_(pa.string())),
             ("top_prob", pa.list_(pa.float64())),
         ]
+    elif task == "segmentation":
+        schema = _segmentation_columns(res, cols)
     else:
         dets = [x["detections"] if x else None for x in res]
         cols["image_height"] = [x["image_size"][0] if x and x["image_size"] else None for x in res]
@@ -157,6 +160,33 @@ def _table(task: str, rows: list[dict]) -> pa.Table:
         ]
     fields = [("index", pa.int64()), ("path", pa.string()), ("ok", pa.bool_()), ("error", pa.string()), *schema]
     return pa.table({k: pa.array(cols[k], type=t) for k, t in fields})
+
+
+def _segmentation_columns(res: list[dict | None], cols: dict[str, list]) -> list[tuple[str, Any]]:
+    """A segmenter's columns: the class map as index-PNG bytes (``read_class_map_bytes``), the
+    class shares, and the instances (boxes, scores, labels, names, COCO RLE ``counts`` of each mask
+    at ``image_height`` × ``image_width``)."""
+    cols["image_height"] = [x["image_size"][0] if x and x["image_size"] else None for x in res]
+    cols["image_width"] = [x["image_size"][1] if x and x["image_size"] else None for x in res]
+    cols["class_map_png"] = [base64.b64decode(x["class_map"]["data"]) if x and x["class_map"] else None for x in res]
+    cols["class_areas"] = [list(x["class_areas"].items()) if x else None for x in res]
+    inst = [x["instances"] if x else None for x in res]
+    cols["boxes"] = [[d["box"] for d in ds] if ds is not None else None for ds in inst]
+    cols["scores"] = [[d["score"] for d in ds] if ds is not None else None for ds in inst]
+    cols["labels"] = [[d["label"] for d in ds] if ds is not None else None for ds in inst]
+    cols["names"] = [[d["name"] for d in ds] if ds is not None else None for ds in inst]
+    cols["masks_rle"] = [[d["mask"]["counts"] for d in ds] if ds is not None else None for ds in inst]
+    return [
+        ("image_height", pa.int32()),
+        ("image_width", pa.int32()),
+        ("class_map_png", pa.binary()),
+        ("class_areas", pa.map_(pa.string(), pa.float64())),
+        ("boxes", pa.list_(pa.list_(pa.float64(), 4))),
+        ("scores", pa.list_(pa.float64())),
+        ("labels", pa.list_(pa.int32())),
+        ("names", pa.list_(pa.string())),
+        ("masks_rle", pa.list_(pa.string())),
+    ]
 
 
 def write_part(out: Path, chunk: int, task: str, rows: list[dict]) -> Path:

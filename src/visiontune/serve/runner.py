@@ -11,7 +11,11 @@ Results::
     detection:      {"task": "detection", "image_size": [h, w],
                      "detections": [{"box": [x1, y1, x2, y2], "score", "label", "name"}, ...]}
 
-New tasks (segmentation) add a ``_Task`` subclass and one line in :data:`TASKS`.
+    segmentation:   {"task": "segmentation", "kind", "image_size", "class_map" (an index PNG),
+                     "class_areas", "instances": [{"box", "score", "label", "name", "mask" (RLE)}]}
+                     (see `visiontune.serve.segment`)
+
+A new task adds a `visiontune.serve.task.Task` subclass and one line in :data:`TASKS`.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from visiontune.errors import ConfigError
 from visiontune.export.preprocess import preprocess_array
 from visiontune.export.runtime import load_artifact
-from visiontune.export.sidecar import sidecar_path
+from visiontune.export.sidecar import is_segmentation_sidecar, sidecar_path
 from visiontune.hub.classification import logits_of
 from visiontune.hub.loader import load as load_pretrained
 from visiontune.results import Prediction
+from visiontune.segment.export import SegmentationArtifact
+from visiontune.serve.segment import SegmentExportedTask, SegmentOptions, SegmentTask
+from visiontune.serve.task import Task
 
 
 class ClassifyOptions(BaseModel):
@@ -57,32 +64,7 @@ def _key(options: BaseModel) -> str:
     return options.model_dump_json()
 
 
-class _Task:
-    """How one task prepares images and runs batches on one kind of loaded model."""
-
-    name = ""
-    options_model: type[BaseModel] = BaseModel
-
-    def __init__(self, model: Any, class_names: Sequence[str]):
-        self.model = model
-        self.class_names = list(class_names)
-
-    def prepare(self, image: Image.Image) -> Any:
-        return image
-
-    def preparer(self) -> Any:
-        """A picklable ``prepare`` for DataLoader worker processes (no model inside)."""
-        return _identity
-
-    def run(self, items: list[Any], options: BaseModel) -> list[dict]:
-        raise NotImplementedError
-
-
-def _identity(image: Image.Image) -> Image.Image:
-    return image
-
-
-class _Classify(_Task):
+class _Classify(Task):
     """A ``visiontune.Pretrained`` classifier: its own preprocessing, softmax, top-k."""
 
     name = "classification"
@@ -112,7 +94,7 @@ class _Classify(_Task):
         return _top(probs.cpu().numpy(), options.topk, self.class_names)
 
 
-class _ClassifyExported(_Task):
+class _ClassifyExported(Task):
     """An exported classifier (ONNX Runtime / TorchScript) with the sidecar's preprocessing."""
 
     name = "classification"
@@ -147,7 +129,7 @@ def _top(probs: np.ndarray, topk: int, names: list[str]) -> list[dict]:
     return out
 
 
-class _Detect(_Task):
+class _Detect(Task):
     """A detection model (``Pretrained.predict`` of a detector): the source's own pre/post-processing
     underneath.
 
@@ -176,7 +158,7 @@ class _Detect(_Task):
         return out  # type: ignore[return-value]
 
 
-class _DetectExported(_Task):
+class _DetectExported(Task):
     """An exported detector (one image per call, as the artifact was exported)."""
 
     name = "detection"
@@ -211,7 +193,7 @@ class Runner:
     :meth:`parse_options`. Not thread-safe for ``run``: call it from one thread at a time.
     """
 
-    def __init__(self, task: _Task, model_id: str, info: dict | None = None):
+    def __init__(self, task: Task, model_id: str, info: dict | None = None):
         self._task = task
         self.model_id = model_id
         self.info = info or {}
@@ -241,6 +223,10 @@ class Runner:
                     f"{path} is a file without the sidecar {sidecar_path(path).name}: serve an exported model "
                     "with its sidecar beside it, a saved model directory or a model id"
                 )
+            if is_segmentation_sidecar(path):
+                seg = SegmentationArtifact(path)
+                info = {"source": "exported", "backend": "onnxruntime", "artifact": str(path)}
+                return cls(SegmentExportedTask(seg, seg.class_names), str(path), info)
             exported = load_artifact(path, threads=threads)
             kind = {"classification": _ClassifyExported, "detection": _DetectExported}.get(exported.task)
             if kind is None:
@@ -257,6 +243,13 @@ class Runner:
             return cls(_Detect(p, p.class_names), p.card.model_id, {"source": p.card.source})
         if task == "classification":
             return cls(_Classify(p, p.class_names), p.card.model_id, {"source": p.card.source})
+        if task in ("segmentation", "instance-segmentation"):
+            return cls(SegmentTask(p, p.class_names), p.card.model_id, {"source": p.card.source})
+        if task == "promptable-segmentation":
+            raise ConfigError(
+                f"{text} is a promptable segmenter (SAM): it needs points or boxes with every image, which "
+                "the server does not take; call visiontune.load(...).predict(image, points=..., boxes=...)"
+            )
         raise ConfigError(f"{text} is a {task} model; serving supports {', '.join(TASKS)} for now")
 
     # -- properties --------------------------------------------------------------------------
@@ -342,4 +335,8 @@ def pow2_parts(n: int) -> list[int]:
 
 
 #: Tasks that can be served; each maps to its options model.
-TASKS: dict[str, type[BaseModel]] = {"classification": ClassifyOptions, "detection": DetectOptions}
+TASKS: dict[str, type[BaseModel]] = {
+    "classification": ClassifyOptions,
+    "detection": DetectOptions,
+    "segmentation": SegmentOptions,
+}
