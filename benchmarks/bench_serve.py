@@ -58,6 +58,37 @@ def expected_labels(files: list[Path], weights: str) -> list[str]:
     return [x.label for x in p.predict([str(f) for f in files], topk=1)]
 
 
+def model_bound(weights: str, max_batch_size: int, threads: int | None) -> dict:
+    """The model alone, as the server runs it (its own copy, channels-last, inference mode, the
+    server's thread count): milliseconds per image at batch 1 and at ``max_batch_size``. Their
+    ratio bounds what batching can gain once the model is the bottleneck (concurrency 16)."""
+    import torch
+
+    import visiontune as vt
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        m = vt.load(MODEL, weights=weights).model.eval().to(memory_format=torch.channels_last)
+        out = {}
+        for bs in (1, max_batch_size):
+            x = torch.randn(bs, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+            reps = max(3, 48 // bs)
+            with torch.inference_mode():
+                for _ in range(3):
+                    m(x)
+                times = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    m(x)
+                    times.append(time.perf_counter() - t0)
+            out[bs] = 1000 * float(np.median(times)) / bs
+        return out
+    finally:
+        torch.set_num_threads(before)
+
+
 class Server:
     """A `visiontune serve` process (own session, so its workers stop with it)."""
 
@@ -169,6 +200,13 @@ def main() -> None:
     files = sorted((ASSETS / "imagenet-sample-1k").glob("*.JPEG"))[:: max(1, 1000 // args.images)][: args.images]
     w = weights_file()
     labels = expected_labels(files, w)
+    bound = model_bound(w, args.max_batch_size, args.threads)
+    print(
+        f"model alone (channels-last, {args.threads or 'default'} threads): batch 1 {bound[1]:.1f} ms/image, "
+        f"batch {args.max_batch_size} {bound[args.max_batch_size]:.1f} ms/image -> batching can gain at most "
+        f"{bound[1] / bound[args.max_batch_size]:.2f}x once the model is the bottleneck",
+        flush=True,
+    )
     bodies = [json.dumps({"image": base64.b64encode(f.read_bytes()).decode(), "topk": 5}).encode() for f in files]
     levels = [int(c) for c in args.concurrency.split(",")]
     configs = []
@@ -260,6 +298,14 @@ def main() -> None:
             f"{np.mean(sm[:third]):.0f} MB, of the last third {np.mean(sm[-third:]):.0f} MB, max {max(sm):.0f} MB "
             f"({len(sm)} samples)"
         )
+    bs = args.max_batch_size
+    print(
+        f"model alone: batch 1 {bound[1]:.1f} ms/image, batch {bs} {bound[bs]:.1f} ms/image "
+        f"(bound on the batching gain {bound[1] / bound[bs]:.2f}x); served at the highest concurrency: "
+        + ", ".join(
+            f"{configs[k][1]} {1000 / rows[(k, max(levels))]['req_per_s']:.1f} ms/request" for k in range(len(configs))
+        )
+    )
     total_failed = sum(len(r["fail"]) for r in rows.values())
     print(f"total failed: {total_failed}; load average at the end: {os.getloadavg()}")
     if args.json:

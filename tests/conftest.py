@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import threading
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +27,9 @@ def _split_cores_between_workers() -> None:
 
 
 _split_cores_between_workers()
+# a wide "terminal" for output read by tests: Rich wraps at 80 columns when output is not a
+# terminal, which splits the long temporary paths of xdist workers (…/popen-gw1/…) across lines
+os.environ.setdefault("COLUMNS", "250")
 
 import pytest  # noqa: E402
 
@@ -124,3 +129,13 @@ LONG_FIRST = ("test_readme.py", "test_hub_real_weights.py", "test_audit_hymenopt
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))
+
+
+@pytest.fixture(autouse=True)
+def _sigint_not_left_ignored():
+    """A library that leaves SIGINT ignored in this process (Lightning's graceful shutdown does)
+    would make every later test's child process ignore Ctrl-C too (SIG_IGN is inherited): the
+    default handler is put back after each test."""
+    yield
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -181,7 +183,13 @@ def make_trainer(
 
 def fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, ckpt_path: Any = None) -> None:
     """``trainer.fit`` with quiet logs; Ctrl-C surfaces as ``KeyboardInterrupt`` (Lightning turns
-    it into ``sys.exit(1)`` after its graceful shutdown, which would hide it from the caller)."""
+    it into ``sys.exit(1)`` after its graceful shutdown, which would hide it from the caller).
+
+    Lightning also sets SIGINT to "ignore" for that shutdown and never restores it: a notebook or
+    script that interrupted one ``vt.train`` could not be interrupted again, and every process it
+    started would inherit the ignored signal. The handler the caller had is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
     try:
         with quiet_lightning():
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
@@ -189,6 +197,9 @@ def fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, ck
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
+    finally:
+        if main and sigint is not None and signal.getsignal(signal.SIGINT) != sigint:
+            signal.signal(signal.SIGINT, sigint)
     if trainer.interrupted:
         raise KeyboardInterrupt
 
