@@ -43,3 +43,20 @@ TINY_SEGMENTER = {
     "image": {"size": [48, 64]},
     "classes": CLASSES,
 }
+
+
+def save_tiny_sam(folder: Path) -> Path:
+    """An untrained, tiny Hugging Face SAM (model + image processor) saved to ``folder``, offline."""
+    import transformers as T
+
+    cfg = T.SamConfig(
+        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, output_channels=32,
+                           image_size=128, patch_size=16, window_size=4, global_attn_indexes=[0], mlp_dim=64,
+                           num_pos_feats=16),
+        prompt_encoder_config=dict(hidden_size=32, image_size=128, patch_size=16),
+        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_dim=64,
+                                 iou_head_hidden_dim=32),
+    )  # fmt: skip
+    T.SamModel(cfg).save_pretrained(folder)
+    T.SamImageProcessor(size={"longest_edge": 128}, pad_size={"height": 128, "width": 128}).save_pretrained(folder)
+    return folder

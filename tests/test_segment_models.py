@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import visiontune as vt
+from _segment_data import save_tiny_sam
 from visiontune.results import Detections, Segmentation
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -65,20 +66,8 @@ def test_huggingface_segformer_from_a_local_config(tmp_path, street):
 
 
 def test_huggingface_sam_promptable(tmp_path, street):
-    import transformers as T
-
-    cfg = T.SamConfig(
-        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, output_channels=32,
-                           image_size=128, patch_size=16, window_size=4, global_attn_indexes=[0], mlp_dim=64,
-                           num_pos_feats=16),
-        prompt_encoder_config=dict(hidden_size=32, image_size=128, patch_size=16),
-        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_dim=64,
-                                 iou_head_hidden_dim=32),
-    )  # fmt: skip
-    T.SamModel(cfg).save_pretrained(tmp_path / "sam")
-    T.SamImageProcessor(size={"longest_edge": 128}, pad_size={"height": 128, "width": 128}).save_pretrained(
-        tmp_path / "sam"
-    )
+    pytest.importorskip("transformers")
+    save_tiny_sam(tmp_path / "sam")
     p = vt.load(f"hf:{tmp_path / 'sam'}")
     assert p.task == "promptable-segmentation"
     pts = p.predict(street, points=[[100, 200], [300, 150]])[0]

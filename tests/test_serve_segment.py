@@ -5,15 +5,13 @@ index PNG in the JSON); instance masks travel as COCO RLE and decode to the same
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _segment_data import TINY_SEGMENTER, make_mask_folder  # noqa: E402
-from test_serve_server import ServerProcess  # noqa: E402
+from _segment_data import TINY_SEGMENTER, make_mask_folder, save_tiny_sam
+from test_serve_server import ServerProcess
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore")]
 
@@ -101,22 +99,11 @@ def test_instance_masks_travel_as_rle_and_class_maps_as_png():
 
 
 def test_promptable_segmenter_is_refused_with_the_reason(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from visiontune.errors import ConfigError
     from visiontune.serve import Runner
 
-    cfg = transformers.SamConfig(
-        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, output_channels=32,
-                           image_size=128, patch_size=16, window_size=4, global_attn_indexes=[0], mlp_dim=64,
-                           num_pos_feats=16),
-        prompt_encoder_config=dict(hidden_size=32, image_size=128, patch_size=16),
-        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_dim=64,
-                                 iou_head_hidden_dim=32),
-    )  # fmt: skip
-    transformers.SamModel(cfg).save_pretrained(tmp_path / "sam")
-    transformers.SamImageProcessor(size={"longest_edge": 128}, pad_size={"height": 128, "width": 128}).save_pretrained(
-        tmp_path / "sam"
-    )
+    save_tiny_sam(tmp_path / "sam")
     with pytest.raises(ConfigError, match="promptable"):
         Runner.load(f"hf:{tmp_path / 'sam'}")
 
