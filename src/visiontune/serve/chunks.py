@@ -143,48 +143,42 @@ def _table(task: str, rows: list[dict]) -> pa.Table:
     elif task == "segmentation":
         schema = _segmentation_columns(res, cols)
     else:
-        dets = [x["detections"] if x else None for x in res]
-        cols["image_height"] = [x["image_size"][0] if x and x["image_size"] else None for x in res]
-        cols["image_width"] = [x["image_size"][1] if x and x["image_size"] else None for x in res]
-        cols["boxes"] = [[d["box"] for d in ds] if ds is not None else None for ds in dets]
-        cols["scores"] = [[d["score"] for d in ds] if ds is not None else None for ds in dets]
-        cols["labels"] = [[d["label"] for d in ds] if ds is not None else None for ds in dets]
-        cols["names"] = [[d["name"] for d in ds] if ds is not None else None for ds in dets]
-        schema = [
-            ("image_height", pa.int32()),
-            ("image_width", pa.int32()),
-            ("boxes", pa.list_(pa.list_(pa.float64(), 4))),
-            ("scores", pa.list_(pa.float64())),
-            ("labels", pa.list_(pa.int32())),
-            ("names", pa.list_(pa.string())),
-        ]
+        schema = _instance_columns(res, [x["detections"] if x else None for x in res], cols)
     fields = [("index", pa.int64()), ("path", pa.string()), ("ok", pa.bool_()), ("error", pa.string()), *schema]
     return pa.table({k: pa.array(cols[k], type=t) for k, t in fields})
 
 
-def _segmentation_columns(res: list[dict | None], cols: dict[str, list]) -> list[tuple[str, Any]]:
-    """A segmenter's columns: the class map as index-PNG bytes (``read_class_map_bytes``), the
-    class shares, and the instances (boxes, scores, labels, names, COCO RLE ``counts`` of each mask
-    at ``image_height`` × ``image_width``)."""
+def _instance_columns(res: list[dict | None], inst: list[list[dict] | None], cols: dict[str, list]) -> list:
+    """The image size and one list per field of the instances (boxes, scores, labels, names) —
+    a detector's detections or a segmenter's instances."""
     cols["image_height"] = [x["image_size"][0] if x and x["image_size"] else None for x in res]
     cols["image_width"] = [x["image_size"][1] if x and x["image_size"] else None for x in res]
-    cols["class_map_png"] = [base64.b64decode(x["class_map"]["data"]) if x and x["class_map"] else None for x in res]
-    cols["class_areas"] = [list(x["class_areas"].items()) if x else None for x in res]
-    inst = [x["instances"] if x else None for x in res]
-    cols["boxes"] = [[d["box"] for d in ds] if ds is not None else None for ds in inst]
-    cols["scores"] = [[d["score"] for d in ds] if ds is not None else None for ds in inst]
-    cols["labels"] = [[d["label"] for d in ds] if ds is not None else None for ds in inst]
-    cols["names"] = [[d["name"] for d in ds] if ds is not None else None for ds in inst]
-    cols["masks_rle"] = [[d["mask"]["counts"] for d in ds] if ds is not None else None for ds in inst]
+    for col, key in (("boxes", "box"), ("scores", "score"), ("labels", "label"), ("names", "name")):
+        cols[col] = [[d[key] for d in ds] if ds is not None else None for ds in inst]
     return [
         ("image_height", pa.int32()),
         ("image_width", pa.int32()),
-        ("class_map_png", pa.binary()),
-        ("class_areas", pa.map_(pa.string(), pa.float64())),
         ("boxes", pa.list_(pa.list_(pa.float64(), 4))),
         ("scores", pa.list_(pa.float64())),
         ("labels", pa.list_(pa.int32())),
         ("names", pa.list_(pa.string())),
+    ]
+
+
+def _segmentation_columns(res: list[dict | None], cols: dict[str, list]) -> list[tuple[str, Any]]:
+    """A segmenter's columns: the instance columns, the class map as index-PNG bytes
+    (``PIL.Image.open(io.BytesIO(...))`` reads it), the class shares, and each instance mask's COCO
+    RLE ``counts`` at ``image_height`` × ``image_width``."""
+    inst = [x["instances"] if x else None for x in res]
+    schema = _instance_columns(res, inst, cols)
+    cols["class_map_png"] = [base64.b64decode(x["class_map"]["data"]) if x and x["class_map"] else None for x in res]
+    cols["class_areas"] = [list(x["class_areas"].items()) if x else None for x in res]
+    cols["masks_rle"] = [[d["mask"]["counts"] for d in ds] if ds is not None else None for ds in inst]
+    return [
+        *schema[:2],
+        ("class_map_png", pa.binary()),
+        ("class_areas", pa.map_(pa.string(), pa.float64())),
+        *schema[2:],
         ("masks_rle", pa.list_(pa.string())),
     ]
 
