@@ -111,6 +111,45 @@ def test_killed_run_is_interrupted_and_keeps_rows(tmp_path, sig):
     assert len(rows) >= 5 and [r["step"] for r in rows] == list(range(1, len(rows) + 1))
 
 
+_LOCKED_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, threading
+    from visiontune.track import Run
+    from visiontune.track.backends import Tracker
+
+    class Locked(Tracker):
+        # like TensorBoard's _AsyncWriter: every call takes one non-reentrant lock
+        name = "locked"
+        def __init__(self):
+            self.lock = threading.Lock()
+        def log_metrics(self, metrics, step, epoch=None):
+            with self.lock:
+                os.kill(os.getpid(), signal.SIGTERM)  # the signal lands while the lock is held
+                for _ in range(1000):
+                    pass
+        def finish(self, status, summary):
+            with self.lock:
+                print("finished", status, flush=True)
+
+    run = Run.start(root=sys.argv[1], name="victim", trackers=[Locked()], heartbeat_interval=0.2)
+    run.log_metrics({"train/loss": 1.0}, step=1)
+    print("not reached", flush=True)
+""")
+
+
+def test_sigterm_inside_a_backend_call_does_not_deadlock(tmp_path):
+    """SIGTERM while the main thread is inside a backend's locked write (TensorBoard's writer
+    lock, seen deadlocked in CI): the handler must not close the backends itself; the run ends
+    interrupted and the backend is closed after the write unwinds."""
+    p = subprocess.run(
+        [sys.executable, "-c", _LOCKED_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 128 + signal.SIGTERM, p.stderr
+    assert "finished interrupted" in p.stdout and "not reached" not in p.stdout, p.stdout + p.stderr
+    rec = load_run(tmp_path / "victim")
+    assert rec.status == "interrupted" and "SIGTERM" in rec.data["status_reason"]
+    assert rec.data["end_time"] is not None
+
+
 def test_failed_run_keeps_traceback_and_cli(tmp_path):
     from typer.testing import CliRunner
 

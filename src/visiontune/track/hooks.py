@@ -60,6 +60,15 @@ class ProcessHooks:
         atexit.unregister(self._atexit)
 
     def _on_signal(self, signum, frame) -> None:
+        """Mark the record ``interrupted`` at once, then raise (KeyboardInterrupt for SIGINT,
+        ``SystemExit(128 + signum)`` for SIGTERM) so the interrupted code unwinds.
+
+        The handler runs *inside* whatever the main thread was doing — possibly a backend's
+        write holding that backend's lock (TensorBoard's ``_AsyncWriter.write``). Closing the
+        backends from here deadlocked on that lock; so the handler only writes ``run.json``
+        (a fresh temporary file, no shared lock but the run's reentrant one) and leaves
+        ``finish`` to the unwinding: ``Run.__exit__`` or the atexit hook.
+        """
         name = signal.Signals(signum).name
         prev = self._prev_handlers.get(signum, signal.SIG_DFL)
         if prev == signal.SIG_IGN:
@@ -68,15 +77,16 @@ class ProcessHooks:
             with self._lock:
                 self._interrupt_reason = f"received {name}"
                 self.record["status"], self.record["status_reason"] = "interrupted", f"received {name}"
-                self._csv._f.flush()
+                try:
+                    self._csv._f.flush()
+                except (RuntimeError, ValueError):  # interrupted inside a CSV write / closed
+                    pass
                 self._write_record()  # marked at once, before anything else can go wrong
         if callable(prev):
             prev(signum, frame)
         elif signum == signal.SIGINT:
             raise KeyboardInterrupt
         else:
-            if not self._finished:
-                self.finish("interrupted", reason=f"received {name}")
             raise SystemExit(128 + signum)
 
     def _excepthook(self, exc_type, exc, tb) -> None:
