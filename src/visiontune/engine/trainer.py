@@ -8,6 +8,7 @@ table, the progress bar and quiet Lightning logs — the same for every task.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -181,9 +182,30 @@ def make_trainer(
     return trainer, best
 
 
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Training allocates many short-lived objects, and every so often Python's cyclic GC makes a
+    full (generation 2) pass over *every* tracked object — the ~600k objects torch, Lightning and
+    the model's modules leave on the heap, none of which becomes garbage while training runs:
+    0.3-0.6 s a pass here, ~4 % of a 15-step CPU span. ``gc.freeze()`` moves that heap to the
+    permanent generation, so later passes scan only what training creates (and forked DataLoader
+    workers stop touching the parent's pages). No collection first (it would cost the same 0.3-0.6 s
+    on every fit): cyclic garbage that is frozen is freed by the first full pass after the
+    unfreeze. Unfrozen afterwards; a caller that froze the heap itself keeps its own freeze."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, ckpt_path: Any = None) -> None:
-    """``trainer.fit`` with quiet logs; Ctrl-C surfaces as ``KeyboardInterrupt`` (Lightning turns
-    it into ``sys.exit(1)`` after its graceful shutdown, which would hide it from the caller).
+    """``trainer.fit`` with quiet logs and the pre-training heap frozen (see :func:`frozen_heap`);
+    Ctrl-C surfaces as ``KeyboardInterrupt`` (Lightning turns it into ``sys.exit(1)`` after its
+    graceful shutdown, which would hide it from the caller).
 
     Lightning also sets SIGINT to "ignore" for that shutdown and never restores it: a notebook or
     script that interrupted one ``vt.train`` could not be interrupted again, and every process it
@@ -191,7 +213,7 @@ def fit(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, ck
     main = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main else None
     try:
-        with quiet_lightning():
+        with quiet_lightning(), frozen_heap():
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:
         if trainer.interrupted:
