@@ -195,8 +195,14 @@ def main() -> int:
     growth = large["peak_mib"] - small["peak_mib"]
     print(f"peak RSS growth for 8x the images: {growth:+.0f} MiB; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
     if args.out:
-        doc = {"bare_s": bare, "visiontune_s": vt, "ratio_cpu": ratio, "ratio_wall": wall, "ratio_paired": paired}
-        doc["eval"] = [small, large]
+        doc = {
+            "bare_s": bare,
+            "visiontune_s": vt,
+            "ratio_cpu": ratio,
+            "ratio_wall": wall,
+            "ratio_paired": paired,
+            "eval": [small, large],
+        }
         args.out.write_text(json.dumps(doc))
     return 0
 

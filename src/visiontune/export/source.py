@@ -104,6 +104,7 @@ def resolve_source(
     task = task or "classification"
     if task == "detection":
         if not is_torchvision_detector(module):
+            # the message names Ultralytics' own exporter; nothing is loaded here
             raise ExportError(
                 f"{model_id or type(module).__name__}: only torchvision detectors (Faster/Mask R-CNN, "
                 f"RetinaNet, FCOS, SSD) export here; Ultralytics models export with their own "
